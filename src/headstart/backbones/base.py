@@ -1,0 +1,86 @@
+"""What every backbone provides: a body cut into ordered layer groups, its preprocessing, its width."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How the backbone's pretraining fed it images. Mean and std are on 0-1 pixel values."""
+
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    input_size: int  # side of the square the body sees
+    resize_size: int  # the eval transform resizes the short side to this, then centre-crops input_size
+    interpolation: str = "bilinear"
+
+    def at_size(self, input_size: int) -> "Preprocessing":
+        """The same preprocessing for another input size, keeping the resize/crop ratio."""
+        ratio = self.resize_size / self.input_size
+        return Preprocessing(self.mean, self.std, input_size, round(input_size * ratio), self.interpolation)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Preprocessing":
+        return cls(tuple(d["mean"]), tuple(d["std"]), int(d["input_size"]), int(d["resize_size"]), d.get("interpolation", "bilinear"))
+
+
+IMAGENET = dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+
+
+class GroupedBody(nn.Module):
+    """A body as an ordered list of layer groups, input to output.
+
+    Running the groups one after the other gives the pooled feature vector, shape (batch, width).
+    Because the body is a plain chain, a prefix of groups can be run (or cached) on its own:
+    `body(x) == body.run(body.run(x, 0, k), k)`.
+    """
+
+    def __init__(self, groups: dict[str, nn.Module]):
+        super().__init__()
+        self.groups = nn.ModuleDict(groups)
+
+    @property
+    def group_names(self) -> list[str]:
+        return list(self.groups.keys())
+
+    def run(self, x: torch.Tensor, start: int = 0, end: int | None = None) -> torch.Tensor:
+        for module in list(self.groups.values())[start:end]:
+            x = module(x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.run(x)
+
+
+@dataclass
+class Backbone:
+    """A built backbone: the body, and what is known about it."""
+
+    name: str
+    body: GroupedBody
+    width: int  # length of the pooled feature vector the head receives
+    preprocessing: Preprocessing
+    pretrained: bool
+    weights_source: str  # where the weights came from, in words (package, hub id, file, "random")
+    source_head: nn.Linear | None = None  # the pretraining classifier, kept aside (never trained)
+    source_classes: list[str] | None = None  # names of the source head's classes, when known
+    arch_config: dict = field(default_factory=dict)  # what a run folder needs to rebuild it offline
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """A registry entry: how to build a backbone, and what to say about it before building it."""
+
+    name: str
+    description: str
+    offline: bool  # usable with no network (weights ship in an installed package)
+    params_millions: float | None
+    build: Callable[..., Backbone]  # build(pretrained: bool = True, arch_config: dict | None = None)
+    package: str | None = None  # the pip package that carries the weights, if any

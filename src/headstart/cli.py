@@ -1,0 +1,167 @@
+"""The `headstart` command: a thin layer over the Python API."""
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .errors import UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Fine-tune a pretrained model on your own labeled images.")
+
+# The demo's recipe for the embedded default (ELPV solar cells): see README, "Defaults and why".
+DEMO_OVERRIDES = {"backbone": "mobilenet_v2", "strategy": "lp-ft", "epochs": 6, "test_fraction": 0.25, "vflip": True}
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", err=True, fg="red")
+    raise typer.Exit(2)
+
+
+def _build_config(data: Optional[str], config_file: Optional[Path], options: dict, settings: list[str]):
+    from .config import config_from_dict, load_config_file
+
+    values = load_config_file(config_file) if config_file else {}
+    if data is not None:
+        values["data"] = data
+    values.update({k: v for k, v in options.items() if v is not None})
+    for item in settings:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"--set takes key=value, got {item!r}")
+        values[key.strip().replace("-", "_")] = value.strip()
+    return config_from_dict(values, source=str(config_file) if config_file else "options")
+
+
+@app.command()
+def train(
+    data: Optional[str] = typer.Argument(None, help="Image folder (one sub-folder per class; train/ val/ test/ optional) or CSV manifest (path,label)."),
+    backbone: Optional[str] = typer.Option(None, help="Backbone name (see `headstart models`), or timm:<name>, torchvision:<name>, hf:<repo id or folder>."),
+    strategy: Optional[str] = typer.Option(None, help="head | gradual | full | discriminative | lp-ft | scratch."),
+    epochs: Optional[int] = typer.Option(None, help="Epochs in all, shared by the strategy's stages."),
+    lr: Optional[float] = typer.Option(None, help="Peak learning rate of the head; lower layer groups get less."),
+    image_size: Optional[int] = typer.Option(None, help="Input side in pixels (default: the backbone's own)."),
+    batch_size: Optional[int] = typer.Option(None),
+    seed: Optional[int] = typer.Option(None),
+    vflip: Optional[bool] = typer.Option(None, "--vflip/--no-vflip", help="Also flip images vertically when training."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML or JSON file of settings; options given here win."),
+    set_: list[str] = typer.Option([], "--set", help="Any setting as key=value (repeatable), e.g. --set lr_decay=2.0."),
+    out: Optional[str] = typer.Option(None, help="Run folder (default runs/<time>-<backbone>-<strategy>)."),
+):
+    """Fine-tune a backbone on DATA and write a run folder: model, metrics, plots, config."""
+    from .training.run import train as run_training
+
+    options = dict(backbone=backbone, strategy=strategy, epochs=epochs, lr=lr, image_size=image_size,
+                   batch_size=batch_size, seed=seed, vflip=vflip, out=out)
+    run_training(_build_config(data, config, options, set_))
+
+
+@app.command("eval")
+def eval_(run: Path = typer.Argument(..., help="A run folder."),
+          data: Optional[str] = typer.Argument(None, help="Image folder or manifest to evaluate on (default: the run's own val and test splits).")):
+    """Evaluate a run's best model; prints metrics and writes RUN/eval.json."""
+    from .evaluation.metrics import summary_line
+    from .inference import evaluate_run
+
+    result = evaluate_run(run, data)
+    for path, reason in result["skipped"]:
+        typer.echo(f"warning: skipped {path}: {reason}", err=True)
+    for name in ("val", "test", "data"):
+        if name in result:
+            typer.echo(f"{name}: {summary_line(result[name])}")
+    typer.echo(f"written: {run / 'eval.json'}")
+
+
+@app.command()
+def predict(run: Path = typer.Argument(..., help="A run folder."),
+            inputs: list[str] = typer.Argument(..., help="Image files or folders."),
+            top_k: int = typer.Option(3, "--top-k", min=1),
+            format: str = typer.Option("csv", "--format", help="csv | json"),
+            output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write here instead of standard output.")):
+    """Predict the top-k classes of images with a run's best model."""
+    from .inference import predict as run_predict
+
+    if format not in ("csv", "json"):
+        raise UserError(f"--format must be csv or json, got {format!r}")
+    rows, skipped = run_predict(run, inputs, top_k)
+    for path, reason in skipped:
+        typer.echo(f"warning: skipped {path}: {reason}", err=True)
+    stream = open(output, "w", newline="", encoding="utf-8") if output else sys.stdout
+    try:
+        if format == "json":
+            json.dump(rows, stream, indent=2)
+            stream.write("\n")
+        else:
+            writer = csv.writer(stream)
+            k = max((len(r["top"]) for r in rows), default=top_k)
+            writer.writerow(["path"] + [f"{x}{i}" for i in range(1, k + 1) for x in ("label", "probability")])
+            for r in rows:
+                writer.writerow([r["path"]] + [v for t in r["top"] for v in (t["label"], t["probability"])])
+    finally:
+        if output:
+            stream.close()
+
+
+@app.command()
+def models(as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
+    """List the backbones: which work offline (weights in an installed package) and their sizes."""
+    import importlib.util
+
+    from .backbones import list_backbones
+
+    rows = []
+    for spec in list_backbones():
+        module = spec.package.replace("-", "_") if spec.package else None
+        installed = bool(module and importlib.util.find_spec(module))
+        rows.append({"name": spec.name, "offline": spec.offline and installed, "params_millions": spec.params_millions,
+                     "package": spec.package, "description": spec.description})
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="backbones")
+    for col in ("name", "offline", "params (M)", "weights package", "description"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"], "yes" if r["offline"] else "no", f"{r['params_millions']:.1f}" if r["params_millions"] else "?",
+                      r["package"] or "", r["description"])
+    table.add_row("timm:<name>", "no", "", "", "any timm model (hub download, or timm:local-dir:<folder>)")
+    table.add_row("torchvision:<name>", "no", "", "", "torchvision classification models (download)")
+    table.add_row("hf:<repo id or folder>", "no", "", "", "Hugging Face image models: ViT, DeiT, DINOv2 (download or local folder)")
+    Console().print(table)
+
+
+@app.command()
+def demo(out: Optional[str] = typer.Option(None, help="Run folder (default runs/demo-<time>)."),
+         epochs: Optional[int] = typer.Option(None, help=f"Epochs (default {DEMO_OVERRIDES['epochs']}).")):
+    """Fine-tune mobilenet_v2 on the embedded ELPV solar-cell images (defective vs functional)."""
+    from datetime import datetime
+
+    from .config import config_from_dict
+    from .data.elpv import materialise_elpv
+    from .training.run import train as run_training
+
+    data = materialise_elpv()
+    typer.echo(f"ELPV solar cells in {data} (CC BY-NC-SA 4.0, from package elpv-dataset)")
+    values = {**DEMO_OVERRIDES, "data": str(data), "out": out or f"runs/demo-{datetime.now():%Y%m%d-%H%M%S}"}
+    if epochs:
+        values["epochs"] = epochs
+    run_training(config_from_dict(values))
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=True)
+    except UserError as e:
+        _fail(str(e))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""A run's configuration: defaults, a YAML/JSON file, command-line overrides, validation by key."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+from .errors import UserError
+from .strategies import StrategyOptions
+
+CHOICES = {
+    "optimizer": ("adamw", "sgd"),
+    "schedule": ("cosine", "onecycle", "constant"),
+    "monitor": ("accuracy", "balanced_accuracy", "macro_f1", "loss"),
+    "precision": ("auto", "fp32", "bf16", "fp16"),
+    "device": ("auto", "cpu", "cuda"),
+}
+
+
+@dataclass
+class TrainConfig:
+    data: str = ""  # image folder or CSV manifest
+    backbone: str = "mobilenet_v2"
+    strategy: str = "lp-ft"
+    epochs: int = 8
+    batch_size: int = 32
+    image_size: int | None = None  # None: the backbone's own input size
+    seed: int = 0
+    # optimisation
+    optimizer: str = "adamw"
+    lr: float = 1e-3  # peak rate of the head; lower groups get less (see strategies)
+    weight_decay: float = 0.01  # not applied to biases and norm weights
+    momentum: float = 0.9  # SGD only
+    schedule: str = "cosine"  # per stage: linear warm-up then cosine to zero
+    warmup: float = 0.1  # share of each stage's steps spent warming up
+    label_smoothing: float = 0.1
+    grad_accum: int = 1
+    head_lr_mult: float = 10.0
+    lr_decay: float = 2.6
+    ft_lr_mult: float = 0.1
+    unfreeze_lr_mult: float = 0.5
+    lp_fraction: float = 0.3
+    # model
+    dropout: float = 0.2  # before the new head
+    # data and augmentation
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+    crop_scale: float = 0.35  # smallest area share of a random resized crop (torchvision's 0.08 loses small defects)
+    hflip: bool = True
+    vflip: bool = False  # for data with no up and down: cells, tissue, satellite tiles
+    # running
+    monitor: str = "accuracy"  # validation metric that picks the best checkpoint
+    patience: int = 0  # stop after this many epochs without a better validation metric; 0: never
+    precision: str = "auto"  # auto: bf16 where the CPU or GPU supports it, else fp32
+    device: str = "auto"
+    workers: int | None = None  # data-loader processes; None: 0 on a CPU (they would steal its cores), 4 on a GPU
+    out: str | None = None  # run folder; None: runs/<time>-<backbone>-<strategy>
+
+    def strategy_options(self) -> StrategyOptions:
+        return StrategyOptions(lr=self.lr, head_lr_mult=self.head_lr_mult, lr_decay=self.lr_decay,
+                               ft_lr_mult=self.ft_lr_mult, unfreeze_lr_mult=self.unfreeze_lr_mult,
+                               lp_fraction=self.lp_fraction)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return config_from_dict({**self.to_dict(), **changes})
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    allowed = [t for t in getattr(hint, "__args__", (hint,))]
+    if value is None:
+        if type(None) in allowed:
+            return None
+        raise UserError(f"config key {key!r} must not be empty")
+    for t in allowed:
+        if t is type(None):
+            continue
+        if t is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):
+                return value.lower() in ("true", "yes")
+            continue
+        if t is int and isinstance(value, float) and not value.is_integer():
+            continue
+        try:
+            return t(value)
+        except (TypeError, ValueError):
+            continue
+    names = " or ".join(t.__name__ for t in allowed if t is not type(None))
+    raise UserError(f"config key {key!r} must be {names}, got {value!r}")
+
+
+def config_from_dict(d: dict[str, Any], source: str = "config") -> TrainConfig:
+    hints = get_type_hints(TrainConfig)
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise UserError(f"unknown key {unknown[0]!r} in {source}; known keys: {', '.join(sorted(known))}")
+    values = {k: _coerce(k, v, hints[k]) for k, v in d.items()}
+    for key, choices in CHOICES.items():
+        if key in values and values[key] not in choices:
+            raise UserError(f"config key {key!r} must be one of {', '.join(choices)}, got {values[key]!r}")
+    config = TrainConfig(**values)
+    _check_ranges(config)
+    return config
+
+
+def _check_ranges(c: TrainConfig) -> None:
+    checks = [
+        ("epochs", c.epochs >= 1), ("batch_size", c.batch_size >= 1), ("lr", c.lr > 0),
+        ("grad_accum", c.grad_accum >= 1), ("warmup", 0 <= c.warmup < 1),
+        ("val_fraction", 0 <= c.val_fraction < 1), ("test_fraction", 0 <= c.test_fraction < 1),
+        ("crop_scale", 0 < c.crop_scale <= 1), ("dropout", 0 <= c.dropout < 1),
+        ("label_smoothing", 0 <= c.label_smoothing < 1), ("image_size", c.image_size is None or c.image_size >= 16),
+        ("patience", c.patience >= 0),
+    ]
+    for key, ok in checks:
+        if not ok:
+            raise UserError(f"config key {key!r} is out of range: {getattr(c, key)!r}")
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+        d = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as e:
+        raise UserError(f"cannot parse config file {path}: {str(e).splitlines()[0]}") from e
+    if d is None:
+        return {}
+    if not isinstance(d, dict):
+        raise UserError(f"config file {path} must hold a mapping of keys to values")
+    return d

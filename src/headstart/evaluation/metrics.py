@@ -1,0 +1,41 @@
+"""Classification metrics from logits and labels (scikit-learn does the counting)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, classification_report, confusion_matrix, f1_score
+
+
+def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, classes: list[str]) -> dict:
+    y_true = labels.numpy()
+    y_pred = logits.argmax(1).numpy()
+    idx = list(range(len(classes)))
+    loss = torch.nn.functional.cross_entropy(logits.float(), labels).item()
+    return {
+        "n": int(len(y_true)),
+        "loss": loss,
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, average="macro", labels=idx, zero_division=0)),
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=idx).tolist(),
+        "per_class": classification_report(y_true, y_pred, labels=idx, target_names=classes, output_dict=True, zero_division=0),
+    }
+
+
+def summary_line(m: dict) -> str:
+    return (f"accuracy {m['accuracy']:.4f}  balanced accuracy {m['balanced_accuracy']:.4f}  "
+            f"macro-F1 {m['macro_f1']:.4f}  (n={m['n']})")
+
+
+def is_better(new: dict, best: dict | None, monitor: str) -> bool:
+    if best is None:
+        return True
+    if monitor == "loss":
+        return new["loss"] < best["loss"]
+    # ties on a coarse metric (small validation sets) are broken by the loss
+    return (new[monitor], -new["loss"]) > (best[monitor], -best["loss"])
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    a = np.asarray(values, dtype=float)
+    return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0

@@ -1,0 +1,206 @@
+"""`train(config)`: a whole fine-tuning run, top to bottom, and the run folder it leaves behind."""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState
+from accelerate.utils import set_seed
+
+from ..backbones import create_backbone
+from ..config import TrainConfig
+from ..data.images import decode_images
+from ..data.pipeline import DecodedImages, Normalize, eval_transform, make_loader, train_transform
+from ..data.sources import DataSplits, load_image_data
+from ..errors import UserError
+from ..evaluation.metrics import classification_metrics, is_better, summary_line
+from ..evaluation.plots import plot_confusion_matrix, plot_learning_curves
+from ..model import Classifier
+from ..strategies import apply_trainable, get_strategy, set_train_mode, trainable_parameter_count
+from .checkpoint import load_weights, save_weights, write_json, write_text
+from .environment import environment_record, resolve_device, resolve_precision
+from .loop import NonFiniteLoss, predict_logits, train_one_epoch
+from .optim import build_optimizer, build_scheduler
+
+BEST, LAST = "model.safetensors", "last.safetensors"
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    metrics: dict
+    model: Classifier
+    classes: list[str]
+
+    @property
+    def report_split(self) -> str:
+        return "test" if "test" in self.metrics else "val"
+
+
+def default_run_dir(config: TrainConfig) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    backbone = config.backbone.replace(":", "-").replace("/", "-")
+    return Path("runs") / f"{stamp}-{backbone}-{config.strategy}"
+
+
+def drop_undecodable(splits: DataSplits, images: dict) -> DataSplits:
+    keep = lambda samples: [s for s in samples if s.path in images]  # noqa: E731
+    splits.train, splits.val, splits.test = keep(splits.train), keep(splits.val), keep(splits.test)
+    missing = sorted(set(splits.classes) - {s.label for s in splits.train})
+    if missing:
+        raise UserError(f"no readable training image left for class {missing[0]!r} (see the skipped files)")
+    return splits
+
+
+def train(config: TrainConfig, log=print) -> RunResult:
+    wall_start = time.perf_counter()
+    strategy = get_strategy(config.strategy)
+    if not config.data:
+        raise UserError("no data given: pass an image folder or a CSV manifest")
+    set_seed(config.seed)
+    device = resolve_device(config.device)
+    precision = resolve_precision(config.precision, device)
+
+    # data: list files, split, decode every image once
+    splits = load_image_data(config.data, val_fraction=config.val_fraction, test_fraction=config.test_fraction, seed=config.seed)
+    backbone = create_backbone(config.backbone, pretrained=strategy.pretrained)
+    prep = backbone.preprocessing if config.image_size is None else backbone.preprocessing.at_size(config.image_size)
+    images, undecodable = decode_images([s.path for s in splits.all_samples()], prep.resize_size)
+    splits.skipped.extend(undecodable)
+    splits = drop_undecodable(splits, images)
+    for path, reason in splits.skipped:
+        log(f"warning: skipped {path}: {reason}")
+    classes = splits.classes
+    class_index = {c: i for i, c in enumerate(classes)}
+    workers = config.workers if config.workers is not None else (0 if device == "cpu" else 4)
+    train_loader = make_loader(DecodedImages(splits.train, images, class_index, train_transform(prep, config.crop_scale, config.hflip, config.vflip)),
+                               config.batch_size, shuffle=True, seed=config.seed, workers=workers)
+    eval_loaders = {name: make_loader(DecodedImages(samples, images, class_index, eval_transform(prep)),
+                                      config.batch_size, shuffle=False, seed=config.seed, workers=workers)
+                    for name, samples in (("val", splits.val), ("test", splits.test)) if samples}
+    if "val" not in eval_loaders:
+        raise UserError("the validation split is empty: raise --val-fraction or add a val/ folder")
+
+    # model
+    model = Classifier(backbone, len(classes), config.dropout).to(memory_format=torch.channels_last)
+    stages = strategy.stages(model.group_names, config.epochs, config.strategy_options())
+    accelerator = make_accelerator(device, precision, config.grad_accum)
+    normalize = Normalize(prep).to(accelerator.device)
+    model, train_loader = accelerator.prepare(model, train_loader)
+    eval_loaders = {k: accelerator.prepare(v) for k, v in eval_loaders.items()}
+    net = accelerator.unwrap_model(model)
+
+    run_dir = Path(config.out) if config.out else default_run_dir(config)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "config.json", {
+        "config": config.to_dict(),
+        "classes": classes,
+        "backbone": {"name": config.backbone, "pretrained": backbone.pretrained, "weights": backbone.weights_source,
+                     "arch_config": backbone.arch_config, "width": backbone.width, "layer_groups": model_groups(net)},
+        "preprocessing": prep.to_dict(),
+        "strategy": {"name": strategy.name, "summary": strategy.summary, "stages": [s.to_dict() for s in stages]},
+        "data": splits.to_dict(),
+        "environment": environment_record(device, precision),
+    })
+    write_text(run_dir / "skipped.csv", rows_to_csv(["path", "reason"], splits.skipped))
+    log(f"run folder: {run_dir}")
+    log(f"data: {len(splits.train)} train / {len(splits.val)} val / {len(splits.test)} test images, "
+        f"{len(classes)} classes ({splits.split_source} split), {len(splits.skipped)} skipped")
+    log(f"backbone {config.backbone} ({backbone.weights_source}), {prep.input_size}px, strategy {strategy.name}, "
+        f"{config.epochs} epochs, {device} {'float32' if precision == 'no' else precision}")
+
+    # train, stage by stage
+    history: list[dict] = []
+    best_val, best_epoch, stop_reason = None, None, "completed"
+    epoch = 0
+    steps_per_epoch = math.ceil(len(train_loader) / config.grad_accum)
+    try:
+        for stage_index, stage in enumerate(stages):
+            apply_trainable(net, stage.trainable)
+            optimizer = accelerator.prepare(build_optimizer(net, stage, config.optimizer, config.weight_decay, config.momentum))
+            scheduler = build_scheduler(optimizer, stage.epochs * steps_per_epoch, config.warmup, config.schedule)
+            trainable = trainable_parameter_count(net)
+            for _ in range(stage.epochs):
+                epoch += 1
+                set_train_mode(net, stage.trainable)
+                record = {"epoch": epoch, "stage": stage.name, "stage_index": stage_index, "trainable_params": trainable}
+                record |= train_one_epoch(model, normalize, train_loader, optimizer, scheduler, accelerator,
+                                          config.label_smoothing, f"epoch {epoch}/{config.epochs} [{stage.name}]")
+                val = classification_metrics(*predict_logits(model, normalize, eval_loaders["val"], accelerator), classes)
+                record |= {"val_loss": val["loss"], "val_accuracy": val["accuracy"],
+                           "val_balanced_accuracy": val["balanced_accuracy"], "val_macro_f1": val["macro_f1"]}
+                history.append(record)
+                save_weights(run_dir / LAST, net)
+                improved = is_better(val, best_val, config.monitor)
+                if improved:
+                    best_val, best_epoch = val, epoch
+                    save_weights(run_dir / BEST, net)
+                log(f"epoch {epoch:>2}/{config.epochs} {stage.name:<16} train loss {record['train_loss']:.4f} "
+                    f"acc {record['train_accuracy']:.3f} | val loss {val['loss']:.4f} acc {val['accuracy']:.3f} "
+                    f"| {record['train_images_per_s']:.1f} img/s{'  *' if improved else ''}")
+                write_json(run_dir / "history.json", history)
+                if config.patience and epoch - best_epoch >= config.patience:
+                    stop_reason = f"early stop: no better validation {config.monitor} for {config.patience} epochs"
+                    raise StopIteration
+    except StopIteration:
+        log(stop_reason)
+    except NonFiniteLoss as e:
+        stop_reason = f"stopped: {e}; lower --lr"
+        log(f"warning: {stop_reason}")
+        if best_val is None:
+            raise UserError(f"{e} before the first epoch ended; lower --lr (now {config.lr})") from e
+
+    # evaluate the best checkpoint in float32, as `headstart eval` and `predict` will
+    net = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
+    load_weights(run_dir / BEST, net)
+    metrics: dict = {"best_epoch": best_epoch, "monitor": config.monitor, "stop_reason": stop_reason}
+    for name, loader in eval_loaders.items():
+        logits, labels = predict_logits(net, normalize, loader, accelerator, mixed_precision=False)
+        metrics[name] = classification_metrics(logits, labels, classes)
+        if name == "test":
+            write_predictions(run_dir / "test_predictions.csv", splits.test, logits, classes)
+    report = "test" if "test" in metrics else "val"
+    metrics["history"] = history
+    metrics["wall_seconds"] = time.perf_counter() - wall_start
+    metrics["train_images_per_s"] = sum(h["train_images_per_s"] for h in history) / max(1, len(history))
+    write_json(run_dir / "metrics.json", metrics)
+    write_text(run_dir / "history.csv", rows_to_csv(list(history[0]), [list(h.values()) for h in history]) if history else "")
+    plot_learning_curves(history, run_dir / "learning_curves.png")
+    plot_confusion_matrix(metrics[report]["confusion_matrix"], classes, run_dir / "confusion_matrix.png",
+                          f"{report} split, best epoch {best_epoch}")
+    log(f"{report}: {summary_line(metrics[report])}")
+    log(f"model: {run_dir / BEST}; plots: {run_dir / 'learning_curves.png'}, {run_dir / 'confusion_matrix.png'}")
+    return RunResult(run_dir, metrics, net, classes)
+
+
+def make_accelerator(device: str, precision: str, grad_accum: int) -> Accelerator:
+    # Accelerate keeps one state per process and refuses a second Accelerator with another
+    # precision; in a single process (API users, several runs in one session) start afresh.
+    if AcceleratorState._shared_state and AcceleratorState().num_processes == 1:
+        AcceleratorState._reset_state(reset_partial_state=True)
+    return Accelerator(cpu=device == "cpu", mixed_precision=precision, gradient_accumulation_steps=grad_accum)
+
+
+def model_groups(net: Classifier) -> list[dict]:
+    return [{"name": name, "params": sum(p.numel() for p in module.parameters())} for name, module in net.layer_groups()]
+
+
+def rows_to_csv(header: list[str], rows) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def write_predictions(path: Path, samples, logits: torch.Tensor, classes: list[str]) -> None:
+    probs = logits.softmax(1)
+    rows = [[s.path, s.label, classes[int(p.argmax())], f"{float(p.max()):.4f}"] for s, p in zip(samples, probs)]
+    write_text(path, rows_to_csv(["path", "label", "predicted", "probability"], rows))

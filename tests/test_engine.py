@@ -1,0 +1,203 @@
+"""The engine on real weights and real ELPV images, at tiny sizes: strategies, freezing,
+learning rates, the training loop and reloading a run."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import headstart
+from headstart.backbones import create_backbone
+from headstart.backbones.mobilenet_v2 import weights_path
+from headstart.config import TrainConfig
+from headstart.data import decode_images, load_image_data
+from headstart.data.pipeline import DecodedImages, Normalize, eval_transform, make_loader
+from headstart.model import Classifier
+from headstart.strategies import STRATEGIES, StrategyOptions, apply_trainable, get_strategy
+from headstart.training.optim import build_optimizer, build_scheduler, lr_factor
+
+TINY = dict(image_size=64, batch_size=8, val_fraction=0.2, test_fraction=0.25)
+
+
+def tiny_batch(elpv, size=64, n=8):
+    splits = load_image_data(elpv, val_fraction=0.2, test_fraction=0.25, seed=0)
+    prep = create_backbone("mobilenet_v2").preprocessing.at_size(size)
+    images, _ = decode_images([s.path for s in splits.train], prep.resize_size)
+    data = DecodedImages(splits.train, images, {c: i for i, c in enumerate(splits.classes)}, eval_transform(prep))
+    x, y = next(iter(make_loader(data, n, shuffle=False, seed=0, workers=0)))
+    return Normalize(prep)(x), y
+
+
+def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Every parameter and buffer (BatchNorm running statistics included), copied."""
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+@pytest.fixture(scope="module")
+def model():
+    return Classifier(create_backbone("mobilenet_v2"), num_classes=2)
+
+
+def test_layer_groups_cover_every_parameter_once(model):
+    names = model.group_names
+    assert names == ["stem", "stage1", "stage2", "stage3", "stage4", "head"]
+    grouped = [p for _, g in model.layer_groups() for p in g.parameters()]
+    assert len(grouped) == len(list(model.parameters()))
+    assert len({id(p) for p in grouped}) == len(grouped)
+
+
+def test_every_strategy_trains_exactly_its_groups_in_every_stage(elpv):
+    """One real optimiser step per stage: the named groups move, every other parameter and every
+    BatchNorm buffer of a frozen group stays bit-for-bit the same."""
+    x, y = tiny_batch(elpv)
+    for name, strategy in STRATEGIES.items():
+        torch.manual_seed(0)
+        model = Classifier(create_backbone("mobilenet_v2", pretrained=strategy.pretrained), 2)
+        for stage in strategy.stages(model.group_names, 6, StrategyOptions()):
+            apply_trainable(model, stage.trainable)
+            optimizer = build_optimizer(model, stage, "adamw", 0.01, 0.9)
+            # the optimiser holds exactly the trainable parameters, at the stage's rates
+            held = {id(p) for g in optimizer.param_groups for p in g["params"]}
+            assert held == {id(p) for p in model.parameters() if p.requires_grad}
+            for group in optimizer.param_groups:
+                assert group["lr"] == stage.lrs[group["layer_group"]]
+            before = {gname: snapshot(g) for gname, g in model.layer_groups()}
+            from headstart.strategies import set_train_mode
+            set_train_mode(model, stage.trainable)
+            F.cross_entropy(model(x), y).backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            for gname, g in model.layer_groups():
+                after = g.state_dict()
+                changed = [k for k, v in after.items() if not torch.equal(v, before[gname][k])]
+                if gname in stage.trainable:
+                    assert changed, f"{name}/{stage.name}: trainable group {gname} did not change"
+                else:
+                    assert changed == [], f"{name}/{stage.name}: frozen group {gname} changed: {changed[:3]}"
+
+
+def test_strategies_stage_plans():
+    groups = ["stem", "stage1", "stage2", "stage3", "stage4", "head"]
+    o = StrategyOptions(lr=1e-3)
+    (head,) = get_strategy("head").stages(groups, 5, o)
+    assert head.lrs == {"head": 1e-3} and head.epochs == 5
+    (full,) = get_strategy("full").stages(groups, 5, o)
+    assert full.lrs["head"] == 1e-3 and full.lrs["stem"] == pytest.approx(1e-4)  # d2l: head 10x the body
+    (disc,) = get_strategy("discriminative").stages(groups, 5, o)
+    assert disc.lrs["stage4"] == pytest.approx(1e-3 / 2.6) and disc.lrs["stem"] == pytest.approx(1e-3 / 2.6 ** 5)
+    gradual = get_strategy("gradual").stages(groups, 8, o)
+    assert [sorted(s.trainable, key=groups.index) for s in gradual] == [groups[-k:] for k in range(1, 7)]
+    assert [s.epochs for s in gradual] == [1, 1, 1, 1, 1, 3]
+    assert gradual[1].lrs == {"stage4": pytest.approx(5e-4 / 2.6), "head": pytest.approx(5e-4)}
+    short = get_strategy("gradual").stages(groups, 3, o)  # fewer epochs than groups: still ends with all
+    assert [len(s.trainable) for s in short] == [1, 4, 6] and sum(s.epochs for s in short) == 3
+    lp, ft = get_strategy("lp-ft").stages(groups, 10, o)
+    assert lp.trainable == {"head"} and ft.trainable == set(groups) and lp.epochs + ft.epochs == 10
+    assert list(ft.lrs.values()) == [pytest.approx(1e-4)] * len(groups)
+    assert get_strategy("scratch").pretrained is False
+
+
+def test_schedule_warms_up_then_decays_to_zero():
+    factors = [lr_factor(s, 100, 0.1, "cosine") for s in range(100)]
+    assert factors[9] == 1.0 and factors[0] == pytest.approx(0.1)
+    assert all(a >= b for a, b in zip(factors[10:], factors[11:])) and factors[-1] < 0.01
+    model = torch.nn.Linear(2, 2)
+    opt = torch.optim.SGD([{"params": [model.weight], "lr": 0.5}, {"params": [model.bias], "lr": 0.05}])
+    sched = build_scheduler(opt, 10, 0.1, "cosine")
+    opt.step()
+    sched.step()
+    assert [g["lr"] for g in opt.param_groups] == [pytest.approx(0.5 * lr_factor(1, 10, 0.1, "cosine")),
+                                                   pytest.approx(0.05 * lr_factor(1, 10, 0.1, "cosine"))]
+
+
+def test_scratch_does_not_load_pretrained_weights():
+    from safetensors.torch import load_file  # noqa: F401  (safetensors is what runs save; the package ships .pth)
+    pretrained = torch.load(weights_path(), map_location="cpu", weights_only=True)
+    torch.manual_seed(0)
+    random_body = create_backbone("mobilenet_v2", pretrained=False).body
+    first_conv = random_body.groups["stem"][0][0].weight
+    assert first_conv.shape == pretrained["features.0.0.weight"].shape
+    assert not torch.allclose(first_conv, pretrained["features.0.0.weight"])
+    loaded = create_backbone("mobilenet_v2", pretrained=True).body.groups["stem"][0][0].weight
+    assert torch.equal(loaded, pretrained["features.0.0.weight"])
+
+
+@pytest.fixture(scope="module")
+def head_run(elpv, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "head"
+    return headstart.train(str(elpv), strategy="head", epochs=2, out=str(out), **TINY)
+
+
+def test_head_strategy_leaves_the_body_bit_for_bit_unchanged(head_run):
+    pretrained = Classifier(create_backbone("mobilenet_v2"), 2)
+    before, after = pretrained.body.state_dict(), head_run.model.body.state_dict()
+    assert before.keys() == after.keys()
+    assert any("running_mean" in k for k in after)
+    for k in before:
+        assert torch.equal(before[k], after[k]), k
+
+
+def test_run_folder_holds_model_metrics_history_plots(head_run):
+    d = head_run.run_dir
+    for name in ("config.json", "metrics.json", "history.json", "history.csv", "model.safetensors", "last.safetensors",
+                 "learning_curves.png", "confusion_matrix.png", "test_predictions.csv", "skipped.csv"):
+        assert (d / name).is_file(), name
+    metrics = json.loads((d / "metrics.json").read_text())
+    assert set(metrics["test"]) >= {"accuracy", "balanced_accuracy", "macro_f1"}
+    assert len(metrics["history"]) == 2
+    record = json.loads((d / "config.json").read_text())
+    assert record["classes"] == ["defective", "functional"]
+    assert record["data"]["split_source"] == "stratified" and record["config"]["seed"] == 0
+    assert record["strategy"]["stages"][0]["lrs"] == {"head": 1e-3}
+    assert record["environment"]["packages"]["torch"] == torch.__version__.split("+")[0]
+    assert not list(d.glob(".*.tmp"))  # no temporary files left behind
+
+
+def test_saved_model_reloads_and_predicts_the_same_logits(head_run, elpv):
+    run = headstart.load_run(head_run.run_dir)
+    splits = load_image_data(elpv, val_fraction=0.2, test_fraction=0.25, seed=0)
+    images, _ = decode_images([s.path for s in splits.test], run.preprocessing.resize_size)
+    reloaded = run.logits(splits.test, images)
+    head_run.model.eval()
+    original = torch.cat([head_run.model(Normalize(run.preprocessing)(x)) for x, _ in
+                          make_loader(DecodedImages(splits.test, images, {}, eval_transform(run.preprocessing)), 64, False, 0, 0)])
+    assert torch.allclose(reloaded, original, atol=1e-6)
+    result = headstart.evaluate(head_run.run_dir)
+    assert result["test"]["accuracy"] == pytest.approx(head_run.metrics["test"]["accuracy"], abs=1e-9)
+
+
+def test_full_fine_tuning_lowers_the_loss(elpv, tmp_path):
+    result = headstart.train(str(elpv), strategy="full", epochs=4, lr=2e-3, crop_scale=1.0, hflip=False,
+                             label_smoothing=0.0, precision="fp32", out=str(tmp_path / "full"), **TINY)
+    losses = [h["train_loss"] for h in result.metrics["history"]]
+    assert losses[-1] < 0.7 * losses[0], losses
+    changed = [k for k, v in Classifier(create_backbone("mobilenet_v2"), 2).body.state_dict().items()
+               if not torch.equal(v, result.model.body.state_dict()[k])]
+    assert any(k.startswith("groups.stem") for k in changed)
+
+
+def test_gradual_history_counts_each_stages_trainable_parameters(elpv, tmp_path):
+    result = headstart.train(str(elpv), strategy="gradual", epochs=3, out=str(tmp_path / "gradual"), **TINY)
+    sizes = {name: sum(p.numel() for p in g.parameters()) for name, g in result.model.layer_groups()}
+    expected = [sizes["head"], sum(sizes[g] for g in ("stage2", "stage3", "stage4", "head")), sum(sizes.values())]
+    assert [h["trainable_params"] for h in result.metrics["history"]] == expected
+    assert [h["stage"] for h in result.metrics["history"]] == ["head", "unfreeze-stage2", "unfreeze-stem"]
+
+
+def test_config_file_and_validation(tmp_path):
+    from headstart.config import config_from_dict, load_config_file
+    from headstart.errors import UserError
+
+    path = tmp_path / "run.yaml"
+    path.write_text("strategy: full\nepochs: 3\nlr: 0.0005\nvflip: true\n")
+    config = config_from_dict(load_config_file(path))
+    assert (config.strategy, config.epochs, config.lr, config.vflip) == ("full", 3, 5e-4, True)
+    with pytest.raises(UserError, match="unknown key 'lrr'"):
+        config_from_dict({"lrr": 1})
+    with pytest.raises(UserError, match="'epochs' must be int"):
+        config_from_dict({"epochs": "many"})
+    with pytest.raises(UserError, match="'optimizer' must be one of adamw, sgd"):
+        config_from_dict({"optimizer": "adam"})
+    assert TrainConfig().to_dict() == config_from_dict({}).to_dict()
