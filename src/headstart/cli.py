@@ -18,11 +18,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 DEMO_OVERRIDES = {"backbone": "mobilenet_v2", "strategy": "lp-ft", "epochs": 6, "test_fraction": 0.25, "vflip": True}
 
 
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", err=True, fg="red")
-    raise typer.Exit(2)
-
-
 def _build_config(data: Optional[str], config_file: Optional[Path], options: dict, settings: list[str]):
     from .config import config_from_dict, load_config_file
 
@@ -71,7 +66,7 @@ def eval_(run: Path = typer.Argument(..., help="A run folder."),
     result = evaluate_run(run, data)
     for path, reason in result["skipped"]:
         typer.echo(f"warning: skipped {path}: {reason}", err=True)
-    for name in ("val", "test", "data"):
+    for name in ("val", "test", "all"):
         if name in result:
             typer.echo(f"{name}: {summary_line(result[name])}")
     typer.echo(f"written: {run / 'eval.json'}")
@@ -160,7 +155,9 @@ def main() -> None:
     try:
         app(standalone_mode=True)
     except UserError as e:
-        _fail(str(e))
+        message = " ".join(str(e).split())  # always one line
+        typer.secho(f"error: {message}", err=True, fg="red")
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ class TrainConfig:
     epochs: int = 8
     batch_size: int = 32
     image_size: int | None = None  # None: the backbone's own input size
+    crop_pct: float | None = None  # eval centre crop share of the resized image; None: the backbone's; 1.0: no crop
     seed: int = 0
     # optimisation
     optimizer: str = "adamw"
@@ -46,6 +47,7 @@ class TrainConfig:
     lp_fraction: float = 0.3
     # model
     dropout: float = 0.2  # before the new head
+    freeze_bn_stats: bool = False  # BatchNorm keeps its pretrained statistics even where its group trains
     # data and augmentation
     val_fraction: float = 0.1
     test_fraction: float = 0.2
@@ -119,6 +121,7 @@ def _check_ranges(c: TrainConfig) -> None:
         ("val_fraction", 0 <= c.val_fraction < 1), ("test_fraction", 0 <= c.test_fraction < 1),
         ("crop_scale", 0 < c.crop_scale <= 1), ("dropout", 0 <= c.dropout < 1),
         ("label_smoothing", 0 <= c.label_smoothing < 1), ("image_size", c.image_size is None or c.image_size >= 16),
+        ("crop_pct", c.crop_pct is None or 0.3 <= c.crop_pct <= 1),
         ("patience", c.patience >= 0),
     ]
     for key, ok in checks:

@@ -60,7 +60,7 @@ def evaluate_run(run_dir: str | Path, data: str | None = None) -> dict:
         parts = {"val": splits.val, "test": splits.test}
     else:
         splits = load_image_data(data, val_fraction=0, test_fraction=0, seed=0)
-        parts = {"data": splits.all_samples()}
+        parts = {"all": splits.all_samples()}
     unknown = sorted({s.label for s in splits.all_samples()} - set(run.classes))
     if unknown:
         raise UserError(f"label {unknown[0]!r} in {data or 'the data'} is not one of the run's classes: {', '.join(run.classes)}")

@@ -18,10 +18,15 @@ class Preprocessing:
     resize_size: int  # the eval transform resizes the short side to this, then centre-crops input_size
     interpolation: str = "bilinear"
 
-    def at_size(self, input_size: int) -> "Preprocessing":
-        """The same preprocessing for another input size, keeping the resize/crop ratio."""
-        ratio = self.resize_size / self.input_size
-        return Preprocessing(self.mean, self.std, input_size, round(input_size * ratio), self.interpolation)
+    @property
+    def crop_pct(self) -> float:
+        return self.input_size / self.resize_size
+
+    def at_size(self, input_size: int | None = None, crop_pct: float | None = None) -> "Preprocessing":
+        """The same preprocessing at another input size and/or centre-crop share (1.0: no crop)."""
+        input_size = input_size or self.input_size
+        resize_size = round(input_size / (crop_pct or self.crop_pct))
+        return Preprocessing(self.mean, self.std, input_size, resize_size, self.interpolation)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -92,9 +92,8 @@ def cut_timm_model(model: nn.Module, label: str) -> tuple[dict[str, nn.Module], 
         }
         groups["stage4"] = _last_group(model, list(groups.values()), ("layer4",), classifier)
     elif family in ("efficientnet", "mobilenetv3"):
-        in_chans = model.conv_stem.in_channels
         groups = stem_and_stages([model.conv_stem, model.bn1], list(model.blocks),
-                                 probe_size=64) if in_chans == 3 else _no_probe(label, model)
+                                 in_chans=model.conv_stem.in_channels)
         tail = ("conv_head", "bn2") if family == "efficientnet" else ()
         groups["head"] = _last_group(model, list(groups.values()), tail, classifier)
     elif family == "convnext":
@@ -116,11 +115,6 @@ def cut_timm_model(model: nn.Module, label: str) -> tuple[dict[str, nn.Module], 
     else:
         width = int(getattr(model, "head_hidden_size", None) or model.num_features)
     return groups, source_head, width
-
-
-def _no_probe(label: str, model: nn.Module):
-    raise UserError(f"headstart cannot yet cut {label}: it expects 3-channel images, this model takes "
-                    f"{model.conv_stem.in_channels}")
 
 
 # ---- preprocessing, classes, arch config -------------------------------------------------------------
@@ -209,6 +203,61 @@ def _download_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+def _download_failed(label: str, e: BaseException) -> UserError:
+    return UserError(f"could not download {label} from the Hugging Face Hub ({one_line(e)}); connect to the internet, "
+                     f"or save the model on a connected machine (timm.models.save_for_hf) and use "
+                     f"timm:local-dir:/path/to/folder")
+
+
+def _is_network_error(e: BaseException) -> bool:
+    try:
+        from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
+
+        hub = (EntryNotFoundError, HfHubHTTPError)
+    except ImportError:
+        hub = ()
+    return isinstance(e, (OSError, *hub))  # OSError covers URLError, ConnectionError, LocalEntryNotFoundError
+
+
+# timm modules whose models are built from the classes cut above; checked before any weights are downloaded
+_FAMILY_MODULES = ("resnet", "efficientnet", "mobilenetv3", "convnext", "vision_transformer")
+
+
+def _check_family(name: str, kind: str) -> None:
+    """Refuse an architecture headstart cannot cut before downloading its weights."""
+    from timm.models import get_arch_name, is_model, is_model_in_modules
+
+    label = f"timm:{name}"
+    if kind == "registry":
+        arch = get_arch_name(name)
+    elif kind == "local":
+        try:
+            with open(os.path.join(name.partition(":")[2], "config.json")) as f:
+                arch = json.load(f).get("architecture")
+        except (OSError, ValueError, AttributeError) as e:
+            raise UserError(f"could not read the timm config.json of {label} ({one_line(e)})") from e
+    else:
+        try:
+            from timm.models._hub import load_model_config_from_hf
+        except ImportError:  # another timm layout: the class check after building still applies
+            return
+        try:
+            arch = load_model_config_from_hf(name.partition(":")[2])[1]  # config.json only (cached for create_model)
+        except _download_errors() as e:
+            if _is_network_error(e):
+                raise _download_failed(label, e) from e
+            raise UserError(f"could not read the timm config of {label} ({one_line(e)})") from e
+    if arch and is_model(arch) and not is_model_in_modules(arch, _FAMILY_MODULES):
+        try:
+            from timm.models._registry import _model_to_module
+
+            module = _model_to_module.get(arch, "?")
+        except ImportError:
+            module = "?"
+        raise UserError(f"headstart cannot yet cut {label} (timm {module} model {arch}) into layer groups; "
+                        f"supported families: {SUPPORTED}")
+
+
 def _create(name: str, pretrained: bool):
     import timm
 
@@ -219,6 +268,7 @@ def _create(name: str, pretrained: bool):
         if not os.path.isfile(os.path.join(folder, "config.json")):
             raise UserError(f"{label}: no timm model folder at {folder} (it needs config.json and model.safetensors, "
                             f"as written by timm.models.save_for_hf)")
+    _check_family(name, kind)
     try:
         return timm.create_model(name, pretrained=pretrained)
     except _download_errors() as e:
@@ -226,14 +276,12 @@ def _create(name: str, pretrained: bool):
         if kind == "local":
             raise UserError(f"could not load {label} ({reason}); the folder must hold timm's config.json and "
                             f"model.safetensors, as written by timm.models.save_for_hf") from e
-        if isinstance(e, RuntimeError) and "No pretrained weights exist" in str(e):
+        if _is_network_error(e):
+            raise _download_failed(label, e) from e
+        if "No pretrained weights exist" in str(e):
             raise UserError(f"timm has no pretrained weights for {name}; pick a tagged model "
                             f"(timm.list_pretrained('{name.split('.')[0]}*'))") from e
-        if isinstance(e, RuntimeError) and "Unknown model" in str(e):
-            raise UserError(f"timm has no model {name!r}") from e
-        raise UserError(f"could not download {label} from the Hugging Face Hub ({reason}); connect to the internet, "
-                        f"or save the model on a connected machine (timm.models.save_for_hf) and use "
-                        f"timm:local-dir:/path/to/folder") from e
+        raise UserError(f"could not create {label} ({reason})") from e
 
 
 def build(name: str, pretrained: bool = True, arch_config: dict | None = None) -> Backbone:

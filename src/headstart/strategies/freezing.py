@@ -27,12 +27,18 @@ def apply_trainable(model: nn.Module, trainable: set[str]) -> None:
         (unfreeze if name in trainable else freeze)(group)
 
 
-def set_train_mode(model: nn.Module, trainable: set[str]) -> None:
-    """model.train() for the trainable groups only; frozen ones stay in eval mode."""
+def set_train_mode(model: nn.Module, trainable: set[str], freeze_bn_stats: bool = False) -> None:
+    """model.train() for the trainable groups only; frozen ones stay in eval mode. With
+    freeze_bn_stats, BatchNorm layers of trainable groups keep their pretrained running
+    statistics too (their scale and shift still learn), as the Keras fine-tuning guide does."""
     model.train()
     for name, group in model.layer_groups():
         if name not in trainable:
             group.eval()
+        elif freeze_bn_stats:
+            for m in group.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
 
 
 def trainable_parameter_count(model: nn.Module) -> int:

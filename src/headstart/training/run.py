@@ -71,7 +71,7 @@ def train(config: TrainConfig, log=print) -> RunResult:
     # data: list files, split, decode every image once
     splits = load_image_data(config.data, val_fraction=config.val_fraction, test_fraction=config.test_fraction, seed=config.seed)
     backbone = create_backbone(config.backbone, pretrained=strategy.pretrained)
-    prep = backbone.preprocessing if config.image_size is None else backbone.preprocessing.at_size(config.image_size)
+    prep = backbone.preprocessing.at_size(config.image_size, config.crop_pct)
     images, undecodable = decode_images([s.path for s in splits.all_samples()], prep.resize_size)
     splits.skipped.extend(undecodable)
     splits = drop_undecodable(splits, images)
@@ -129,7 +129,7 @@ def train(config: TrainConfig, log=print) -> RunResult:
             trainable = trainable_parameter_count(net)
             for _ in range(stage.epochs):
                 epoch += 1
-                set_train_mode(net, stage.trainable)
+                set_train_mode(net, stage.trainable, config.freeze_bn_stats)
                 record = {"epoch": epoch, "stage": stage.name, "stage_index": stage_index, "trainable_params": trainable}
                 record |= train_one_epoch(model, normalize, train_loader, optimizer, scheduler, accelerator,
                                           config.label_smoothing, f"epoch {epoch}/{config.epochs} [{stage.name}]")

@@ -1,0 +1,90 @@
+"""Every strategy on ELPV (binary: defective vs functional), mobilenet_v2, one split, one budget.
+
+    .venv/bin/python benchmarks/strategies.py [--epochs 8] [--strategies head,full,...] [--seeds 0]
+
+Writes benchmarks/results/strategies.json (every run's metrics, wall time, images/s, the machine)
+and prints the Markdown table that the README shows. All runs share the split (same seed, same
+fractions: 25% stratified test) and the epoch budget; nothing but the strategy changes.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import headstart
+from headstart.cli import DEMO_OVERRIDES
+from headstart.data import materialise_elpv
+from headstart.evaluation.metrics import mean_std
+from headstart.strategies import STRATEGIES
+from headstart.training.environment import environment_record
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def split_fingerprint(run_dir: Path) -> str:
+    """A hash of the run's test file list: equal fingerprints mean the same split."""
+    rows = (run_dir / "test_predictions.csv").read_text().splitlines()[1:]
+    return hashlib.sha256("\n".join(sorted(r.split(",")[0] for r in rows)).encode()).hexdigest()[:16]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=DEMO_OVERRIDES["epochs"])
+    parser.add_argument("--strategies", default=",".join(STRATEGIES))
+    parser.add_argument("--seeds", default="0", help="comma-separated; the split follows the seed")
+    parser.add_argument("--set", action="append", default=[], help="any TrainConfig key=value, for every run")
+    parser.add_argument("--out", default=str(RESULTS / "strategies.json"))
+    args = parser.parse_args()
+
+    data = materialise_elpv()
+    settings = {**DEMO_OVERRIDES, "epochs": args.epochs}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        settings[key] = value
+    runs = []
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        for name in args.strategies.split(","):
+            out = Path("runs") / "benchmark" / f"{name}-seed{seed}"
+            started = time.perf_counter()
+            result = headstart.train(str(data), **{**settings, "strategy": name, "seed": seed, "out": str(out)})
+            m = result.metrics
+            runs.append({
+                "strategy": name, "seed": seed, "run_dir": str(out),
+                "test": {k: m["test"][k] for k in ("accuracy", "balanced_accuracy", "macro_f1", "loss", "n")},
+                "best_epoch": m["best_epoch"], "wall_seconds": time.perf_counter() - started,
+                "train_images_per_s": m["train_images_per_s"], "split": split_fingerprint(out),
+            })
+            print(json.dumps(runs[-1]), flush=True)
+
+    table = summary_table(runs)
+    record = {"benchmark": "ELPV binary, mobilenet_v2, every strategy", "settings": settings,
+              "command": " ".join([Path(sys.executable).name, *sys.argv]),
+              "machine": environment_record("cpu", "see runs"), "platform": platform.platform(),
+              "runs": runs, "table_markdown": table}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
+    print(table)
+
+
+def summary_table(runs: list[dict]) -> str:
+    lines = ["| strategy | test accuracy | balanced accuracy | macro-F1 | wall time | train images/s | seeds |",
+             "|---|---|---|---|---|---|---|"]
+    for name in dict.fromkeys(r["strategy"] for r in runs):
+        rs = [r for r in runs if r["strategy"] == name]
+        cells = []
+        for key in ("accuracy", "balanced_accuracy", "macro_f1"):
+            mean, std = mean_std([r["test"][key] for r in rs])
+            cells.append(f"{100 * mean:.1f}%" + (f" ± {100 * std:.1f}" if len(rs) > 1 else ""))
+        wall = sum(r["wall_seconds"] for r in rs) / len(rs)
+        speed = sum(r["train_images_per_s"] for r in rs) / len(rs)
+        lines.append(f"| {name} | {' | '.join(cells)} | {wall / 60:.1f} min | {speed:.0f} | {len(rs)} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

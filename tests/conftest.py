@@ -1,0 +1,14 @@
+"""Shared fixtures: a small real ELPV subset on disk, in the layout a user would have."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from headstart.data import materialise_elpv
+
+
+@pytest.fixture(scope="session")
+def elpv(tmp_path_factory) -> Path:
+    """12 defective and 12 functional ELPV cells, in the layout a user would have."""
+    return materialise_elpv(tmp_path_factory.mktemp("datasets"), per_class=12, seed=0)
