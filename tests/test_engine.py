@@ -150,7 +150,7 @@ def test_run_folder_holds_model_metrics_history_plots(head_run):
     record = json.loads((d / "config.json").read_text())
     assert record["classes"] == ["defective", "functional"]
     assert record["data"]["split_source"] == "stratified" and record["config"]["seed"] == 0
-    assert record["strategy"]["stages"][0]["lrs"] == {"head": 1e-3}
+    assert record["strategy"]["stages"][0]["lrs"] == {"head": 2e-3}
     assert record["environment"]["packages"]["torch"] == torch.__version__.split("+")[0]
     assert not list(d.glob(".*.tmp"))  # no temporary files left behind
 

@@ -28,7 +28,7 @@ class Stage:
 
 @dataclass(frozen=True)
 class StrategyOptions:
-    lr: float = 1e-3  # peak learning rate of the head
+    lr: float = 2e-3  # peak learning rate of the head
     head_lr_mult: float = 10.0  # `full`: the head learns this many times faster than the body (d2l)
     lr_decay: float = 2.6  # `discriminative`/`gradual`: each group down learns this many times slower (ULMFiT)
     ft_lr_mult: float = 0.1  # `lp-ft`: the fine-tuning stage's rate, relative to lr

@@ -50,6 +50,30 @@ def default_run_dir(config: TrainConfig) -> Path:
     return Path("runs") / f"{stamp}-{backbone}-{config.strategy}"
 
 
+def load_data(config: TrainConfig, prep, log) -> tuple[DataSplits, dict]:
+    """List and split the files, then decode every image once; unreadable ones are skipped and named."""
+    splits = load_image_data(config.data, val_fraction=config.val_fraction, test_fraction=config.test_fraction, seed=config.seed)
+    images, undecodable = decode_images([s.path for s in splits.all_samples()], prep.resize_size)
+    splits.skipped.extend(undecodable)
+    splits = drop_undecodable(splits, images)
+    for path, reason in splits.skipped:
+        log(f"warning: skipped {path}: {reason}")
+    return splits, images
+
+
+def make_loaders(splits: DataSplits, images: dict, prep, config: TrainConfig, workers: int):
+    class_index = {c: i for i, c in enumerate(splits.classes)}
+    augment = train_transform(prep, config.crop_scale, config.hflip, config.vflip)
+    train_loader = make_loader(DecodedImages(splits.train, images, class_index, augment),
+                               config.batch_size, shuffle=True, seed=config.seed, workers=workers)
+    eval_loaders = {name: make_loader(DecodedImages(samples, images, class_index, eval_transform(prep)),
+                                      config.batch_size, shuffle=False, seed=config.seed, workers=workers)
+                    for name, samples in (("val", splits.val), ("test", splits.test)) if samples}
+    if "val" not in eval_loaders:
+        raise UserError("the validation split is empty: raise val_fraction or add a val/ folder")
+    return train_loader, eval_loaders
+
+
 def drop_undecodable(splits: DataSplits, images: dict) -> DataSplits:
     keep = lambda samples: [s for s in samples if s.path in images]  # noqa: E731
     splits.train, splits.val, splits.test = keep(splits.train), keep(splits.val), keep(splits.test)
@@ -68,25 +92,12 @@ def train(config: TrainConfig, log=print) -> RunResult:
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
 
-    # data: list files, split, decode every image once
-    splits = load_image_data(config.data, val_fraction=config.val_fraction, test_fraction=config.test_fraction, seed=config.seed)
     backbone = create_backbone(config.backbone, pretrained=strategy.pretrained)
     prep = backbone.preprocessing.at_size(config.image_size, config.crop_pct)
-    images, undecodable = decode_images([s.path for s in splits.all_samples()], prep.resize_size)
-    splits.skipped.extend(undecodable)
-    splits = drop_undecodable(splits, images)
-    for path, reason in splits.skipped:
-        log(f"warning: skipped {path}: {reason}")
+    splits, images = load_data(config, prep, log)
     classes = splits.classes
-    class_index = {c: i for i, c in enumerate(classes)}
     workers = config.workers if config.workers is not None else (0 if device == "cpu" else 4)
-    train_loader = make_loader(DecodedImages(splits.train, images, class_index, train_transform(prep, config.crop_scale, config.hflip, config.vflip)),
-                               config.batch_size, shuffle=True, seed=config.seed, workers=workers)
-    eval_loaders = {name: make_loader(DecodedImages(samples, images, class_index, eval_transform(prep)),
-                                      config.batch_size, shuffle=False, seed=config.seed, workers=workers)
-                    for name, samples in (("val", splits.val), ("test", splits.test)) if samples}
-    if "val" not in eval_loaders:
-        raise UserError("the validation split is empty: raise --val-fraction or add a val/ folder")
+    train_loader, eval_loaders = make_loaders(splits, images, prep, config, workers)
 
     # model
     model = Classifier(backbone, len(classes), config.dropout).to(memory_format=torch.channels_last)
@@ -95,7 +106,6 @@ def train(config: TrainConfig, log=print) -> RunResult:
     normalize = Normalize(prep).to(accelerator.device)
     model, train_loader = accelerator.prepare(model, train_loader)
     eval_loaders = {k: accelerator.prepare(v) for k, v in eval_loaders.items()}
-    net = accelerator.unwrap_model(model)
 
     run_dir = Path(config.out) if config.out else default_run_dir(config)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -103,7 +113,8 @@ def train(config: TrainConfig, log=print) -> RunResult:
         "config": config.to_dict(),
         "classes": classes,
         "backbone": {"name": config.backbone, "pretrained": backbone.pretrained, "weights": backbone.weights_source,
-                     "arch_config": backbone.arch_config, "width": backbone.width, "layer_groups": model_groups(net)},
+                     "arch_config": backbone.arch_config, "width": backbone.width,
+                     "layer_groups": model_groups(accelerator.unwrap_model(model))},
         "preprocessing": prep.to_dict(),
         "strategy": {"name": strategy.name, "summary": strategy.summary, "stages": [s.to_dict() for s in stages]},
         "data": splits.to_dict(),
@@ -116,46 +127,8 @@ def train(config: TrainConfig, log=print) -> RunResult:
     log(f"backbone {config.backbone} ({backbone.weights_source}), {prep.input_size}px, strategy {strategy.name}, "
         f"{config.epochs} epochs, {device} {'float32' if precision == 'no' else precision}")
 
-    # train, stage by stage
-    history: list[dict] = []
-    best_val, best_epoch, stop_reason = None, None, "completed"
-    epoch = 0
-    steps_per_epoch = math.ceil(len(train_loader) / config.grad_accum)
-    try:
-        for stage_index, stage in enumerate(stages):
-            apply_trainable(net, stage.trainable)
-            optimizer = accelerator.prepare(build_optimizer(net, stage, config.optimizer, config.weight_decay, config.momentum))
-            scheduler = build_scheduler(optimizer, stage.epochs * steps_per_epoch, config.warmup, config.schedule)
-            trainable = trainable_parameter_count(net)
-            for _ in range(stage.epochs):
-                epoch += 1
-                set_train_mode(net, stage.trainable, config.freeze_bn_stats)
-                record = {"epoch": epoch, "stage": stage.name, "stage_index": stage_index, "trainable_params": trainable}
-                record |= train_one_epoch(model, normalize, train_loader, optimizer, scheduler, accelerator,
-                                          config.label_smoothing, f"epoch {epoch}/{config.epochs} [{stage.name}]")
-                val = classification_metrics(*predict_logits(model, normalize, eval_loaders["val"], accelerator), classes)
-                record |= {"val_loss": val["loss"], "val_accuracy": val["accuracy"],
-                           "val_balanced_accuracy": val["balanced_accuracy"], "val_macro_f1": val["macro_f1"]}
-                history.append(record)
-                save_weights(run_dir / LAST, net)
-                improved = is_better(val, best_val, config.monitor)
-                if improved:
-                    best_val, best_epoch = val, epoch
-                    save_weights(run_dir / BEST, net)
-                log(f"epoch {epoch:>2}/{config.epochs} {stage.name:<16} train loss {record['train_loss']:.4f} "
-                    f"acc {record['train_accuracy']:.3f} | val loss {val['loss']:.4f} acc {val['accuracy']:.3f} "
-                    f"| {record['train_images_per_s']:.1f} img/s{'  *' if improved else ''}")
-                write_json(run_dir / "history.json", history)
-                if config.patience and epoch - best_epoch >= config.patience:
-                    stop_reason = f"early stop: no better validation {config.monitor} for {config.patience} epochs"
-                    raise StopIteration
-    except StopIteration:
-        log(stop_reason)
-    except NonFiniteLoss as e:
-        stop_reason = f"stopped: {e}; lower --lr"
-        log(f"warning: {stop_reason}")
-        if best_val is None:
-            raise UserError(f"{e} before the first epoch ended; lower --lr (now {config.lr})") from e
+    history, best_epoch, stop_reason = fit(model, normalize, stages, train_loader, eval_loaders["val"], accelerator,
+                                           config, classes, run_dir, log)
 
     # evaluate the best checkpoint in float32, as `headstart eval` and `predict` will
     net = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
@@ -178,6 +151,51 @@ def train(config: TrainConfig, log=print) -> RunResult:
     log(f"{report}: {summary_line(metrics[report])}")
     log(f"model: {run_dir / BEST}; plots: {run_dir / 'learning_curves.png'}, {run_dir / 'confusion_matrix.png'}")
     return RunResult(run_dir, metrics, net, classes)
+
+
+def fit(model, normalize, stages, train_loader, val_loader, accelerator: Accelerator, config: TrainConfig,
+        classes: list[str], run_dir: Path, log) -> tuple[list[dict], int | None, str]:
+    """Train stage by stage; after every epoch validate, save the last and (if better) the best
+    weights. Returns the per-epoch history, the best epoch and why training ended."""
+    net = accelerator.unwrap_model(model)
+    history: list[dict] = []
+    best_val, best_epoch, epoch = None, None, 0
+    steps_per_epoch = math.ceil(len(train_loader) / config.grad_accum)
+    for stage_index, stage in enumerate(stages):
+        apply_trainable(net, stage.trainable)
+        optimizer = accelerator.prepare(build_optimizer(net, stage, config.optimizer, config.weight_decay, config.momentum))
+        scheduler = build_scheduler(optimizer, stage.epochs * steps_per_epoch, config.warmup, config.schedule)
+        trainable = trainable_parameter_count(net)
+        for _ in range(stage.epochs):
+            epoch += 1
+            set_train_mode(net, stage.trainable, config.freeze_bn_stats)
+            record = {"epoch": epoch, "stage": stage.name, "stage_index": stage_index, "trainable_params": trainable}
+            try:
+                record |= train_one_epoch(model, normalize, train_loader, optimizer, scheduler, accelerator,
+                                          config.label_smoothing, f"epoch {epoch}/{config.epochs} [{stage.name}]")
+            except NonFiniteLoss as e:
+                if best_epoch is None:
+                    raise UserError(f"{e} before the first epoch ended; lower --lr (now {config.lr})") from e
+                log(f"warning: {e}; keeping the best epoch so far ({best_epoch}); lower --lr")
+                return history, best_epoch, f"stopped: {e}"
+            val = classification_metrics(*predict_logits(model, normalize, val_loader, accelerator), classes)
+            record |= {"val_loss": val["loss"], "val_accuracy": val["accuracy"],
+                       "val_balanced_accuracy": val["balanced_accuracy"], "val_macro_f1": val["macro_f1"]}
+            history.append(record)
+            save_weights(run_dir / LAST, net)
+            improved = is_better(val, best_val, config.monitor)
+            if improved:
+                best_val, best_epoch = val, epoch
+                save_weights(run_dir / BEST, net)
+            log(f"epoch {epoch:>2}/{config.epochs} {stage.name:<16} train loss {record['train_loss']:.4f} "
+                f"acc {record['train_accuracy']:.3f} | val loss {val['loss']:.4f} acc {val['accuracy']:.3f} "
+                f"| {record['train_images_per_s']:.1f} img/s{'  *' if improved else ''}")
+            write_json(run_dir / "history.json", history)
+            if config.patience and epoch - best_epoch >= config.patience:
+                reason = f"early stop: no better validation {config.monitor} for {config.patience} epochs"
+                log(reason)
+                return history, best_epoch, reason
+    return history, best_epoch, "completed"
 
 
 def make_accelerator(device: str, precision: str, grad_accum: int) -> Accelerator:
