@@ -49,7 +49,7 @@ def main() -> None:
     runs = []
     for seed in [int(s) for s in args.seeds.split(",")]:
         for name in args.strategies.split(","):
-            out = Path("runs") / "benchmark" / f"{name}-seed{seed}"
+            out = Path("runs") / "benchmark" / Path(args.out).stem / f"{name}-seed{seed}"
             started = time.perf_counter()
             result = headstart.train(str(data), **{**settings, "strategy": name, "seed": seed, "out": str(out)})
             m = result.metrics

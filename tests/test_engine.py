@@ -15,7 +15,7 @@ from headstart.config import TrainConfig
 from headstart.data import decode_images, load_image_data
 from headstart.data.pipeline import DecodedImages, Normalize, eval_transform, make_loader
 from headstart.model import Classifier
-from headstart.strategies import STRATEGIES, StrategyOptions, apply_trainable, get_strategy
+from headstart.strategies import STRATEGIES, StrategyOptions, apply_trainable, get_strategy, set_train_mode
 from headstart.training.optim import build_optimizer, build_scheduler, lr_factor
 
 TINY = dict(image_size=64, batch_size=8, val_fraction=0.2, test_fraction=0.25)
@@ -64,7 +64,6 @@ def test_every_strategy_trains_exactly_its_groups_in_every_stage(elpv):
             for group in optimizer.param_groups:
                 assert group["lr"] == stage.lrs[group["layer_group"]]
             before = {gname: snapshot(g) for gname, g in model.layer_groups()}
-            from headstart.strategies import set_train_mode
             set_train_mode(model, stage.trainable)
             F.cross_entropy(model(x), y).backward()
             optimizer.step()
@@ -113,7 +112,6 @@ def test_schedule_warms_up_then_decays_to_zero():
 
 
 def test_scratch_does_not_load_pretrained_weights():
-    from safetensors.torch import load_file  # noqa: F401  (safetensors is what runs save; the package ships .pth)
     pretrained = torch.load(weights_path(), map_location="cpu", weights_only=True)
     torch.manual_seed(0)
     random_body = create_backbone("mobilenet_v2", pretrained=False).body

@@ -123,15 +123,17 @@ def models(as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="backbones")
-    for col in ("name", "offline", "params (M)", "weights package", "description"):
-        table.add_column(col)
+    table = Table(title="backbones (weights packages: headstart models --json)")
+    table.add_column("name", no_wrap=True)
+    table.add_column("offline", no_wrap=True)
+    table.add_column("params (M)", no_wrap=True, justify="right")
+    table.add_column("description")
     for r in rows:
-        table.add_row(r["name"], "yes" if r["offline"] else "no", f"{r['params_millions']:.1f}" if r["params_millions"] else "?",
-                      r["package"] or "", r["description"])
-    table.add_row("timm:<name>", "no", "", "", "any timm model (hub download, or timm:local-dir:<folder>)")
-    table.add_row("torchvision:<name>", "no", "", "", "torchvision classification models (download)")
-    table.add_row("hf:<repo id or folder>", "no", "", "", "Hugging Face image models: ViT, DeiT, DINOv2 (download or local folder)")
+        table.add_row(r["name"], "yes" if r["offline"] else "no",
+                      f"{r['params_millions']:.1f}" if r["params_millions"] else "?", r["description"])
+    table.add_row("timm:<name>", "no", "", "any timm model (hub download, or timm:local-dir:<folder>)")
+    table.add_row("torchvision:<name>", "no", "", "torchvision classification models (download)")
+    table.add_row("hf:<repo or folder>", "no", "", "Hugging Face image models: ViT, DeiT, DINOv2 (download or local folder)")
     Console().print(table)
 
 

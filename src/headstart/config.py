@@ -73,9 +73,6 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def replace(self, **changes: Any) -> "TrainConfig":
-        return config_from_dict({**self.to_dict(), **changes})
-
 
 def _coerce(key: str, value: Any, hint: Any) -> Any:
     allowed = [t for t in getattr(hint, "__args__", (hint,))]

@@ -10,9 +10,9 @@ import torch
 
 from .backbones import Preprocessing, create_backbone
 from .config import config_from_dict
-from .data.images import IMAGE_EXTENSIONS, decode_images
+from .data.images import decode_images
 from .data.pipeline import DecodedImages, Normalize, eval_transform, make_loader
-from .data.sources import Sample, load_image_data
+from .data.sources import Sample, list_images, load_image_data
 from .errors import UserError
 from .evaluation.metrics import classification_metrics
 from .model import Classifier
@@ -75,21 +75,12 @@ def evaluate_run(run_dir: str | Path, data: str | None = None) -> dict:
     return result
 
 
-def list_images(inputs: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+def gather_images(inputs: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
     """Files as given, folders searched recursively for images; what is not an image is listed."""
     found, skipped = [], []
     for item in inputs:
         if os.path.isdir(item):
-            for root, dirs, files in os.walk(item):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                for f in sorted(files):
-                    path = os.path.join(root, f)
-                    if f.startswith("."):
-                        continue
-                    if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS:
-                        found.append(path)
-                    else:
-                        skipped.append((path, "not an image file"))
+            found += list_images(Path(item), skipped)
         elif os.path.isfile(item):
             found.append(item)
         else:
@@ -100,7 +91,7 @@ def list_images(inputs: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
 def predict(run_dir: str | Path, inputs: list[str], top_k: int = 3) -> tuple[list[dict], list[tuple[str, str]]]:
     """Top-k classes with probabilities for each image; unreadable ones are returned as skipped."""
     run = load_run(run_dir)
-    paths, skipped = list_images(inputs)
+    paths, skipped = gather_images(inputs)
     images, undecodable = decode_images(paths, run.preprocessing.resize_size)
     skipped += undecodable
     samples = [Sample(p, "") for p in paths if p in images]

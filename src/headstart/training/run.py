@@ -39,10 +39,6 @@ class RunResult:
     model: Classifier
     classes: list[str]
 
-    @property
-    def report_split(self) -> str:
-        return "test" if "test" in self.metrics else "val"
-
 
 def default_run_dir(config: TrainConfig) -> Path:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
