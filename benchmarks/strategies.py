@@ -16,8 +16,15 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 import headstart
 from headstart.cli import DEMO_OVERRIDES
+from headstart.config import config_from_dict
+from headstart.data.images import decode_images
+from headstart.data.sources import load_image_data
+from headstart.inference import load_run
+from headstart.training.run import LAST
 from headstart.data import materialise_elpv
 from headstart.evaluation.metrics import mean_std
 from headstart.strategies import STRATEGIES
@@ -30,6 +37,18 @@ def split_fingerprint(run_dir: Path) -> str:
     """A hash of the run's test file list: equal fingerprints mean the same split."""
     rows = (run_dir / "test_predictions.csv").read_text().splitlines()[1:]
     return hashlib.sha256("\n".join(sorted(r.split(",")[0] for r in rows)).encode()).hexdigest()[:16]
+
+
+def last_epoch_test_accuracy(run_dir: Path) -> float:
+    """Test accuracy of the last epoch's weights: shows whether picking the best epoch on the
+    (small) validation split helped or hurt. Reported beside, never instead of, the run's own."""
+    run = load_run(run_dir, LAST)
+    config = config_from_dict(run.record["config"])
+    test = load_image_data(config.data, val_fraction=config.val_fraction, test_fraction=config.test_fraction,
+                           seed=config.seed).test
+    images, _ = decode_images([s.path for s in test], run.preprocessing.resize_size)
+    labels = torch.tensor([run.classes.index(s.label) for s in test])
+    return (run.logits(test, images).argmax(1) == labels).float().mean().item()
 
 
 def main() -> None:
@@ -58,6 +77,7 @@ def main() -> None:
                 "test": {k: m["test"][k] for k in ("accuracy", "balanced_accuracy", "macro_f1", "loss", "n")},
                 "best_epoch": m["best_epoch"], "wall_seconds": time.perf_counter() - started,
                 "train_images_per_s": m["train_images_per_s"], "split": split_fingerprint(out),
+                "best_epoch": m["best_epoch"], "last_epoch_test_accuracy": last_epoch_test_accuracy(out),
             })
             print(json.dumps(runs[-1]), flush=True)
 

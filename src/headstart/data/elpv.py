@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import UserError
+from ..paths import headstart_home
 
 DEFECT_THRESHOLD = 0.5
 # Hidden, so that scanning the folder as a user's data set neither counts nor skips it.
@@ -38,10 +39,7 @@ Counts: {counts}
 
 def default_data_home() -> Path:
     """$HEADSTART_HOME/datasets if HEADSTART_HOME is set, else ~/.cache/headstart/datasets."""
-    home = os.environ.get("HEADSTART_HOME")
-    if home:
-        return Path(home).expanduser() / "datasets"
-    return Path.home() / ".cache" / "headstart" / "datasets"
+    return headstart_home() / "datasets"
 
 
 def materialise_elpv(root: Path | None = None, per_class: int | None = None, seed: int = 0) -> Path:

@@ -34,6 +34,7 @@ class StrategyOptions:
     ft_lr_mult: float = 0.1  # `lp-ft`: the fine-tuning stage's rate, relative to lr
     unfreeze_lr_mult: float = 0.5  # `gradual`: stages after the first run at lr times this (fastai's fine_tune halves)
     lp_fraction: float = 0.3  # `lp-ft`: share of the epochs spent on the linear probe
+    frozen_groups: int = 0  # the lowest layer groups that stay frozen in every stage (pretrained strategies)
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,14 @@ class Strategy:
     def stages(self, groups: list[str], epochs: int, options: StrategyOptions) -> list[Stage]:
         if epochs < 1:
             raise UserError(f"--epochs must be at least 1, got {epochs}")
-        return self.make_stages(groups, epochs, options)
+        stages = self.make_stages(groups, epochs, options)
+        if not self.pretrained or not options.frozen_groups:
+            return stages  # a random body has nothing worth keeping frozen
+        if options.frozen_groups >= len(groups) - 1:
+            raise UserError(f"frozen_groups={options.frozen_groups} would freeze the whole body "
+                            f"({len(groups) - 1} groups); use --strategy head for that")
+        kept = set(groups[:options.frozen_groups])
+        return [Stage(s.name, {g: lr for g, lr in s.lrs.items() if g not in kept}, s.epochs) for s in stages]
 
 
 def decayed_rates(groups: list[str], top_lr: float, decay: float) -> dict[str, float]:

@@ -23,9 +23,10 @@ from ..errors import UserError
 from ..evaluation.metrics import classification_metrics, is_better, summary_line
 from ..evaluation.plots import plot_confusion_matrix, plot_learning_curves
 from ..model import Classifier
-from ..strategies import apply_trainable, get_strategy, set_train_mode, trainable_parameter_count
+from ..strategies import Stage, apply_trainable, get_strategy, set_train_mode, trainable_parameter_count
 from .checkpoint import load_weights, save_weights, write_json, write_text
 from .environment import environment_record, resolve_device, resolve_precision
+from .feature_cache import CachedFeatures, cached_stage_inputs, frozen_prefix_depth
 from .loop import NonFiniteLoss, predict_logits, train_one_epoch
 from .optim import build_optimizer, build_scheduler
 
@@ -57,9 +58,15 @@ def load_data(config: TrainConfig, prep, log) -> tuple[DataSplits, dict]:
     return splits, images
 
 
+def training_transform(prep, config: TrainConfig):
+    if not config.augment:
+        return eval_transform(prep)
+    return train_transform(prep, config.crop_scale, config.hflip, config.vflip)
+
+
 def make_loaders(splits: DataSplits, images: dict, prep, config: TrainConfig, workers: int):
     class_index = {c: i for i, c in enumerate(splits.classes)}
-    augment = train_transform(prep, config.crop_scale, config.hflip, config.vflip)
+    augment = training_transform(prep, config)
     train_loader = make_loader(DecodedImages(splits.train, images, class_index, augment),
                                config.batch_size, shuffle=True, seed=config.seed, workers=workers)
     eval_loaders = {name: make_loader(DecodedImages(samples, images, class_index, eval_transform(prep)),
@@ -123,8 +130,19 @@ def train(config: TrainConfig, log=print) -> RunResult:
     log(f"backbone {config.backbone} ({backbone.weights_source}), {prep.input_size}px, strategy {strategy.name}, "
         f"{config.epochs} epochs, {device} {'float32' if precision == 'no' else precision}")
 
-    history, best_epoch, stop_reason = fit(model, normalize, stages, train_loader, eval_loaders["val"], accelerator,
-                                           config, classes, run_dir, log)
+    uncached = StageInputs(model, normalize, train_loader, eval_loaders["val"])
+    net = accelerator.unwrap_model(model)
+
+    def inputs_for(stage: Stage) -> StageInputs:
+        depth = frozen_prefix_depth(net.group_names, stage.trainable) if config.feature_cache else 0
+        if depth:
+            cached = cached_stage_inputs(net, depth, stage.epochs, splits, images, prep, training_transform(prep, config),
+                                         eval_transform(prep), config, normalize, accelerator, log)
+            if cached:
+                return StageInputs(*cached, cached_depth=depth)
+        return uncached
+
+    history, best_epoch, stop_reason = fit(net, stages, inputs_for, accelerator, config, classes, run_dir, log)
 
     # evaluate the best checkpoint in float32, as `headstart eval` and `predict` will
     net = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
@@ -149,32 +167,46 @@ def train(config: TrainConfig, log=print) -> RunResult:
     return RunResult(run_dir, metrics, net, classes)
 
 
-def fit(model, normalize, stages, train_loader, val_loader, accelerator: Accelerator, config: TrainConfig,
+@dataclass
+class StageInputs:
+    """What a stage's epochs run: the whole model on normalised images, or, when its frozen
+    prefix is cached, the model above the prefix on cached features."""
+    model: torch.nn.Module
+    prepare: torch.nn.Module  # batch -> model input
+    train_loader: object
+    val_loader: object
+    cached_depth: int = 0
+
+
+def fit(net, stages: list[Stage], inputs_for, accelerator: Accelerator, config: TrainConfig,
         classes: list[str], run_dir: Path, log) -> tuple[list[dict], int | None, str]:
     """Train stage by stage; after every epoch validate, save the last and (if better) the best
     weights. Returns the per-epoch history, the best epoch and why training ended."""
-    net = accelerator.unwrap_model(model)
     history: list[dict] = []
     best_val, best_epoch, epoch = None, None, 0
-    steps_per_epoch = math.ceil(len(train_loader) / config.grad_accum)
     for stage_index, stage in enumerate(stages):
         apply_trainable(net, stage.trainable)
+        inputs = inputs_for(stage)
+        steps_per_epoch = math.ceil(len(inputs.train_loader) / config.grad_accum)
         optimizer = accelerator.prepare(build_optimizer(net, stage, config.optimizer, config.weight_decay, config.momentum))
         scheduler = build_scheduler(optimizer, stage.epochs * steps_per_epoch, config.warmup, config.schedule)
         trainable = trainable_parameter_count(net)
         for _ in range(stage.epochs):
             epoch += 1
             set_train_mode(net, stage.trainable, config.freeze_bn_stats)
-            record = {"epoch": epoch, "stage": stage.name, "stage_index": stage_index, "trainable_params": trainable}
+            record = {"epoch": epoch, "stage": stage.name, "stage_index": stage_index, "trainable_params": trainable,
+                      "cached_groups": inputs.cached_depth}
+            if isinstance(inputs.train_loader.dataset, CachedFeatures):
+                inputs.train_loader.dataset.set_epoch(epoch)
             try:
-                record |= train_one_epoch(model, normalize, train_loader, optimizer, scheduler, accelerator,
+                record |= train_one_epoch(inputs.model, inputs.prepare, inputs.train_loader, optimizer, scheduler, accelerator,
                                           config.label_smoothing, f"epoch {epoch}/{config.epochs} [{stage.name}]")
             except NonFiniteLoss as e:
                 if best_epoch is None:
                     raise UserError(f"{e} before the first epoch ended; lower --lr (now {config.lr})") from e
                 log(f"warning: {e}; keeping the best epoch so far ({best_epoch}); lower --lr")
                 return history, best_epoch, f"stopped: {e}"
-            val = classification_metrics(*predict_logits(model, normalize, val_loader, accelerator), classes)
+            val = classification_metrics(*predict_logits(inputs.model, inputs.prepare, inputs.val_loader, accelerator), classes)
             record |= {"val_loss": val["loss"], "val_accuracy": val["accuracy"],
                        "val_balanced_accuracy": val["balanced_accuracy"], "val_macro_f1": val["macro_f1"]}
             history.append(record)

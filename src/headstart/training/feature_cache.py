@@ -1,0 +1,212 @@
+"""Outputs of a frozen prefix of layer groups, computed once and kept on disk.
+
+While the lowest k layer groups of the model are frozen (no gradient, eval mode), their output
+for a given input never changes; recomputing it every epoch is wasted work. A stage with a
+frozen prefix trains instead from a cache of that prefix's outputs: `views` augmented copies
+of every training image (each epoch draws one per image), one centre-cropped copy of every
+validation image. Under `head` the prefix is the whole body and an epoch costs only the head.
+
+On disk: <root>/<key>/features.npy (views, images, *feature shape) float32, memory-mapped, and
+meta.json. The key hashes everything the outputs depend on: the backbone, the prefix's weights
+and buffers, the preprocessing, the prefix depth, the augmentation and its seed, the precision,
+and every image's path and decoded pixels. A cache is built under a hidden temporary name and
+renamed into place when complete, so a folder under its final name is always whole; leftovers
+of an interrupted build are never read and are removed by the next build.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from ..data.pipeline import DecodedImages, make_loader
+from ..paths import headstart_home
+from .checkpoint import write_json
+
+FEATURES, META = "features.npy", "meta.json"
+
+
+def default_cache_root() -> Path:
+    return headstart_home() / "features"
+
+
+def frozen_prefix_depth(group_names: list[str], trainable: set[str]) -> int:
+    """How many layer groups, from the input, are frozen: the depth a stage can train above."""
+    depth = 0
+    while depth < len(group_names) and group_names[depth] not in trainable:
+        depth += 1
+    return depth
+
+
+class SkipPrefix(nn.Module):
+    """The model minus its first `depth` layer groups: from a cached prefix output to logits."""
+
+    def __init__(self, model: nn.Module, depth: int):
+        super().__init__()
+        self.model = model
+        self.depth = depth
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.model.head(self.model.body.run(features, self.depth))
+
+
+class ChannelsLast(nn.Module):
+    """Takes the place of Normalize for cached inputs: feature maps go channels-last, vectors as they are."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+
+
+class CachedFeatures(Dataset):
+    """Rows of a feature cache with their labels; `set_epoch` draws which view each image shows."""
+
+    def __init__(self, features: np.ndarray, labels: list[int], seed: int):
+        self.features, self.labels, self.seed = features, labels, seed
+        self.views = np.zeros(len(labels), dtype=np.int64)
+
+    def set_epoch(self, epoch: int) -> None:
+        n_views = self.features.shape[0]
+        rng = np.random.default_rng([self.seed, epoch])
+        self.views = rng.integers(0, n_views, len(self.labels)) if n_views > 1 else np.zeros(len(self.labels), np.int64)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        return torch.from_numpy(np.array(self.features[self.views[i], i])), self.labels[i]
+
+
+@dataclass
+class CacheRequest:
+    """What a cache holds: the outputs of model groups [0, depth) for `samples`, `views` times."""
+    depth: int
+    samples: list
+    transform: object  # applied to each decoded uint8 image, as in the uncached loader
+    views: int
+    description: dict  # everything besides weights and pixels that the outputs depend on
+
+
+def cache_key(model: nn.Module, request: CacheRequest, images: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps({**request.description, "depth": request.depth, "views": request.views},
+                        sort_keys=True, default=str).encode())
+    for name, group in model.layer_groups()[:request.depth]:
+        for key, tensor in group.state_dict().items():
+            h.update(f"{name}.{key}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+            h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    for s in request.samples:
+        h.update(s.path.encode() + b"\0")
+        h.update(images[s.path].numpy().tobytes())
+    return h.hexdigest()[:32]
+
+
+def estimated_bytes(model: nn.Module, request: CacheRequest, input_size: int) -> int:
+    with torch.no_grad():
+        out = model.body.run(torch.zeros(1, 3, input_size, input_size), 0, request.depth)
+    return 4 * math.prod(out.shape[1:]) * len(request.samples) * request.views
+
+
+def load_or_build(model: nn.Module, request: CacheRequest, images: dict, normalize: nn.Module, accelerator,
+                  batch_size: int, seed: int, root: Path, log) -> np.ndarray:
+    """The memory-mapped (views, images, ...) float32 outputs of the prefix: from disk when a
+    complete cache with this key exists, else computed now and written."""
+    key = cache_key(model, request, images)
+    root = Path(root)
+    final = root / key
+    if (final / FEATURES).is_file():
+        log(f"feature cache: reusing {final}")
+        return np.load(final / FEATURES, mmap_mode="r")
+    root.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(root)
+    temporary = root / f".{key}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    temporary.mkdir()
+    started = time.perf_counter()
+    try:
+        features = compute(model, request, images, normalize, accelerator, batch_size, seed, temporary / FEATURES)
+        features.flush()
+        del features
+        write_json(temporary / META, {**request.description, "depth": request.depth, "views": request.views,
+                                      "images": len(request.samples), "key": key})
+        try:
+            os.rename(temporary, final)
+        except OSError:  # another process finished the same cache first
+            shutil.rmtree(temporary, ignore_errors=True)
+            if not (final / FEATURES).is_file():
+                raise
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    features = np.load(final / FEATURES, mmap_mode="r")
+    log(f"feature cache: wrote {final} ({features.shape[1]} images x {features.shape[0]} views, "
+        f"{features.nbytes / 2**20:.0f} MiB, {time.perf_counter() - started:.1f} s)")
+    return features
+
+
+def remove_stale_partials(root: Path) -> None:
+    """Temporary folders whose process is gone: left by a build that was killed."""
+    for path in root.glob(".*.partial-*"):
+        try:
+            pid = int(path.name.split(".partial-")[1].split("-")[0])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except (ValueError, IndexError, PermissionError):
+            continue
+
+
+@torch.no_grad()
+def compute(model: nn.Module, request: CacheRequest, images: dict, normalize: nn.Module, accelerator,
+            batch_size: int, seed: int, path: Path) -> np.ndarray:
+    model.eval()  # the training loop sets each group's mode again at the start of every epoch
+    features = None
+    dataset = DecodedImages(request.samples, images, {}, request.transform)
+    # augmented views come from their own seeded random stream: the training run's stays untouched
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for view in range(request.views):
+            row = 0
+            for x, _ in make_loader(dataset, batch_size, shuffle=False, seed=seed, workers=0):
+                with accelerator.autocast():
+                    out = model.body.run(normalize(x.to(accelerator.device)), 0, request.depth)
+                out = out.float().cpu().contiguous().numpy()
+                if features is None:
+                    features = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32,
+                                                         shape=(request.views, len(request.samples), *out.shape[1:]))
+                features[view, row:row + len(out)] = out
+                row += len(out)
+    return features
+
+
+def cached_stage_inputs(net: nn.Module, depth: int, epochs: int, splits, images: dict, prep, augment,
+                        eval_view, config, normalize: nn.Module, accelerator, log):
+    """(model above the prefix, its input preparation, train loader, val loader) for a stage whose
+    lowest `depth` groups are frozen, or None when the cache would exceed config.cache_max_gb."""
+    views = min(config.cache_views, epochs) if config.augment else 1
+    common = {"backbone": config.backbone, "preprocessing": prep.to_dict(), "precision": str(accelerator.mixed_precision)}
+    train_request = CacheRequest(depth, splits.train, augment, views,
+                                 {**common, "transform": repr(augment), "seed": config.seed})
+    val_request = CacheRequest(depth, splits.val, eval_view, 1, {**common, "transform": repr(eval_view)})
+    size = sum(estimated_bytes(net, r, prep.input_size) for r in (train_request, val_request))
+    if size > config.cache_max_gb * 2**30:
+        log(f"feature cache: skipped for groups {', '.join(net.group_names[:depth])} "
+            f"({size / 2**30:.1f} GiB > cache_max_gb {config.cache_max_gb})")
+        return None
+    root = Path(config.cache_dir) if config.cache_dir else default_cache_root()
+    class_index = {c: i for i, c in enumerate(splits.classes)}
+    loaders = []
+    for request, shuffle in ((train_request, True), (val_request, False)):
+        features = load_or_build(net, request, images, normalize, accelerator, config.batch_size, config.seed, root, log)
+        dataset = CachedFeatures(features, [class_index[s.label] for s in request.samples], config.seed)
+        loaders.append(accelerator.prepare(make_loader(dataset, config.batch_size, shuffle, config.seed, workers=0)))
+    return SkipPrefix(net, depth), ChannelsLast(), loaders[0], loaders[1]

@@ -1,0 +1,190 @@
+"""The feature cache on real weights and real ELPV images: cached and uncached training agree,
+any change to what the outputs depend on rebuilds the cache, and a killed build is never reused."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import headstart
+from headstart.backbones import create_backbone
+from headstart.data import decode_images, load_image_data
+from headstart.data.pipeline import DecodedImages, Normalize, eval_transform, make_loader, train_transform
+from headstart.model import Classifier
+from headstart.strategies import apply_trainable
+from headstart.training.feature_cache import (CacheRequest, CachedFeatures, SkipPrefix, frozen_prefix_depth,
+                                              load_or_build)
+from headstart.training.run import make_accelerator
+
+TINY = dict(image_size=64, batch_size=8, val_fraction=0.2, test_fraction=0.25)
+
+
+@pytest.fixture(scope="module")
+def setting(elpv):
+    splits = load_image_data(elpv, val_fraction=0.2, test_fraction=0.25, seed=0)
+    prep = create_backbone("mobilenet_v2").preprocessing.at_size(64)
+    images, _ = decode_images([s.path for s in splits.train], prep.resize_size)
+    return splits, prep, images
+
+
+def frozen_model(depth: int) -> Classifier:
+    torch.manual_seed(0)
+    model = Classifier(create_backbone("mobilenet_v2"), 2)
+    apply_trainable(model, set(model.group_names[depth:]))
+    return model
+
+
+def build(model, request, images, prep, root, log=None):
+    messages = log if log is not None else []
+    accelerator = make_accelerator("cpu", "no", 1)  # float32, whatever an earlier run in this process used
+    return load_or_build(model, request, images, Normalize(prep), accelerator, 8, 0, root, messages.append)
+
+
+@pytest.mark.parametrize("depth", [2, 5])
+def test_cached_prefix_gives_the_same_logits_as_the_whole_model(setting, tmp_path, depth):
+    splits, prep, images = setting
+    model = frozen_model(depth).eval()
+    request = CacheRequest(depth, splits.train, eval_transform(prep), 1, {"test": "logits"})
+    features = build(model, request, images, prep, tmp_path)
+    assert features.shape[:2] == (1, len(splits.train)) and features.dtype == np.float32
+    loader = make_loader(DecodedImages(splits.train, images, {}, eval_transform(prep)), 64, False, 0, 0)
+    with torch.no_grad():
+        whole = torch.cat([model(Normalize(prep)(x)) for x, _ in loader])
+        cached = SkipPrefix(model, depth)(torch.from_numpy(np.array(features[0])))
+    assert torch.allclose(whole, cached, atol=1e-5, rtol=0)
+
+
+def test_cached_and_uncached_training_agree_for_the_same_seed(elpv, tmp_path):
+    """head strategy, float32, no augmentation: the same batches, so the same weights and metrics."""
+    runs = {cache: headstart.train(str(elpv), strategy="head", epochs=2, feature_cache=cache, augment=False,
+                                   precision="fp32", cache_dir=str(tmp_path / "cache"), out=str(tmp_path / str(cache)),
+                                   **TINY)
+            for cache in (True, False)}
+    cached, uncached = runs[True].metrics, runs[False].metrics
+    assert [h["cached_groups"] for h in cached["history"]] == [5, 5]
+    assert [h["cached_groups"] for h in uncached["history"]] == [0, 0]
+    for key in ("train_loss", "val_loss", "val_accuracy"):
+        assert [h[key] for h in cached["history"]] == pytest.approx([h[key] for h in uncached["history"]], abs=1e-6)
+    assert cached["test"]["accuracy"] == uncached["test"]["accuracy"]
+    a, b = runs[True].model.state_dict(), runs[False].model.state_dict()
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
+
+
+def test_augmented_views_differ_and_each_epoch_draws_one_per_image(setting, tmp_path):
+    splits, prep, images = setting
+    request = CacheRequest(5, splits.train, train_transform(prep, 0.5, True, True), 3, {"test": "views"})
+    features = build(frozen_model(5).eval(), request, images, prep, tmp_path)
+    assert features.shape[0] == 3
+    assert not np.allclose(features[0], features[1])
+    dataset = CachedFeatures(features, [0] * len(splits.train), seed=0)
+    dataset.set_epoch(1)
+    first = dataset.views.copy()
+    dataset.set_epoch(1)
+    assert np.array_equal(first, dataset.views)  # reproducible
+    dataset.set_epoch(2)
+    assert not np.array_equal(first, dataset.views) and set(dataset.views) <= {0, 1, 2}
+
+
+def test_a_change_to_weights_preprocessing_or_one_image_rebuilds_the_cache(setting, tmp_path):
+    splits, prep, images = setting
+    model = frozen_model(3).eval()
+    request = CacheRequest(3, splits.train, eval_transform(prep), 1, {"preprocessing": prep.to_dict()})
+    log: list[str] = []
+    build(model, request, images, prep, tmp_path, log)
+    build(model, request, images, prep, tmp_path, log)
+    assert log[0].startswith("feature cache: wrote") and log[1].startswith("feature cache: reusing")
+
+    with torch.no_grad():  # one weight of the prefix changes
+        model.body.groups["stage2"][0].conv[0][0].weight[0, 0, 0, 0] += 1e-3
+    build(model, request, images, prep, tmp_path, log)
+    assert log[-1].startswith("feature cache: wrote")
+
+    other = prep.at_size(72)  # the preprocessing changes
+    build(model, CacheRequest(3, splits.train, eval_transform(other), 1, {"preprocessing": other.to_dict()}),
+          decode_images([s.path for s in splits.train], other.resize_size)[0], other, tmp_path, log)
+    assert log[-1].startswith("feature cache: wrote")
+
+    changed = dict(images)  # one image's pixels change
+    path = splits.train[0].path
+    changed[path] = changed[path].clone()
+    changed[path][0, 0, 0] ^= 1
+    build(model, request, changed, prep, tmp_path, log)
+    assert log[-1].startswith("feature cache: wrote")
+    assert len([p for p in tmp_path.iterdir() if not p.name.startswith(".")]) == 4
+
+
+def test_an_image_edited_on_disk_rebuilds_the_cache_of_a_run(elpv, tmp_path):
+    import shutil
+    data = tmp_path / "data"
+    shutil.copytree(elpv, data)
+    settings = dict(strategy="head", epochs=1, cache_dir=str(tmp_path / "cache"), **TINY)
+    headstart.train(str(data), out=str(tmp_path / "a"), **settings)
+    headstart.train(str(data), out=str(tmp_path / "b"), **settings)
+    assert len(list((tmp_path / "cache").iterdir())) == 2  # train and val caches, reused by the second run
+    victim = sorted((data / "defective").iterdir())[0]
+    with Image.open(victim) as im:
+        pixels = np.array(im)
+    pixels[:10, :10] = 255 - pixels[:10, :10]
+    Image.fromarray(pixels).save(victim)
+    headstart.train(str(data), out=str(tmp_path / "c"), **settings)
+    assert len(list((tmp_path / "cache").iterdir())) > 2
+
+
+def test_a_killed_build_is_never_reused_and_its_leftovers_are_removed(setting, elpv, tmp_path):
+    splits, prep, images = setting
+    root = tmp_path / "cache"
+    script = textwrap.dedent(f"""
+        import time, torch
+        from accelerate import Accelerator
+        from headstart.backbones import create_backbone
+        from headstart.data import decode_images, load_image_data
+        from headstart.data.pipeline import Normalize, eval_transform
+        from headstart.model import Classifier
+        from headstart.training.feature_cache import CacheRequest, load_or_build
+
+        class SlowNormalize(Normalize):
+            def forward(self, x):
+                print("batch", flush=True)
+                time.sleep(0.5)
+                return super().forward(x)
+
+        splits = load_image_data({str(elpv)!r}, val_fraction=0.2, test_fraction=0.25, seed=0)
+        prep = create_backbone("mobilenet_v2").preprocessing.at_size(64)
+        images, _ = decode_images([s.path for s in splits.train], prep.resize_size)
+        torch.manual_seed(0)
+        model = Classifier(create_backbone("mobilenet_v2"), 2).eval()
+        request = CacheRequest(3, splits.train, eval_transform(prep), 1, {{"test": "killed"}})
+        load_or_build(model, request, images, SlowNormalize(prep), Accelerator(cpu=True), 2, 0, {str(root)!r}, print)
+    """)
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    for _ in range(2):  # two batches written: the build is under way
+        assert process.stdout.readline().strip() == "batch"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    leftovers = list(root.glob(".*.partial-*"))
+    assert len(leftovers) == 1 and (leftovers[0] / "features.npy").is_file()
+    assert not [p for p in root.iterdir() if not p.name.startswith(".")]  # nothing under a final name
+
+    log: list[str] = []
+    model = frozen_model(0).eval()
+    features = build(model, CacheRequest(3, splits.train, eval_transform(prep), 1, {"test": "killed"}),
+                     images, prep, root, log)
+    assert log[-1].startswith("feature cache: wrote")
+    assert not list(root.glob(".*.partial-*"))
+    assert np.isfinite(features).all() and np.abs(features).sum() > 0
+
+
+def test_frozen_prefix_depth():
+    groups = ["stem", "stage1", "stage2", "head"]
+    assert frozen_prefix_depth(groups, {"head"}) == 3
+    assert frozen_prefix_depth(groups, {"stage2", "head"}) == 2
+    assert frozen_prefix_depth(groups, set(groups)) == 0
