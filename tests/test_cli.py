@@ -96,3 +96,9 @@ def test_train_predict_eval_with_a_corrupt_file(tmp_path, elpv):
     assert evaluation["test"]["accuracy"] == metrics["test"]["accuracy"]
     result = run("eval", out, elpv)
     assert result.returncode == 0 and "all: accuracy" in result.stdout
+
+    listed = run("cache")  # the head run above trained from cached body outputs
+    assert listed.returncode == 0, listed.stderr
+    assert "mobilenet_v2" in listed.stdout and "5 groups" in listed.stdout
+    assert "deleted" in run("cache", "--clear").stdout
+    assert "total: 0.0 MiB in 0 caches" in run("cache").stdout

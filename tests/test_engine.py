@@ -199,3 +199,36 @@ def test_config_file_and_validation(tmp_path):
     with pytest.raises(UserError, match="'optimizer' must be one of adamw, sgd"):
         config_from_dict({"optimizer": "adam"})
     assert TrainConfig().to_dict() == config_from_dict({}).to_dict()
+
+
+def test_frozen_groups_stay_bit_for_bit_unchanged_while_the_rest_trains(elpv, tmp_path):
+    result = headstart.train(str(elpv), strategy="discriminative", epochs=1, frozen_groups=2,
+                             out=str(tmp_path / "frozen"), **TINY)
+    stages = json.loads((result.run_dir / "config.json").read_text())["strategy"]["stages"]
+    assert set(stages[0]["lrs"]) == {"stage2", "stage3", "stage4", "head"}
+    before = Classifier(create_backbone("mobilenet_v2"), 2).body.state_dict()
+    after = result.model.body.state_dict()
+    frozen = [k for k in before if k.startswith(("groups.stem.", "groups.stage1."))]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)
+    assert not torch.equal(before["groups.stage2.0.conv.0.0.weight"], after["groups.stage2.0.conv.0.0.weight"])
+
+
+def test_weight_average_is_what_validation_sees_and_training_resumes_from_its_own_weights():
+    from headstart.training.averaging import averaged_weights, make_ema
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.BatchNorm1d(3))
+    ema = make_ema(model, 0.75)
+    ema.update_parameters(model)  # the first update copies
+    start = snapshot(model)
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+    model.train()
+    model(torch.randn(16, 3))  # moves the BatchNorm statistics
+    ema.update_parameters(model)
+    own = snapshot(model)
+    with averaged_weights(model, ema):
+        for key in ("0.weight", "1.running_mean"):
+            assert torch.allclose(model.state_dict()[key], 0.75 * start[key] + 0.25 * own[key])
+    assert all(torch.equal(model.state_dict()[k], own[k]) for k in own)
+    assert make_ema(model, 0.0) is None

@@ -138,6 +138,29 @@ def models(as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
 
 
 @app.command()
+def cache(clear: bool = typer.Option(False, "--clear", help="Delete every feature cache."),
+          cache_dir: Optional[Path] = typer.Option(None, help="Cache folder (default $HEADSTART_HOME/features).")):
+    """List the feature caches (frozen layer groups' outputs kept on disk) and their sizes, or delete them."""
+    import shutil
+
+    from .training.feature_cache import default_cache_root
+
+    root = cache_dir or default_cache_root()
+    entries = sorted(p for p in root.glob("*") if p.is_dir()) if root.is_dir() else []
+    total = 0
+    for path in entries:
+        size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+        total += size
+        meta = json.loads((path / "meta.json").read_text()) if (path / "meta.json").is_file() else {}
+        complete = "" if not path.name.startswith(".") else "  (incomplete)"
+        typer.echo(f"{size / 2**20:9.1f} MiB  {path.name}  {meta.get('backbone', '?')}, {meta.get('images', '?')} images "
+                   f"x {meta.get('views', '?')} views, {meta.get('depth', '?')} groups{complete}")
+        if clear:
+            shutil.rmtree(path)
+    typer.echo(f"{'deleted' if clear else 'total'}: {total / 2**20:.1f} MiB in {len(entries)} caches under {root}")
+
+
+@app.command()
 def demo(out: Optional[str] = typer.Option(None, help="Run folder (default runs/demo-<time>)."),
          epochs: Optional[int] = typer.Option(None, help=f"Epochs (default {DEMO_OVERRIDES['epochs']}).")):
     """Fine-tune mobilenet_v2 on the embedded ELPV solar-cell images (defective vs functional)."""

@@ -51,6 +51,9 @@ class TrainConfig:
     frozen_groups: int = 0
     # model
     dropout: float = 0.2  # before the new head
+    # decay of an exponential moving average of the weights (and BatchNorm statistics), updated
+    # every optimiser step; validation, checkpoints and the final model use the average. 0: off
+    ema: float = 0.0
     freeze_bn_stats: bool = False  # BatchNorm keeps its pretrained statistics even where its group trains
     # data and augmentation
     val_fraction: float = 0.1
@@ -65,7 +68,9 @@ class TrainConfig:
     # feature cache: a stage whose lowest groups are frozen trains from their outputs, computed once
     feature_cache: bool = True
     cache_views: int = 4  # augmented views cached per training image; each epoch draws one
-    cache_max_gb: float = 2.0  # a larger cache is not built; the stage runs uncached
+    # a larger cache is not built and the stage runs uncached. Caches of the earliest groups' wide
+    # outputs are large and save little (their forward pass is a small share of a training step)
+    cache_max_gb: float = 1.0
     cache_dir: str | None = None  # None: $HEADSTART_HOME/features or ~/.cache/headstart/features
     # running
     monitor: str = "accuracy"  # validation metric that picks the best checkpoint
@@ -133,7 +138,7 @@ def _check_ranges(c: TrainConfig) -> None:
         ("label_smoothing", 0 <= c.label_smoothing < 1), ("image_size", c.image_size is None or c.image_size >= 16),
         ("crop_pct", c.crop_pct is None or 0.3 <= c.crop_pct <= 1),
         ("patience", c.patience >= 0), ("frozen_groups", c.frozen_groups >= 0),
-        ("cache_views", c.cache_views >= 1), ("cache_max_gb", c.cache_max_gb >= 0),
+        ("cache_views", c.cache_views >= 1), ("ema", 0 <= c.ema < 1), ("cache_max_gb", c.cache_max_gb >= 0),
     ]
     for key, ok in checks:
         if not ok:

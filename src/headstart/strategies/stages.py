@@ -47,14 +47,11 @@ class Strategy:
     def stages(self, groups: list[str], epochs: int, options: StrategyOptions) -> list[Stage]:
         if epochs < 1:
             raise UserError(f"--epochs must be at least 1, got {epochs}")
-        stages = self.make_stages(groups, epochs, options)
-        if not self.pretrained or not options.frozen_groups:
-            return stages  # a random body has nothing worth keeping frozen
-        if options.frozen_groups >= len(groups) - 1:
-            raise UserError(f"frozen_groups={options.frozen_groups} would freeze the whole body "
-                            f"({len(groups) - 1} groups); use --strategy head for that")
-        kept = set(groups[:options.frozen_groups])
-        return [Stage(s.name, {g: lr for g, lr in s.lrs.items() if g not in kept}, s.epochs) for s in stages]
+        frozen = options.frozen_groups if self.pretrained else 0  # a random body has nothing worth keeping
+        if frozen >= len(groups) - 1:
+            raise UserError(f"frozen_groups={frozen} would freeze the whole body ({len(groups) - 1} groups); "
+                            f"use --strategy head for that")
+        return self.make_stages(groups[frozen:], epochs, options)
 
 
 def decayed_rates(groups: list[str], top_lr: float, decay: float) -> dict[str, float]:

@@ -17,7 +17,8 @@ class NonFiniteLoss(RuntimeError):
 
 
 def train_one_epoch(model: nn.Module, normalize: nn.Module, loader, optimizer, scheduler,
-                    accelerator: Accelerator, label_smoothing: float, description: str) -> dict:
+                    accelerator: Accelerator, label_smoothing: float, description: str,
+                    after_step=None) -> dict:
     total_loss, correct, seen = 0.0, 0, 0
     start = time.perf_counter()
     bar = tqdm(loader, desc=description, leave=False, disable=None, dynamic_ncols=True)
@@ -32,6 +33,8 @@ def train_one_epoch(model: nn.Module, normalize: nn.Module, loader, optimizer, s
             optimizer.step()
             if accelerator.sync_gradients:  # the schedule counts optimiser steps, not micro-batches
                 scheduler.step()
+                if after_step is not None:
+                    after_step()
             optimizer.zero_grad(set_to_none=True)
         n = labels.shape[0]
         total_loss += loss.item() * n

@@ -24,6 +24,7 @@ from ..evaluation.metrics import classification_metrics, is_better, summary_line
 from ..evaluation.plots import plot_confusion_matrix, plot_learning_curves
 from ..model import Classifier
 from ..strategies import Stage, apply_trainable, get_strategy, set_train_mode, trainable_parameter_count
+from .averaging import averaged_weights, make_ema
 from .checkpoint import load_weights, save_weights, write_json, write_text
 from .environment import environment_record, resolve_device, resolve_precision
 from .feature_cache import CachedFeatures, cached_stage_inputs, frozen_prefix_depth
@@ -184,6 +185,7 @@ def fit(net, stages: list[Stage], inputs_for, accelerator: Accelerator, config: 
     weights. Returns the per-epoch history, the best epoch and why training ended."""
     history: list[dict] = []
     best_val, best_epoch, epoch = None, None, 0
+    ema = make_ema(net, config.ema)
     for stage_index, stage in enumerate(stages):
         apply_trainable(net, stage.trainable)
         inputs = inputs_for(stage)
@@ -200,21 +202,23 @@ def fit(net, stages: list[Stage], inputs_for, accelerator: Accelerator, config: 
                 inputs.train_loader.dataset.set_epoch(epoch)
             try:
                 record |= train_one_epoch(inputs.model, inputs.prepare, inputs.train_loader, optimizer, scheduler, accelerator,
-                                          config.label_smoothing, f"epoch {epoch}/{config.epochs} [{stage.name}]")
+                                          config.label_smoothing, f"epoch {epoch}/{config.epochs} [{stage.name}]",
+                                          after_step=(lambda: ema.update_parameters(net)) if ema else None)
             except NonFiniteLoss as e:
                 if best_epoch is None:
                     raise UserError(f"{e} before the first epoch ended; lower --lr (now {config.lr})") from e
                 log(f"warning: {e}; keeping the best epoch so far ({best_epoch}); lower --lr")
                 return history, best_epoch, f"stopped: {e}"
-            val = classification_metrics(*predict_logits(inputs.model, inputs.prepare, inputs.val_loader, accelerator), classes)
-            record |= {"val_loss": val["loss"], "val_accuracy": val["accuracy"],
-                       "val_balanced_accuracy": val["balanced_accuracy"], "val_macro_f1": val["macro_f1"]}
-            history.append(record)
-            save_weights(run_dir / LAST, net)
-            improved = is_better(val, best_val, config.monitor)
-            if improved:
-                best_val, best_epoch = val, epoch
-                save_weights(run_dir / BEST, net)
+            with averaged_weights(net, ema):  # validate and save the average, when there is one
+                val = classification_metrics(*predict_logits(inputs.model, inputs.prepare, inputs.val_loader, accelerator), classes)
+                record |= {"val_loss": val["loss"], "val_accuracy": val["accuracy"],
+                           "val_balanced_accuracy": val["balanced_accuracy"], "val_macro_f1": val["macro_f1"]}
+                history.append(record)
+                save_weights(run_dir / LAST, net)
+                improved = is_better(val, best_val, config.monitor)
+                if improved:
+                    best_val, best_epoch = val, epoch
+                    save_weights(run_dir / BEST, net)
             log(f"epoch {epoch:>2}/{config.epochs} {stage.name:<16} train loss {record['train_loss']:.4f} "
                 f"acc {record['train_accuracy']:.3f} | val loss {val['loss']:.4f} acc {val['accuracy']:.3f} "
                 f"| {record['train_images_per_s']:.1f} img/s{'  *' if improved else ''}")
