@@ -54,7 +54,7 @@ def main() -> None:
             m = headstart.train(data, **{**base, **settings, "seed": seed, "cache_dir": str(cache), "out": str(out)}).metrics
             runs.append({"variant": name, "seed": seed, "settings": settings, "wall_seconds": m["wall_seconds"],
                          "test_accuracy": m["test"]["accuracy"], "test_balanced_accuracy": m["test"]["balanced_accuracy"],
-                         "best_epoch": m["best_epoch"]})
+                         "model_epoch": m["model_epoch"]})
             print(json.dumps(runs[-1]), flush=True)
 
     lines = ["| head, 10 epochs | test accuracy | balanced accuracy | wall time (s) | vs uncached |", "|---|---|---|---|---|"]

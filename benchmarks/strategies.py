@@ -1,6 +1,7 @@
 """Every strategy on ELPV (binary: defective vs functional), mobilenet_v2, one split, one budget.
 
-    .venv/bin/python benchmarks/strategies.py [--epochs 8] [--strategies head,full,...] [--seeds 0]
+    .venv/bin/python benchmarks/strategies.py [--epochs N] [--strategies head,full,...] [--seeds 0]
+                                              [--repeat discriminative:1,2] [--set key=value]
 
 Writes benchmarks/results/strategies.json (every run's metrics, wall time, images/s, the machine)
 and prints the Markdown table that the README shows. All runs share the split (same seed, same
@@ -12,6 +13,7 @@ import argparse
 import hashlib
 import json
 import platform
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -24,7 +26,7 @@ from headstart.config import config_from_dict
 from headstart.data.images import decode_images
 from headstart.data.sources import load_image_data
 from headstart.inference import load_run
-from headstart.training.run import LAST
+from headstart.training.run import BEST, LAST
 from headstart.data import materialise_elpv
 from headstart.evaluation.metrics import mean_std
 from headstart.strategies import STRATEGIES
@@ -39,10 +41,11 @@ def split_fingerprint(run_dir: Path) -> str:
     return hashlib.sha256("\n".join(sorted(r.split(",")[0] for r in rows)).encode()).hexdigest()[:16]
 
 
-def last_epoch_test_accuracy(run_dir: Path) -> float:
-    """Test accuracy of the last epoch's weights: shows whether picking the best epoch on the
-    (small) validation split helped or hurt. Reported beside, never instead of, the run's own."""
-    run = load_run(run_dir, LAST)
+def checkpoint_test_accuracy(run_dir: Path, weights: str) -> float:
+    """Test accuracy of one of a run's checkpoints (best.safetensors: the best epoch by validation;
+    last.safetensors): shows what picking an epoch on the small validation split would have
+    given. Reported beside, never instead of, the run's own model."""
+    run = load_run(run_dir, weights)
     config = config_from_dict(run.record["config"])
     test = load_image_data(config.data, val_fraction=config.val_fraction, test_fraction=config.test_fraction,
                            seed=config.seed).test
@@ -57,6 +60,8 @@ def main() -> None:
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
     parser.add_argument("--seeds", default="0", help="comma-separated; the split follows the seed")
     parser.add_argument("--set", action="append", default=[], help="any TrainConfig key=value, for every run")
+    parser.add_argument("--repeat", action="append", default=[], metavar="STRATEGY:SEEDS",
+                        help="more seeds (each its own split) for one strategy, e.g. discriminative:1,2; run first")
     parser.add_argument("--out", default=str(RESULTS / "strategies.json"))
     args = parser.parse_args()
 
@@ -65,21 +70,28 @@ def main() -> None:
     for item in args.set:
         key, _, value = item.partition("=")
         settings[key] = value
+    plan = [(name, int(seed)) for item in args.repeat for name, _, seeds in [item.partition(":")]
+            for seed in seeds.split(",")]
+    plan += [(name, int(seed)) for seed in args.seeds.split(",") for name in args.strategies.split(",")]
     runs = []
-    for seed in [int(s) for s in args.seeds.split(",")]:
-        for name in args.strategies.split(","):
-            out = Path("runs") / "benchmark" / Path(args.out).stem / f"{name}-seed{seed}"
-            started = time.perf_counter()
-            result = headstart.train(str(data), **{**settings, "strategy": name, "seed": seed, "out": str(out)})
-            m = result.metrics
-            runs.append({
-                "strategy": name, "seed": seed, "run_dir": str(out),
-                "test": {k: m["test"][k] for k in ("accuracy", "balanced_accuracy", "macro_f1", "loss", "n")},
-                "best_epoch": m["best_epoch"], "wall_seconds": time.perf_counter() - started,
-                "train_images_per_s": m["train_images_per_s"], "split": split_fingerprint(out),
-                "best_epoch": m["best_epoch"], "last_epoch_test_accuracy": last_epoch_test_accuracy(out),
-            })
-            print(json.dumps(runs[-1]), flush=True)
+    for name, seed in plan:
+        out = Path("runs") / "benchmark" / Path(args.out).stem / f"{name}-seed{seed}"
+        cache = out.with_name(out.name + "-feature-cache")
+        shutil.rmtree(cache, ignore_errors=True)  # every run starts cold: building its feature cache counts
+        started = time.perf_counter()
+        result = headstart.train(str(data), **{**settings, "strategy": name, "seed": seed, "out": str(out),
+                                               "cache_dir": str(cache)})
+        m = result.metrics
+        runs.append({
+            "strategy": name, "seed": seed, "run_dir": str(out),
+            "test": {k: m["test"][k] for k in ("accuracy", "balanced_accuracy", "macro_f1", "loss", "n")},
+            "final_model": m["final_model"], "model_epoch": m["model_epoch"],
+            "wall_seconds": time.perf_counter() - started,
+            "train_images_per_s": m["train_images_per_s"], "split": split_fingerprint(out),
+            "best_epoch_by_val": m["best_epoch"], "best_epoch_test_accuracy": checkpoint_test_accuracy(out, BEST),
+            "last_epoch_test_accuracy": checkpoint_test_accuracy(out, LAST),
+        })
+        print(json.dumps(runs[-1]), flush=True)
 
     table = summary_table(runs)
     record = {"benchmark": "ELPV binary, mobilenet_v2, every strategy", "settings": settings,

@@ -139,7 +139,7 @@ def test_head_strategy_leaves_the_body_bit_for_bit_unchanged(head_run):
 
 def test_run_folder_holds_model_metrics_history_plots(head_run):
     d = head_run.run_dir
-    for name in ("config.json", "metrics.json", "history.json", "history.csv", "model.safetensors", "last.safetensors",
+    for name in ("config.json", "metrics.json", "history.json", "history.csv", "model.safetensors", "last.safetensors", "best.safetensors",
                  "learning_curves.png", "confusion_matrix.png", "test_predictions.csv", "skipped.csv"):
         assert (d / name).is_file(), name
     metrics = json.loads((d / "metrics.json").read_text())
@@ -151,6 +151,9 @@ def test_run_folder_holds_model_metrics_history_plots(head_run):
     assert record["strategy"]["stages"][0]["lrs"] == {"head": 2e-3}
     assert record["environment"]["packages"]["torch"] == torch.__version__.split("+")[0]
     assert not list(d.glob(".*.tmp"))  # no temporary files left behind
+    # no early stopping: the run's model is the last epoch's (the end of the cosine schedule)
+    assert metrics["final_model"] == "last" and metrics["model_epoch"] == 2
+    assert (d / "model.safetensors").read_bytes() == (d / "last.safetensors").read_bytes()
 
 
 def test_saved_model_reloads_and_predicts_the_same_logits(head_run, elpv):
@@ -167,7 +170,7 @@ def test_saved_model_reloads_and_predicts_the_same_logits(head_run, elpv):
 
 
 def test_full_fine_tuning_lowers_the_loss(elpv, tmp_path):
-    result = headstart.train(str(elpv), strategy="full", epochs=4, lr=2e-3, crop_scale=1.0, hflip=False,
+    result = headstart.train(str(elpv), strategy="full", epochs=4, lr=2e-3, crop_scale=1.0, hflip=False, frozen_groups=0,
                              label_smoothing=0.0, precision="fp32", out=str(tmp_path / "full"), **TINY)
     losses = [h["train_loss"] for h in result.metrics["history"]]
     assert losses[-1] < 0.7 * losses[0], losses
@@ -177,7 +180,8 @@ def test_full_fine_tuning_lowers_the_loss(elpv, tmp_path):
 
 
 def test_gradual_history_counts_each_stages_trainable_parameters(elpv, tmp_path):
-    result = headstart.train(str(elpv), strategy="gradual", epochs=3, out=str(tmp_path / "gradual"), **TINY)
+    result = headstart.train(str(elpv), strategy="gradual", epochs=3, frozen_groups=0, out=str(tmp_path / "gradual"),
+                             **TINY)
     sizes = {name: sum(p.numel() for p in g.parameters()) for name, g in result.model.layer_groups()}
     expected = [sizes["head"], sum(sizes[g] for g in ("stage2", "stage3", "stage4", "head")), sum(sizes.values())]
     assert [h["trainable_params"] for h in result.metrics["history"]] == expected

@@ -16,7 +16,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 # The demo's recipe for the embedded default (ELPV solar cells): see README, "Defaults and why".
 # Cells have no up or down (vflip), and a defect may touch the cell's edge (no centre crop).
-DEMO_OVERRIDES = {"backbone": "mobilenet_v2", "strategy": "discriminative", "epochs": 8, "test_fraction": 0.25,
+DEMO_OVERRIDES = {"backbone": "mobilenet_v2", "strategy": "discriminative", "epochs": 14, "test_fraction": 0.25,
                   "vflip": True, "crop_pct": 1.0}
 
 
@@ -61,7 +61,7 @@ def train(
 @app.command("eval")
 def eval_(run: Path = typer.Argument(..., help="A run folder."),
           data: Optional[str] = typer.Argument(None, help="Image folder or manifest to evaluate on (default: the run's own val and test splits).")):
-    """Evaluate a run's best model; prints metrics and writes RUN/eval.json."""
+    """Evaluate a run's model; prints metrics and writes RUN/eval.json."""
     from .evaluation.metrics import summary_line
     from .inference import evaluate_run
 
@@ -80,7 +80,7 @@ def predict(run: Path = typer.Argument(..., help="A run folder."),
             top_k: int = typer.Option(3, "--top-k", min=1),
             format: str = typer.Option("csv", "--format", help="csv | json"),
             output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write here instead of standard output.")):
-    """Predict the top-k classes of images with a run's best model."""
+    """Predict the top-k classes of images with a run's model."""
     from .inference import predict as run_predict
 
     if format not in ("csv", "json"):

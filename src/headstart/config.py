@@ -16,6 +16,7 @@ CHOICES = {
     "optimizer": ("adamw", "sgd"),
     "schedule": ("cosine", "onecycle", "constant"),
     "monitor": ("accuracy", "balanced_accuracy", "macro_f1", "loss"),
+    "final_model": ("auto", "last", "best"),
     "precision": ("auto", "fp32", "bf16", "fp16"),
     "device": ("auto", "cpu", "cuda"),
 }
@@ -26,7 +27,7 @@ class TrainConfig:
     data: str = ""  # image folder or CSV manifest
     backbone: str = "mobilenet_v2"
     strategy: str = "discriminative"
-    epochs: int = 8
+    epochs: int = 14
     batch_size: int = 32
     image_size: int | None = None  # None: the backbone's own input size
     crop_pct: float | None = None  # eval centre crop share of the resized image; None: the backbone's; 1.0: no crop
@@ -48,7 +49,7 @@ class TrainConfig:
     # the lowest layer groups (stem, stage1, ...) stay frozen in every stage of a pretrained strategy:
     # their generic edge and texture filters barely move at the rates discriminative gives them, and
     # not back-propagating through the widest activations makes a training step faster
-    frozen_groups: int = 0
+    frozen_groups: int = 2
     # model
     dropout: float = 0.2  # before the new head
     # decay of an exponential moving average of the weights (and BatchNorm statistics), updated
@@ -74,6 +75,10 @@ class TrainConfig:
     cache_dir: str | None = None  # None: $HEADSTART_HOME/features or ~/.cache/headstart/features
     # running
     monitor: str = "accuracy"  # validation metric that picks the best checkpoint
+    # which weights become the run's model: the last epoch's, or the best epoch's by `monitor`.
+    # auto: best with early stopping (patience > 0), else last. A validation split of a few hundred
+    # images picks among late epochs mostly by noise, while the cosine schedule ends at rate zero
+    final_model: str = "auto"
     patience: int = 0  # stop after this many epochs without a better validation metric; 0: never
     precision: str = "auto"  # auto: bf16 where the CPU or GPU supports it, else fp32
     device: str = "auto"

@@ -17,7 +17,7 @@ from .errors import UserError
 from .evaluation.metrics import classification_metrics
 from .model import Classifier
 from .training.checkpoint import load_weights, write_json
-from .training.run import BEST
+from .training.run import MODEL
 
 
 @dataclass
@@ -36,7 +36,7 @@ class LoadedRun:
         return torch.cat([self.model(normalize(x)).float() for x, _ in make_loader(data, batch_size, False, 0, 0)])
 
 
-def load_run(run_dir: str | Path, weights: str = BEST) -> LoadedRun:
+def load_run(run_dir: str | Path, weights: str = MODEL) -> LoadedRun:
     run_dir = Path(run_dir)
     config_path, weights_path = run_dir / "config.json", run_dir / weights
     if not config_path.is_file() or not weights_path.is_file():
@@ -52,7 +52,7 @@ def load_run(run_dir: str | Path, weights: str = BEST) -> LoadedRun:
 
 
 def evaluate_run(run_dir: str | Path, data: str | None = None) -> dict:
-    """Metrics of a run's best model on its own val/test splits, or on every image of `data`."""
+    """Metrics of a run's model on its own val/test splits, or on every image of `data`."""
     run = load_run(run_dir)
     if data is None:
         config = config_from_dict(run.record["config"])

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -26,6 +27,10 @@ def write_atomic(path: Path, write: Callable[[str], None]) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def copy_atomic(source: Path, destination: Path) -> None:
+    write_atomic(destination, lambda tmp: shutil.copyfile(source, tmp))
 
 
 def write_json(path: Path, data: Any) -> None:

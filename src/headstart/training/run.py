@@ -25,13 +25,14 @@ from ..evaluation.plots import plot_confusion_matrix, plot_learning_curves
 from ..model import Classifier
 from ..strategies import Stage, apply_trainable, get_strategy, set_train_mode, trainable_parameter_count
 from .averaging import averaged_weights, make_ema
-from .checkpoint import load_weights, save_weights, write_json, write_text
+from .checkpoint import copy_atomic, load_weights, save_weights, write_json, write_text
 from .environment import environment_record, resolve_device, resolve_precision
 from .feature_cache import CachedFeatures, cached_stage_inputs, frozen_prefix_depth
 from .loop import NonFiniteLoss, predict_logits, train_one_epoch
 from .optim import build_optimizer, build_scheduler
 
-BEST, LAST = "model.safetensors", "last.safetensors"
+# the run's model (a copy of one of the other two), the best epoch by validation, the last epoch
+MODEL, BEST, LAST = "model.safetensors", "best.safetensors", "last.safetensors"
 
 
 @dataclass
@@ -145,10 +146,16 @@ def train(config: TrainConfig, log=print) -> RunResult:
 
     history, best_epoch, stop_reason = fit(net, stages, inputs_for, accelerator, config, classes, run_dir, log)
 
-    # evaluate the best checkpoint in float32, as `headstart eval` and `predict` will
+    # the run's model: the last epoch's weights, or the best by validation (early stopping, or a
+    # run stopped by a diverging loss); evaluated in float32, as `headstart eval` and `predict` will
+    use_best = config.final_model == "best" or (config.final_model == "auto" and config.patience > 0) \
+        or stop_reason.startswith("stopped")
+    model_epoch = best_epoch if use_best else len(history)
+    copy_atomic(run_dir / (BEST if use_best else LAST), run_dir / MODEL)
     net = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
-    load_weights(run_dir / BEST, net)
-    metrics: dict = {"best_epoch": best_epoch, "monitor": config.monitor, "stop_reason": stop_reason}
+    load_weights(run_dir / MODEL, net)
+    metrics: dict = {"model_epoch": model_epoch, "final_model": "best" if use_best else "last",
+                     "best_epoch": best_epoch, "monitor": config.monitor, "stop_reason": stop_reason}
     for name, loader in eval_loaders.items():
         logits, labels = predict_logits(net, normalize, loader, accelerator, mixed_precision=False)
         metrics[name] = classification_metrics(logits, labels, classes)
@@ -162,9 +169,9 @@ def train(config: TrainConfig, log=print) -> RunResult:
     write_text(run_dir / "history.csv", rows_to_csv(list(history[0]), [list(h.values()) for h in history]) if history else "")
     plot_learning_curves(history, run_dir / "learning_curves.png")
     plot_confusion_matrix(metrics[report]["confusion_matrix"], classes, run_dir / "confusion_matrix.png",
-                          f"{report} split, best epoch {best_epoch}")
+                          f"{report} split, epoch {model_epoch} ({metrics['final_model']})")
     log(f"{report}: {summary_line(metrics[report])}")
-    log(f"model: {run_dir / BEST}; plots: {run_dir / 'learning_curves.png'}, {run_dir / 'confusion_matrix.png'}")
+    log(f"model (epoch {model_epoch}, {metrics['final_model']}): {run_dir / MODEL}; plots: {run_dir / 'learning_curves.png'}, {run_dir / 'confusion_matrix.png'}")
     return RunResult(run_dir, metrics, net, classes)
 
 
