@@ -199,8 +199,8 @@ def cached_stage_inputs(net: nn.Module, depth: int, epochs: int, splits, images:
     val_request = CacheRequest(depth, splits.val, eval_view, 1, {**common, "transform": repr(eval_view)})
     size = sum(estimated_bytes(net, r, prep.input_size) for r in (train_request, val_request))
     if size > config.cache_max_gb * 2**30:
-        log(f"feature cache: skipped for groups {', '.join(net.group_names[:depth])} "
-            f"({size / 2**30:.1f} GiB > cache_max_gb {config.cache_max_gb})")
+        log(f"feature cache: not used for the frozen groups {', '.join(net.group_names[:depth])}, which run "
+            f"every step ({size / 2**30:.1f} GiB > cache_max_gb {config.cache_max_gb})")
         return None
     root = Path(config.cache_dir) if config.cache_dir else default_cache_root()
     class_index = {c: i for i, c in enumerate(splits.classes)}
