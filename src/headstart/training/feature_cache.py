@@ -69,16 +69,17 @@ class ChannelsLast(nn.Module):
 
 
 class CachedFeatures(Dataset):
-    """Rows of a feature cache with their labels; `set_epoch` draws which view each image shows."""
+    """Rows of a feature cache with their labels. `set_epoch` picks the view each image shows:
+    every image starts at its own random view and moves on by one each epoch, so over as many
+    epochs as there are views, every image shows every view once."""
 
     def __init__(self, features: np.ndarray, labels: list[int], seed: int):
-        self.features, self.labels, self.seed = features, labels, seed
-        self.views = np.zeros(len(labels), dtype=np.int64)
+        self.features, self.labels = features, labels
+        self.offsets = np.random.default_rng(seed).integers(0, features.shape[0], len(labels))
+        self.views = self.offsets % features.shape[0]
 
     def set_epoch(self, epoch: int) -> None:
-        n_views = self.features.shape[0]
-        rng = np.random.default_rng([self.seed, epoch])
-        self.views = rng.integers(0, n_views, len(self.labels)) if n_views > 1 else np.zeros(len(self.labels), np.int64)
+        self.views = (self.offsets + epoch) % self.features.shape[0]
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -191,8 +192,16 @@ def compute(model: nn.Module, request: CacheRequest, images: dict, normalize: nn
 def cached_stage_inputs(net: nn.Module, depth: int, epochs: int, splits, images: dict, prep, augment,
                         eval_view, config, normalize: nn.Module, accelerator, log):
     """(model above the prefix, its input preparation, train loader, val loader) for a stage whose
-    lowest `depth` groups are frozen, or None when the cache would exceed config.cache_max_gb."""
-    views = min(config.cache_views, epochs) if config.augment else 1
+    lowest `depth` groups are frozen, or None when the cache would exceed config.cache_max_gb.
+
+    A stage that trains only the head (a linear probe) caches `cache_views` views: more measured
+    no better under `head`. A stage that trains more than the head caches one view per epoch, so
+    it sees as many distinct augmentations as it would uncached."""
+    head_only = depth == len(net.group_names) - 1
+    if not config.augment:
+        views = 1
+    else:
+        views = min(config.cache_views, epochs) if head_only else epochs
     common = {"backbone": config.backbone, "preprocessing": prep.to_dict(), "precision": str(accelerator.mixed_precision)}
     train_request = CacheRequest(depth, splits.train, augment, views,
                                  {**common, "transform": repr(augment), "seed": config.seed})
