@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
-import sys
 from pathlib import Path
 
 import headstart
+from common import write_results
 from headstart.cli import DEMO_OVERRIDES
 from headstart.config import TrainConfig
 from headstart.data import materialise_elpv
-from headstart.training.environment import environment_record
 
 RESULTS = Path(__file__).parent / "results"
 RUNS = Path("runs") / "benchmark" / "cache_views"
@@ -66,12 +64,8 @@ def main() -> None:
         lines.append(f"| {name} | {100 * mean('test_accuracy', rs):.1f}% | {100 * mean('test_balanced_accuracy', rs):.1f}% "
                      f"| {mean('wall_seconds', rs):.0f} | {mean('wall_seconds', ref) / mean('wall_seconds', rs):.1f}x |")
     table = "\n".join(lines)
-    record = {"benchmark": "feature cache views under head, ELPV binary, mobilenet_v2", "base": base,
-              "command": " ".join([Path(sys.executable).name, *sys.argv]),
-              "machine": environment_record("cpu", "see runs"), "platform": platform.platform(),
-              "runs": runs, "table_markdown": table}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
+    write_results(args.out, {"benchmark": "feature cache views under head, ELPV binary, mobilenet_v2", "base": base,
+                             "runs": runs, "table_markdown": table})
     print(table)
 
 

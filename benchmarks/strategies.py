@@ -12,25 +12,23 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import platform
 import shutil
-import sys
 import time
 from pathlib import Path
 
 import torch
 
 import headstart
+from common import write_results
 from headstart.cli import DEMO_OVERRIDES
 from headstart.config import config_from_dict
+from headstart.data import materialise_elpv
 from headstart.data.images import decode_images
 from headstart.data.sources import load_image_data
-from headstart.inference import load_run
-from headstart.training.run import BEST, LAST
-from headstart.data import materialise_elpv
 from headstart.evaluation.metrics import mean_std
+from headstart.inference import load_run
 from headstart.strategies import STRATEGIES
-from headstart.training.environment import environment_record
+from headstart.training.run import BEST, LAST
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -101,12 +99,8 @@ def main() -> None:
         print(json.dumps(runs[-1]), flush=True)
 
     table = summary_table(runs)
-    record = {"benchmark": "ELPV binary, mobilenet_v2, every strategy", "settings": settings,
-              "command": " ".join([Path(sys.executable).name, *sys.argv]),
-              "machine": environment_record("cpu", "see runs"), "platform": platform.platform(),
-              "runs": runs, "table_markdown": table}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
+    write_results(args.out, {"benchmark": "ELPV binary, mobilenet_v2, every strategy", "settings": settings,
+                             "runs": runs, "table_markdown": table})
     print(table)
 
 
