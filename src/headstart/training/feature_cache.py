@@ -112,10 +112,11 @@ def cache_key(model: nn.Module, request: CacheRequest, images: dict[str, torch.T
     return h.hexdigest()[:32]
 
 
-def estimated_bytes(model: nn.Module, request: CacheRequest, input_size: int) -> int:
+def bytes_per_view(model: nn.Module, depth: int, input_size: int) -> int:
+    """Size of one image's cached output of groups [0, depth), in float32."""
     with torch.no_grad():
-        out = model.body.run(torch.zeros(1, 3, input_size, input_size), 0, request.depth)
-    return 4 * math.prod(out.shape[1:]) * len(request.samples) * request.views
+        out = model.body.run(torch.zeros(1, 3, input_size, input_size), 0, depth)
+    return 4 * math.prod(out.shape[1:])
 
 
 def load_or_build(model: nn.Module, request: CacheRequest, images: dict, normalize: nn.Module, accelerator,
@@ -206,7 +207,7 @@ def cached_stage_inputs(net: nn.Module, depth: int, epochs: int, splits, images:
     train_request = CacheRequest(depth, splits.train, augment, views,
                                  {**common, "transform": repr(augment), "seed": config.seed})
     val_request = CacheRequest(depth, splits.val, eval_view, 1, {**common, "transform": repr(eval_view)})
-    size = sum(estimated_bytes(net, r, prep.input_size) for r in (train_request, val_request))
+    size = bytes_per_view(net, depth, prep.input_size) * sum(len(r.samples) * r.views for r in (train_request, val_request))
     if size > config.cache_max_gb * 2**30:
         log(f"feature cache: not used for the frozen groups {', '.join(net.group_names[:depth])}, which run "
             f"every step ({size / 2**30:.1f} GiB > cache_max_gb {config.cache_max_gb})")
