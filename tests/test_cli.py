@@ -100,5 +100,7 @@ def test_train_predict_eval_with_a_corrupt_file(tmp_path, elpv):
     listed = run("cache")  # the head run above trained from cached body outputs
     assert listed.returncode == 0, listed.stderr
     assert "mobilenet_v2" in listed.stdout and "5 groups" in listed.stdout
+    assert "decoded images, 1 undecodable" in listed.stdout  # broken.png; notes.txt is no image file
     assert "deleted" in run("cache", "--clear").stdout
-    assert "total: 0.0 MiB in 0 caches" in run("cache").stdout
+    after = run("cache").stdout
+    assert "feature caches: total 0.0 MiB in 0 caches" in after and "decoded images: total 0.0 MiB in 0 caches" in after

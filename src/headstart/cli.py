@@ -138,26 +138,36 @@ def models(as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
 
 
 @app.command()
-def cache(clear: bool = typer.Option(False, "--clear", help="Delete every feature cache."),
-          cache_dir: Optional[Path] = typer.Option(None, help="Cache folder (default $HEADSTART_HOME/features).")):
-    """List the feature caches (frozen layer groups' outputs kept on disk) and their sizes, or delete them."""
+def cache(clear: bool = typer.Option(False, "--clear", help="Delete every cache."),
+          cache_dir: Optional[Path] = typer.Option(None, help="Feature cache folder (default $HEADSTART_HOME/features).")):
+    """List the on-disk caches (decoded images; frozen layer groups' outputs) and their sizes, or delete them."""
     import shutil
 
-    from .training.feature_cache import default_cache_root
+    from .cache_folders import folder_size
+    from .data.decoded_cache import INDEX, default_decoded_root
+    from .training.feature_cache import META, default_cache_root
 
-    root = cache_dir or default_cache_root()
-    entries = sorted(p for p in root.glob("*") if p.is_dir()) if root.is_dir() else []
-    total = 0
-    for path in entries:
-        size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-        total += size
-        meta = json.loads((path / "meta.json").read_text()) if (path / "meta.json").is_file() else {}
-        complete = "" if not path.name.startswith(".") else "  (incomplete)"
-        typer.echo(f"{size / 2**20:9.1f} MiB  {path.name}  {meta.get('backbone', '?')}, {meta.get('images', '?')} images "
-                   f"x {meta.get('views', '?')} views, {meta.get('depth', '?')} groups{complete}")
-        if clear:
-            shutil.rmtree(path)
-    typer.echo(f"{'deleted' if clear else 'total'}: {total / 2**20:.1f} MiB in {len(entries)} caches under {root}")
+    def describe_features(path: Path) -> str:
+        meta = json.loads((path / META).read_text()) if (path / META).is_file() else {}
+        return (f"{meta.get('backbone', '?')}, {meta.get('images', '?')} images x {meta.get('views', '?')} views, "
+                f"{meta.get('depth', '?')} groups")
+
+    def describe_decoded(path: Path) -> str:
+        record = json.loads((path / INDEX).read_text()) if (path / INDEX).is_file() else {}
+        return f"{len(record.get('images', []))} decoded images, {len(record.get('skipped', []))} undecodable"
+
+    for title, root, describe in (("feature caches", cache_dir or default_cache_root(), describe_features),
+                                  ("decoded images", default_decoded_root(), describe_decoded)):
+        entries = sorted(p for p in root.glob("*") if p.is_dir()) if root.is_dir() else []
+        total = 0
+        for path in entries:
+            size = folder_size(path)
+            total += size
+            complete = "" if not path.name.startswith(".") else "  (incomplete)"
+            typer.echo(f"{size / 2**20:9.1f} MiB  {path.name}  {describe(path)}{complete}")
+            if clear:
+                shutil.rmtree(path)
+        typer.echo(f"{title}: {'deleted' if clear else 'total'} {total / 2**20:.1f} MiB in {len(entries)} caches under {root}")
 
 
 @app.command()

@@ -66,6 +66,9 @@ class TrainConfig:
     hflip: bool = True
     augment: bool = True  # False: training images get the eval transform (resize, centre crop) only
     vflip: bool = False  # for data with no up and down: cells, tissue, satellite tiles
+    # keep every image decoded and resized on disk ($HEADSTART_HOME/decoded), keyed by the files' bytes,
+    # so the next run on the same files skips decoding
+    decoded_cache: bool = True
     # feature cache: a stage whose lowest groups are frozen trains from their outputs, computed once
     feature_cache: bool = True
     # augmented views cached per training image; each epoch draws one. Measured under `head` on ELPV

@@ -9,19 +9,15 @@ validation image. Under `head` the prefix is the whole body and an epoch costs o
 On disk: <root>/<key>/features.npy (views, images, *feature shape) float32, memory-mapped, and
 meta.json. The key hashes everything the outputs depend on: the backbone, the prefix's weights
 and buffers, the preprocessing, the prefix depth, the augmentation and its seed, the precision,
-and every image's path and decoded pixels. A cache is built under a hidden temporary name and
-renamed into place when complete, so a folder under its final name is always whole; leftovers
-of an interrupted build are never read and are removed by the next build.
+and every image's path and decoded pixels. A folder under its final name is always whole
+(cache_folders.publish); leftovers of an interrupted build are never read.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import math
-import os
-import shutil
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +26,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from ..cache_folders import publish
 from ..data.pipeline import DecodedImages, make_loader
 from ..paths import headstart_home
 from .checkpoint import write_json
@@ -124,47 +121,24 @@ def load_or_build(model: nn.Module, request: CacheRequest, images: dict, normali
     """The memory-mapped (views, images, ...) float32 outputs of the prefix: from disk when a
     complete cache with this key exists, else computed now and written."""
     key = cache_key(model, request, images)
-    root = Path(root)
-    final = root / key
+    final = Path(root) / key
     if (final / FEATURES).is_file():
         log(f"feature cache: reusing {final}")
         return np.load(final / FEATURES, mmap_mode="r")
-    root.mkdir(parents=True, exist_ok=True)
-    remove_stale_partials(root)
-    temporary = root / f".{key}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    temporary.mkdir()
     started = time.perf_counter()
-    try:
-        features = compute(model, request, images, normalize, accelerator, batch_size, seed, temporary / FEATURES)
+
+    def build(folder: Path) -> None:
+        features = compute(model, request, images, normalize, accelerator, batch_size, seed, folder / FEATURES)
         features.flush()
         del features
-        write_json(temporary / META, {**request.description, "depth": request.depth, "views": request.views,
-                                      "images": len(request.samples), "key": key})
-        try:
-            os.rename(temporary, final)
-        except OSError:  # another process finished the same cache first
-            shutil.rmtree(temporary, ignore_errors=True)
-            if not (final / FEATURES).is_file():
-                raise
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
+        write_json(folder / META, {**request.description, "depth": request.depth, "views": request.views,
+                                   "images": len(request.samples), "key": key})
+
+    final = publish(root, key, build)
     features = np.load(final / FEATURES, mmap_mode="r")
     log(f"feature cache: wrote {final} ({features.shape[1]} images x {features.shape[0]} views, "
         f"{features.nbytes / 2**20:.0f} MiB, {time.perf_counter() - started:.1f} s)")
     return features
-
-
-def remove_stale_partials(root: Path) -> None:
-    """Temporary folders whose process is gone: left by a build that was killed."""
-    for path in root.glob(".*.partial-*"):
-        try:
-            pid = int(path.name.split(".partial-")[1].split("-")[0])
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            shutil.rmtree(path, ignore_errors=True)
-        except (ValueError, IndexError, PermissionError):
-            continue
 
 
 @torch.no_grad()

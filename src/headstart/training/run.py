@@ -16,6 +16,7 @@ from accelerate.utils import set_seed
 
 from ..backbones import create_backbone
 from ..config import TrainConfig
+from ..data.decoded_cache import decode_images_cached
 from ..data.images import decode_images
 from ..data.pipeline import DecodedImages, Normalize, eval_transform, make_loader, train_transform
 from ..data.sources import DataSplits, load_image_data
@@ -52,7 +53,11 @@ def default_run_dir(config: TrainConfig) -> Path:
 def load_data(config: TrainConfig, prep, log) -> tuple[DataSplits, dict]:
     """List and split the files, then decode every image once; unreadable ones are skipped and named."""
     splits = load_image_data(config.data, val_fraction=config.val_fraction, test_fraction=config.test_fraction, seed=config.seed)
-    images, undecodable = decode_images([s.path for s in splits.all_samples()], prep.resize_size)
+    paths = [s.path for s in splits.all_samples()]
+    if config.decoded_cache:
+        images, undecodable = decode_images_cached(paths, prep.resize_size, log=log)
+    else:
+        images, undecodable = decode_images(paths, prep.resize_size)
     splits.skipped.extend(undecodable)
     splits = drop_undecodable(splits, images)
     for path, reason in splits.skipped:
