@@ -149,7 +149,7 @@ def headstart_steps(splits, images, prep, batch_size: int, steps: int, precision
     scheduler = build_scheduler(optimizer, steps, 0.1, "cosine")
     data = DecodedImages(splits.train[:steps * batch_size], images, {c: i for i, c in enumerate(splits.classes)},
                          train_transform(prep, 0.85, True, True))
-    model, optimizer, loader = accelerator.prepare(model, optimizer, make_loader(data, batch_size, True, 0, 0))
+    model, optimizer, loader = accelerator.prepare(model, optimizer, make_loader(data, batch_size, True, 0))
     return train_one_epoch(model, Normalize(prep), loader, optimizer, scheduler, accelerator, 0.1, "headstart")["train_images_per_s"]
 
 

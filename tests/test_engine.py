@@ -26,7 +26,7 @@ def tiny_batch(elpv, size=64, n=8):
     prep = create_backbone("mobilenet_v2").preprocessing.at_size(size)
     images, _ = decode_images([s.path for s in splits.train], prep.resize_size)
     data = DecodedImages(splits.train, images, {c: i for i, c in enumerate(splits.classes)}, eval_transform(prep))
-    x, y = next(iter(make_loader(data, n, shuffle=False, seed=0, workers=0)))
+    x, y = next(iter(make_loader(data, n, shuffle=False, workers=0)))
     return Normalize(prep)(x), y
 
 
@@ -163,7 +163,7 @@ def test_saved_model_reloads_and_predicts_the_same_logits(head_run, elpv):
     reloaded = run.logits(splits.test, images)
     head_run.model.eval()
     original = torch.cat([head_run.model(Normalize(run.preprocessing)(x)) for x, _ in
-                          make_loader(DecodedImages(splits.test, images, {}, eval_transform(run.preprocessing)), 64, False, 0, 0)])
+                          make_loader(DecodedImages(splits.test, images, {}, eval_transform(run.preprocessing)), 64, False, 0)])
     assert torch.allclose(reloaded, original, atol=1e-6)
     result = headstart.evaluate(head_run.run_dir)
     assert result["test"]["accuracy"] == pytest.approx(head_run.metrics["test"]["accuracy"], abs=1e-9)

@@ -56,7 +56,7 @@ def test_cached_prefix_gives_the_same_logits_as_the_whole_model(setting, tmp_pat
     request = CacheRequest(depth, splits.train, eval_transform(prep), 1, {"test": "logits"})
     features = build(model, request, images, prep, tmp_path)
     assert features.shape[:2] == (1, len(splits.train)) and features.dtype == np.float32
-    loader = make_loader(DecodedImages(splits.train, images, {}, eval_transform(prep)), 64, False, 0, 0)
+    loader = make_loader(DecodedImages(splits.train, images, {}, eval_transform(prep)), 64, False, 0)
     with torch.no_grad():
         whole = torch.cat([model(Normalize(prep)(x)) for x, _ in loader])
         cached = SkipPrefix(model, depth)(torch.from_numpy(np.array(features[0])))
@@ -88,11 +88,11 @@ def test_augmented_views_differ_and_each_epoch_draws_one_per_image(setting, tmp_
     dataset = CachedFeatures(features, [0] * len(splits.train), seed=0)
     shown = []
     for epoch in (1, 2, 3):
-        dataset.set_epoch(epoch)
+        dataset.select_views(epoch)
         shown.append(dataset.views.copy())
     assert len(set(shown[0])) > 1  # images do not all show the same view in an epoch
     assert all(sorted(column) == [0, 1, 2] for column in zip(*shown))  # every image shows every view once
-    dataset.set_epoch(1)
+    dataset.select_views(1)
     assert np.array_equal(dataset.views, shown[0])  # reproducible
 
 

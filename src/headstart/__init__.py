@@ -12,6 +12,14 @@ def train(data: str, **settings):
     return run_training(config_from_dict({"data": str(data), **settings}))
 
 
+def resume(run_dir):
+    """Go on with a run whose training stopped (killed, crashed), after its last finished epoch."""
+    from .config import config_of_run
+    from .training.run import train as run_training
+
+    return run_training(config_of_run(run_dir), resume=True)
+
+
 def load_run(run_dir):
     from .inference import load_run as _load_run
     return _load_run(run_dir)
@@ -27,4 +35,4 @@ def predict(run_dir, inputs, top_k: int = 3):
     return _predict(run_dir, list(inputs), top_k)
 
 
-__all__ = ["TrainConfig", "train", "load_run", "evaluate", "predict"]
+__all__ = ["TrainConfig", "train", "resume", "load_run", "evaluate", "predict"]

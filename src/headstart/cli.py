@@ -49,13 +49,23 @@ def train(
     config: Optional[Path] = typer.Option(None, "--config", help="YAML or JSON file of settings; options given here win."),
     set_: list[str] = typer.Option([], "--set", help="Any setting as key=value (repeatable), e.g. --set lr_decay=2.0."),
     out: Optional[str] = typer.Option(None, help="Run folder (default runs/<time>-<backbone>-<strategy>)."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="A run folder whose training stopped: go on after its last finished epoch, with its own settings."),
 ):
     """Fine-tune a backbone on DATA and write a run folder: model, metrics, plots, config."""
     from .training.run import train as run_training
 
     options = dict(backbone=backbone, strategy=strategy, epochs=epochs, lr=lr, image_size=image_size,
                    batch_size=batch_size, seed=seed, vflip=vflip, out=out)
+    if resume is not None:
+        given = [k for k, v in options.items() if v is not None] + (["DATA"] if data else []) \
+            + (["--config"] if config else []) + (["--set"] if set_ else [])
+        if given:
+            raise UserError(f"--resume uses the run's own settings; do not pass {', '.join(given)}")
+        from .config import config_of_run
+        run_training(config_of_run(resume), resume=True)
+        return
     run_training(_build_config(data, config, options, set_))
+
 
 
 @app.command("eval")

@@ -86,6 +86,7 @@ class TrainConfig:
     # images picks among late epochs mostly by noise, while the cosine schedule ends at rate zero
     final_model: str = "auto"
     patience: int = 0  # stop after this many epochs without a better validation metric; 0: never
+    deterministic: bool = False  # only deterministic kernels: same seed, same machine -> identical metrics
     precision: str = "auto"  # auto: bf16 where the CPU or GPU supports it, else fp32
     device: str = "auto"
     workers: int | None = None  # data-loader processes; None: 0 on a CPU (they would steal its cores), 4 on a GPU
@@ -123,6 +124,18 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
             continue
     names = " or ".join(t.__name__ for t in allowed if t is not type(None))
     raise UserError(f"config key {key!r} must be {names}, got {value!r}")
+
+
+def config_of_run(run_dir: str | Path) -> TrainConfig:
+    """The config a run folder was made with, writing to that folder again (to resume it)."""
+    record = Path(run_dir) / "config.json"
+    if not record.is_file():
+        raise UserError(f"{run_dir}: not a run folder (no config.json)")
+    try:
+        values = json.loads(record.read_text())["config"]
+    except (ValueError, KeyError) as e:
+        raise UserError(f"{record}: cannot be read ({type(e).__name__}: {e})") from None
+    return config_from_dict({**values, "out": str(run_dir)}, source=str(record))
 
 
 def config_from_dict(d: dict[str, Any], source: str = "config") -> TrainConfig:

@@ -33,7 +33,7 @@ class LoadedRun:
         self.model.eval()
         normalize = Normalize(self.preprocessing)
         data = DecodedImages(samples, images, {c: i for i, c in enumerate(self.classes)}, eval_transform(self.preprocessing))
-        return torch.cat([self.model(normalize(x)).float() for x, _ in make_loader(data, batch_size, False, 0, 0)])
+        return torch.cat([self.model(normalize(x)).float() for x, _ in make_loader(data, batch_size, False, 0)])
 
 
 def load_run(run_dir: str | Path, weights: str = MODEL) -> LoadedRun:

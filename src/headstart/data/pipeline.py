@@ -47,10 +47,11 @@ class DecodedImages(Dataset):
         return self.transform(self.images[s.path]), self.class_index.get(s.label, -1)
 
 
-def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int, workers: int) -> DataLoader:
-    generator = torch.Generator().manual_seed(seed)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, num_workers=workers,
-                      drop_last=False, persistent_workers=workers > 0)
+def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, workers: int) -> DataLoader:
+    """A shuffled loader draws each epoch's order from torch's global generator, which the training
+    loop seeds from (seed, epoch) at the start of every epoch: a resumed run sees the same orders."""
+    # workers are not kept between epochs: new ones take their seeds from the epoch's generator
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers, drop_last=False)
 
 
 class Normalize(torch.nn.Module):

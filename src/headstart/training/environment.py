@@ -1,6 +1,7 @@
 """The machine a run ran on: device and precision choice, and the versions to record."""
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import os
 import platform
@@ -22,6 +23,25 @@ def cpu_supports_bf16() -> bool:
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+@contextlib.contextmanager
+def deterministic_mode(enabled: bool):
+    """Within the block, torch uses only deterministic kernels (an error names any op without one),
+    so two runs with the same seed on the same machine give identical numbers. The previous
+    setting comes back afterwards: it is process-wide and an API user may run more after."""
+    if not enabled:
+        yield
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's condition for determinism
+    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark)
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0])
+        torch.backends.cudnn.benchmark = before[1]
 
 
 def resolve_device(device: str) -> str:

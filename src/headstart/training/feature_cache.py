@@ -66,16 +66,18 @@ class ChannelsLast(nn.Module):
 
 
 class CachedFeatures(Dataset):
-    """Rows of a feature cache with their labels. `set_epoch` picks the view each image shows:
-    every image starts at its own random view and moves on by one each epoch, so over as many
-    epochs as there are views, every image shows every view once."""
+    """Rows of a feature cache with their labels. `select_views(epoch)` picks the view each image
+    shows: every image starts at its own random view and moves on by one each epoch, so over as
+    many epochs as there are views, every image shows every view once. (Not named `set_epoch`:
+    Accelerate's loaders call a dataset's set_epoch with their own count of passes, which restarts
+    at 0 for every new loader and would make a resumed run show other views.)"""
 
     def __init__(self, features: np.ndarray, labels: list[int], seed: int):
         self.features, self.labels = features, labels
         self.offsets = np.random.default_rng(seed).integers(0, features.shape[0], len(labels))
         self.views = self.offsets % features.shape[0]
 
-    def set_epoch(self, epoch: int) -> None:
+    def select_views(self, epoch: int) -> None:
         self.views = (self.offsets + epoch) % self.features.shape[0]
 
     def __len__(self) -> int:
@@ -152,7 +154,7 @@ def compute(model: nn.Module, request: CacheRequest, images: dict, normalize: nn
         torch.manual_seed(seed)
         for view in range(request.views):
             row = 0
-            for x, _ in make_loader(dataset, batch_size, shuffle=False, seed=seed, workers=0):
+            for x, _ in make_loader(dataset, batch_size, shuffle=False, workers=0):
                 with accelerator.autocast():
                     out = model.body.run(normalize(x.to(accelerator.device)), 0, request.depth)
                 out = out.float().cpu().contiguous().numpy()
@@ -192,5 +194,5 @@ def cached_stage_inputs(net: nn.Module, depth: int, epochs: int, splits, images:
     for request, shuffle in ((train_request, True), (val_request, False)):
         features = load_or_build(net, request, images, normalize, accelerator, config.batch_size, config.seed, root, log)
         dataset = CachedFeatures(features, [class_index[s.label] for s in request.samples], config.seed)
-        loaders.append(accelerator.prepare(make_loader(dataset, config.batch_size, shuffle, config.seed, workers=0)))
+        loaders.append(accelerator.prepare(make_loader(dataset, config.batch_size, shuffle, workers=0)))
     return SkipPrefix(net, depth), ChannelsLast(), loaders[0], loaders[1]

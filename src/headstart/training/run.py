@@ -27,10 +27,11 @@ from ..model import Classifier
 from ..strategies import Stage, apply_trainable, get_strategy, set_train_mode, trainable_parameter_count
 from .averaging import averaged_weights, make_ema
 from .checkpoint import copy_atomic, load_weights, save_weights, write_json, write_text
-from .environment import environment_record, resolve_device, resolve_precision
+from .environment import deterministic_mode, environment_record, resolve_device, resolve_precision
 from .feature_cache import CachedFeatures, cached_stage_inputs, frozen_prefix_depth
 from .loop import NonFiniteLoss, predict_logits, train_one_epoch
 from .optim import build_optimizer, build_scheduler
+from .resume import RESUME, load_state, run_fingerprint, save_state, seed_epoch
 
 # the run's model (a copy of one of the other two), the best epoch by validation, the last epoch
 MODEL, BEST, LAST = "model.safetensors", "best.safetensors", "last.safetensors"
@@ -75,9 +76,9 @@ def make_loaders(splits: DataSplits, images: dict, prep, config: TrainConfig, wo
     class_index = {c: i for i, c in enumerate(splits.classes)}
     augment = training_transform(prep, config)
     train_loader = make_loader(DecodedImages(splits.train, images, class_index, augment),
-                               config.batch_size, shuffle=True, seed=config.seed, workers=workers)
+                               config.batch_size, shuffle=True, workers=workers)
     eval_loaders = {name: make_loader(DecodedImages(samples, images, class_index, eval_transform(prep)),
-                                      config.batch_size, shuffle=False, seed=config.seed, workers=workers)
+                                      config.batch_size, shuffle=False, workers=workers)
                     for name, samples in (("val", splits.val), ("test", splits.test)) if samples}
     if "val" not in eval_loaders:
         raise UserError("the validation split is empty: raise val_fraction or add a val/ folder")
@@ -93,7 +94,9 @@ def drop_undecodable(splits: DataSplits, images: dict) -> DataSplits:
     return splits
 
 
-def train(config: TrainConfig, log=print) -> RunResult:
+def train(config: TrainConfig, log=print, resume: bool = False) -> RunResult:
+    """A whole run. With resume=True, config.out names a run folder whose training stopped (killed,
+    crashed): it goes on after the last epoch that run finished."""
     wall_start = time.perf_counter()
     strategy = get_strategy(config.strategy)
     if not config.data:
@@ -118,6 +121,8 @@ def train(config: TrainConfig, log=print) -> RunResult:
     eval_loaders = {k: accelerator.prepare(v) for k, v in eval_loaders.items()}
 
     run_dir = Path(config.out) if config.out else default_run_dir(config)
+    fingerprint = run_fingerprint(config.to_dict(), [s.path for s in splits.train])
+    state = load_state(run_dir / RESUME, fingerprint) if resume else None
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "config.json", {
         "config": config.to_dict(),
@@ -149,7 +154,9 @@ def train(config: TrainConfig, log=print) -> RunResult:
                 return StageInputs(*cached, cached_depth=depth)
         return uncached
 
-    history, best_epoch, stop_reason = fit(net, stages, inputs_for, accelerator, config, classes, run_dir, log)
+    with deterministic_mode(config.deterministic):
+        history, best_epoch, stop_reason = fit(net, stages, inputs_for, accelerator, config, classes, run_dir, log,
+                                               fingerprint, state)
 
     # the run's model: the last epoch's weights, or the best by validation (early stopping, or a
     # run stopped by a diverging loss); evaluated in float32, as `headstart eval` and `predict` will
@@ -160,7 +167,8 @@ def train(config: TrainConfig, log=print) -> RunResult:
     net = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
     load_weights(run_dir / MODEL, net)
     metrics: dict = {"model_epoch": model_epoch, "final_model": "best" if use_best else "last",
-                     "best_epoch": best_epoch, "monitor": config.monitor, "stop_reason": stop_reason}
+                     "best_epoch": best_epoch, "monitor": config.monitor, "stop_reason": stop_reason,
+                     "resumed_after_epoch": state["epoch"] if state else None}
     for name, loader in eval_loaders.items():
         logits, labels = predict_logits(net, normalize, loader, accelerator, mixed_precision=False)
         metrics[name] = classification_metrics(logits, labels, classes)
@@ -192,26 +200,53 @@ class StageInputs:
 
 
 def fit(net, stages: list[Stage], inputs_for, accelerator: Accelerator, config: TrainConfig,
-        classes: list[str], run_dir: Path, log) -> tuple[list[dict], int | None, str]:
+        classes: list[str], run_dir: Path, log, fingerprint: str, resume: dict | None = None
+        ) -> tuple[list[dict], int | None, str]:
     """Train stage by stage; after every epoch validate, save the last and (if better) the best
-    weights. Returns the per-epoch history, the best epoch and why training ended."""
+    weights and the state to resume from. With `resume` (a state saved by an earlier run of the
+    same config) the epochs it finished are skipped and training goes on from the next one.
+    Returns the per-epoch history, the best epoch and why training ended."""
     history: list[dict] = []
     best_val, best_epoch, epoch = None, None, 0
     ema = make_ema(net, config.ema)
+
+    def early_stop(epoch: int) -> str | None:
+        if config.patience and epoch - best_epoch >= config.patience:
+            return f"early stop: no better validation {config.monitor} for {config.patience} epochs"
+        return None
+
+    if resume:
+        history, best_val, best_epoch = resume["history"], resume["best_val"], resume["best_epoch"]
+        net.load_state_dict(resume["model"])
+        if ema is not None:
+            ema.load_state_dict(resume["ema"])
+        log(f"resuming after epoch {resume['epoch']} of {config.epochs}")
+        if early_stop(resume["epoch"]):
+            return history, best_epoch, early_stop(resume["epoch"])
     for stage_index, stage in enumerate(stages):
+        if resume and epoch + stage.epochs <= resume["epoch"]:  # a stage the earlier run finished
+            epoch += stage.epochs
+            continue
         apply_trainable(net, stage.trainable)
         inputs = inputs_for(stage)
         steps_per_epoch = math.ceil(len(inputs.train_loader) / config.grad_accum)
         optimizer = accelerator.prepare(build_optimizer(net, stage, config.optimizer, config.weight_decay, config.momentum))
         scheduler = build_scheduler(optimizer, stage.epochs * steps_per_epoch, config.warmup, config.schedule)
+        first = 0
+        if resume and epoch < resume["epoch"]:  # the earlier run stopped inside this stage
+            optimizer.load_state_dict(resume["optimizer"])
+            scheduler.load_state_dict(resume["scheduler"])
+            first = resume["epoch"] - epoch
+            epoch = resume["epoch"]
         trainable = trainable_parameter_count(net)
-        for _ in range(stage.epochs):
+        for _ in range(first, stage.epochs):
             epoch += 1
+            seed_epoch(config.seed, epoch)
             set_train_mode(net, stage.trainable, config.freeze_bn_stats)
             record = {"epoch": epoch, "stage": stage.name, "stage_index": stage_index, "trainable_params": trainable,
                       "cached_groups": inputs.cached_depth}
             if isinstance(inputs.train_loader.dataset, CachedFeatures):
-                inputs.train_loader.dataset.set_epoch(epoch)
+                inputs.train_loader.dataset.select_views(epoch)
             try:
                 record |= train_one_epoch(inputs.model, inputs.prepare, inputs.train_loader, optimizer, scheduler, accelerator,
                                           config.label_smoothing, f"epoch {epoch}/{config.epochs} [{stage.name}]",
@@ -231,14 +266,15 @@ def fit(net, stages: list[Stage], inputs_for, accelerator: Accelerator, config: 
                 if improved:
                     best_val, best_epoch = val, epoch
                     save_weights(run_dir / BEST, net)
+            save_state(run_dir / RESUME, fingerprint=fingerprint, epoch=epoch, stage_index=stage_index, history=history,
+                       best_val=best_val, best_epoch=best_epoch, model=net, optimizer=optimizer, scheduler=scheduler, ema=ema)
             log(f"epoch {epoch:>2}/{config.epochs} {stage.name:<16} train loss {record['train_loss']:.4f} "
                 f"acc {record['train_accuracy']:.3f} | val loss {val['loss']:.4f} acc {val['accuracy']:.3f} "
                 f"| {record['train_images_per_s']:.1f} img/s{'  *' if improved else ''}")
             write_json(run_dir / "history.json", history)
-            if config.patience and epoch - best_epoch >= config.patience:
-                reason = f"early stop: no better validation {config.monitor} for {config.patience} epochs"
-                log(reason)
-                return history, best_epoch, reason
+            if early_stop(epoch):
+                log(early_stop(epoch))
+                return history, best_epoch, early_stop(epoch)
     return history, best_epoch, "completed"
 
 

@@ -1,0 +1,70 @@
+"""Going on with a run where it stopped: the training state after every finished epoch.
+
+After each epoch the run writes RUN/resume.pt atomically (temporary file, fsync, rename): the raw
+weights (not the averaged ones), the optimiser, the schedule, the weight average, the history,
+the best validation metrics and where in the strategy's stages it stands. The rest of a run's
+state needs no saving because it is a function of the config: the split follows the seed, the
+feature caches are found again by their key, and every epoch starts by seeding all random
+generators from (seed, epoch), so the data order, the augmentations and dropout of epoch k are
+the same whether the run got there in one go or was killed and resumed.
+
+The file holds only tensors, numbers, strings, lists and dicts and is read with
+torch.load(weights_only=True), which refuses anything else: no pickle from disk runs code.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from accelerate.utils import set_seed
+
+from ..errors import UserError
+from .checkpoint import write_atomic
+
+RESUME = "resume.pt"
+# settings that may differ between the run and its resumption: where it writes, how it loads data
+NOT_FINGERPRINTED = {"out", "workers", "cache_dir"}
+
+
+def seed_epoch(seed: int, epoch: int) -> None:
+    """Seed python, numpy and torch for epoch `epoch` (1-based) of a run with this seed."""
+    set_seed(seed * 100_003 + epoch)
+
+
+def run_fingerprint(config_dict: dict, train_paths: list[str]) -> str:
+    """What must be unchanged for a resumed run to be the same run: its settings and its split."""
+    settings = {k: v for k, v in config_dict.items() if k not in NOT_FINGERPRINTED}
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    for path in train_paths:
+        h.update(path.encode() + b"\0")
+    return h.hexdigest()[:32]
+
+
+def save_state(path: Path, *, fingerprint: str, epoch: int, stage_index: int, history: list[dict],
+               best_val: dict | None, best_epoch: int | None, model, optimizer, scheduler, ema) -> None:
+    # metrics go in as JSON text: they may hold numpy numbers, which weights_only loading refuses
+    records = json.dumps({"history": history, "best_val": best_val, "best_epoch": best_epoch}, default=float)
+    state = {
+        "fingerprint": fingerprint, "epoch": epoch, "stage_index": stage_index, "records": records,
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        "ema": ema.state_dict() if ema is not None else None,
+    }
+    write_atomic(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_state(path: Path, fingerprint: str) -> dict:
+    """The saved state, checked to belong to this run; a clear error when it cannot be used."""
+    if not path.is_file():
+        raise UserError(f"{path.parent}: nothing to resume (no {RESUME}: the run did not finish an epoch)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, not a torch file, or holding objects weights_only refuses
+        reason = " ".join(str(e).split())[:300]
+        raise UserError(f"{path}: cannot be read as a resume state ({type(e).__name__}: {reason})") from None
+    if state.get("fingerprint") != fingerprint:
+        raise UserError(f"{path}: the run's settings or data have changed since it was saved; "
+                        "start a new run instead of resuming")
+    return {**state, **json.loads(state.pop("records"))}

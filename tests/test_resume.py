@@ -1,0 +1,115 @@
+"""Resuming: a run killed with SIGKILL at random points, and resumed each time, ends with the
+metrics of the run that was never interrupted; no file it leaves is ever unreadable."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+import headstart
+from headstart.config import config_of_run
+from headstart.errors import UserError
+from headstart.training.resume import RESUME, load_state, run_fingerprint
+
+# gradual: stages of one epoch (head, stage4, stage3) then five of the rest, three of them from
+# feature caches; a resume lands at stage boundaries and inside a stage
+SETTINGS = dict(strategy="gradual", epochs=8, image_size=64, batch_size=8, val_fraction=0.2, test_fraction=0.25,
+                deterministic=True, seed=3)
+TIMING_KEYS = {"train_seconds", "train_images_per_s"}
+
+
+def without_timing(history: list[dict]) -> list[dict]:
+    return [{k: v for k, v in h.items() if k not in TIMING_KEYS} for h in history]
+
+
+def cli(*args) -> list[str]:
+    return [sys.executable, "-m", "headstart.cli", *map(str, args)]
+
+
+def finished_epochs(run: Path) -> int:
+    try:
+        return len(json.loads((run / "history.json").read_text()))
+    except (OSError, ValueError):  # not written yet, or being replaced this instant
+        return 0
+
+
+def check_readable(run: Path) -> None:
+    """Every file the run has under its final name can be read in full."""
+    for path in run.glob("*.safetensors"):
+        load_file(str(path))
+    for path in run.glob("*.json"):
+        json.loads(path.read_text())
+    if (run / RESUME).exists():
+        config = config_of_run(run)
+        state = load_state(run / RESUME, run_fingerprint(config.to_dict(), state_train_paths(run)))
+        assert state["epoch"] == len(state["history"]) >= 1
+
+
+def state_train_paths(run: Path) -> list[str]:
+    from headstart.data import load_image_data
+    config = config_of_run(run)
+    return [s.path for s in load_image_data(config.data, val_fraction=config.val_fraction,
+                                            test_fraction=config.test_fraction, seed=config.seed).train]
+
+
+def test_sigkilled_run_resumes_to_the_uninterrupted_metrics(elpv, tmp_path):
+    whole = headstart.train(elpv, out=str(tmp_path / "whole"), **SETTINGS).metrics
+
+    run = tmp_path / "killed"
+    command = cli("train", elpv, "--out", run, *[a for k, v in SETTINGS.items() for a in ("--set", f"{k}={v}")])
+    rng = random.Random(0)
+    for kill in range(5):
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        done = finished_epochs(run)
+        deadline = time.monotonic() + 300
+        while finished_epochs(run) == done and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 1.5))  # then kill at a random moment: mid-epoch, mid-write, ...
+        assert process.poll() is None, f"the run ended before kill {kill + 1}: {process.communicate()[1]}"
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        check_readable(run)
+        command = cli("train", "--resume", run)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert finished_epochs(run) == SETTINGS["epochs"]
+
+    resumed = json.loads((run / "metrics.json").read_text())
+    assert resumed["resumed_after_epoch"] >= 5
+    assert without_timing(resumed["history"]) == without_timing(whole["history"])
+    assert resumed["test"] == whole["test"]
+
+
+def test_resume_refuses_a_changed_run_or_a_damaged_state(elpv, tmp_path):
+    run = tmp_path / "run"
+    headstart.train(elpv, out=str(run), **{**SETTINGS, "strategy": "head", "epochs": 2})
+    resumed = headstart.resume(run)  # nothing left to train: evaluates the finished run again
+    assert resumed.metrics["resumed_after_epoch"] == 2
+
+    record = json.loads((run / "config.json").read_text())
+    record["config"]["lr"] = 0.5
+    (run / "config.json").write_text(json.dumps(record))
+    with pytest.raises(UserError, match="settings or data have changed"):
+        headstart.resume(run)
+    record["config"]["lr"] = SETTINGS.get("lr", headstart.TrainConfig().lr)
+    (run / "config.json").write_text(json.dumps(record))
+
+    state = (run / RESUME).read_bytes()
+    (run / RESUME).write_bytes(state[: len(state) // 2])
+    with pytest.raises(UserError, match="cannot be read as a resume state"):
+        headstart.resume(run)
+    os.remove(run / RESUME)
+    result = subprocess.run(cli("train", "--resume", run), capture_output=True, text=True)
+    assert result.returncode != 0 and "nothing to resume" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+    result = subprocess.run(cli("train", elpv, "--resume", run, "--epochs", "3"), capture_output=True, text=True)
+    assert result.returncode != 0 and "do not pass epochs, DATA" in result.stderr
