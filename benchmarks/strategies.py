@@ -4,7 +4,8 @@
                                               [--repeat discriminative:1,2] [--set key=value]
 
 Writes benchmarks/results/strategies.json (every run's metrics, wall time, images/s, the machine)
-and prints the Markdown table that the README shows. All runs share the split (same seed, same
+and prints the Markdown table that the README shows. A run marked "beside_other_jobs" (its wall
+time was measured while other work shared the CPU) counts for accuracy only. All runs share the split (same seed, same
 fractions: 25% stratified test) and the epoch budget; nothing but the strategy changes.
 """
 from __future__ import annotations
@@ -62,6 +63,8 @@ def main() -> None:
                         help="more seeds (each its own split) for one strategy, e.g. discriminative:1,2; run first")
     parser.add_argument("--out", default=str(RESULTS / "strategies.json"))
     parser.add_argument("--retable", action="store_true", help="only rebuild the table of --out from its runs")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the runs already in --out (same settings) and run only the missing ones")
     args = parser.parse_args()
     if args.retable:
         record = json.loads(Path(args.out).read_text())
@@ -79,6 +82,12 @@ def main() -> None:
             for seed in seeds.split(",")]
     plan += [(name, int(seed)) for seed in args.seeds.split(",") for name in args.strategies.split(",")]
     runs = []
+    if args.keep and Path(args.out).is_file():
+        kept = json.loads(Path(args.out).read_text())
+        if kept["settings"] != json.loads(json.dumps(settings)):
+            raise SystemExit(f"--keep: {args.out} was measured with other settings: {kept['settings']}")
+        runs = kept["runs"]
+        plan = [p for p in plan if p not in {(r["strategy"], r["seed"]) for r in runs}]
     for name, seed in plan:
         out = Path("runs") / "benchmark" / Path(args.out).stem / f"{name}-seed{seed}"
         cache = out.with_name(out.name + "-feature-cache")
@@ -123,8 +132,10 @@ def summary_table(runs: list[dict]) -> str:
         for key in ("accuracy", "balanced_accuracy", "macro_f1"):
             mean, std = mean_std([r["test"][key] for r in rs])
             cells.append(f"{100 * mean:.1f}%" + (f" ± {100 * std:.1f}" if len(rs) > 1 else ""))
-        wall = sum(r["wall_seconds"] for r in rs) / len(rs)
-        speed = sum(images_trained(Path(r["run_dir"])) / r["wall_seconds"] for r in rs) / len(rs)
+        # runs measured beside other jobs on the machine count for accuracy, not for time
+        timed = [r for r in rs if not r.get("beside_other_jobs")] or rs
+        wall = sum(r["wall_seconds"] for r in timed) / len(timed)
+        speed = sum(images_trained(Path(r["run_dir"])) / r["wall_seconds"] for r in timed) / len(timed)
         lines.append(f"| {name} | {' | '.join(cells)} | {wall / 60:.1f} min | {speed:.0f} | {len(rs)} |")
     return "\n".join(lines)
 

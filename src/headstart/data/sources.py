@@ -260,6 +260,9 @@ def manifest_sample(csv_path: Path, line: int, cells: dict[str, str], first_line
     raw_path, label = cells.get("path", ""), cells.get("label", "")
     if not raw_path:
         return None, f"listed in {csv_path} line {line} with an empty path"
+    for name, value in (("path", raw_path), ("label", label)):
+        if has_control_character(value):
+            return None, f"listed in {csv_path} line {line} with a control character in its {name}: {value!r}"
     path = str(csv_path.parent / raw_path)
     if not label:
         return None, f"listed in {csv_path} line {line} with an empty label"
@@ -276,7 +279,13 @@ def manifest_sample(csv_path: Path, line: int, cells: dict[str, str], first_line
 
 def sample_path_or_line(csv_path: Path, line: int, cells: dict[str, str]) -> str:
     raw_path = cells.get("path", "")
-    return str(csv_path.parent / raw_path) if raw_path else f"{csv_path}:{line}"
+    if not raw_path or has_control_character(raw_path):  # a newline in a name would break one-line messages
+        return f"{csv_path}:{line}"
+    return str(csv_path.parent / raw_path)
+
+
+def has_control_character(text: str) -> bool:
+    return any(ord(c) < 32 or ord(c) == 127 for c in text)
 
 
 # ---------------------------------------------------------------- splitting
