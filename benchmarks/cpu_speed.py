@@ -45,7 +45,7 @@ from headstart.backbones.mobilenet_v2 import weights_path
 from headstart.cli import DEMO_OVERRIDES
 from headstart.config import TrainConfig
 from headstart.data import decode_images, load_image_data, materialise_elpv
-from headstart.data.pipeline import DecodedImages, Normalize, make_loader, train_transform
+from headstart.data.pipeline import DecodedImages, EpochOrder, Normalize, make_loader, train_transform
 from headstart.model import Classifier
 from headstart.strategies import apply_trainable, get_strategy, set_train_mode
 from headstart.training.environment import environment_record, resolve_precision
@@ -149,7 +149,7 @@ def headstart_steps(splits, images, prep, batch_size: int, steps: int, precision
     scheduler = build_scheduler(optimizer, steps, 0.1, "cosine")
     data = DecodedImages(splits.train[:steps * batch_size], images, {c: i for i, c in enumerate(splits.classes)},
                          train_transform(prep, 0.85, True, True))
-    model, optimizer, loader = accelerator.prepare(model, optimizer, make_loader(data, batch_size, True, 0))
+    model, optimizer, loader = accelerator.prepare(model, optimizer, make_loader(data, batch_size, 0, EpochOrder(len(data))))
     return train_one_epoch(model, Normalize(prep), loader, optimizer, scheduler, accelerator, 0.1, "headstart")["train_images_per_s"]
 
 

@@ -26,7 +26,7 @@ def tiny_batch(elpv, size=64, n=8):
     prep = create_backbone("mobilenet_v2").preprocessing.at_size(size)
     images, _ = decode_images([s.path for s in splits.train], prep.resize_size)
     data = DecodedImages(splits.train, images, {c: i for i, c in enumerate(splits.classes)}, eval_transform(prep))
-    x, y = next(iter(make_loader(data, n, shuffle=False, workers=0)))
+    x, y = next(iter(make_loader(data, n, workers=0)))
     return Normalize(prep)(x), y
 
 
@@ -163,7 +163,7 @@ def test_saved_model_reloads_and_predicts_the_same_logits(head_run, elpv):
     reloaded = run.logits(splits.test, images)
     head_run.model.eval()
     original = torch.cat([head_run.model(Normalize(run.preprocessing)(x)) for x, _ in
-                          make_loader(DecodedImages(splits.test, images, {}, eval_transform(run.preprocessing)), 64, False, 0)])
+                          make_loader(DecodedImages(splits.test, images, {}, eval_transform(run.preprocessing)), 64, 0)])
     assert torch.allclose(reloaded, original, atol=1e-6)
     result = headstart.evaluate(head_run.run_dir)
     assert result["test"]["accuracy"] == pytest.approx(head_run.metrics["test"]["accuracy"], abs=1e-9)
@@ -236,3 +236,30 @@ def test_weight_average_is_what_validation_sees_and_training_resumes_from_its_ow
             assert torch.allclose(model.state_dict()[key], 0.75 * start[key] + 0.25 * own[key])
     assert all(torch.equal(model.state_dict()[k], own[k]) for k in own)
     assert make_ema(model, 0.0) is None
+
+
+def test_a_diverging_loss_stops_the_run_and_keeps_the_best_epoch(elpv, tmp_path):
+    """lp-ft's fine-tuning stage at an absurd rate (weights ~1e32 overflow float32 and bfloat16):
+    the loss turns NaN after the probe's epochs;
+    the run says so, stops, and its model is the best epoch's, which reloads and predicts."""
+    messages: list[str] = []
+    from headstart.config import config_from_dict
+    from headstart.training.run import train
+    config = config_from_dict({"data": str(elpv), "strategy": "lp-ft", "epochs": 4, "lp_fraction": 0.5,
+                               "ft_lr_mult": 1e35, "out": str(tmp_path / "run"), **TINY})
+    result = train(config, log=messages.append)
+    warning = [m for m in messages if m.startswith("warning: the training loss became")]
+    assert len(warning) == 1 and "keeping the best epoch so far" in warning[0] and "lower --lr" in warning[0]
+    m = result.metrics
+    assert m["stop_reason"].startswith("stopped: the training loss became") and m["final_model"] == "best"
+    assert len(m["history"]) == 2 and m["model_epoch"] == m["best_epoch"] <= 2
+    assert torch.isfinite(torch.tensor(m["test"]["loss"]))
+    rows, _ = headstart.predict(result.run_dir, [sorted((elpv / "defective").glob("*.png"))[0]])  # a Path, not a str
+    assert rows[0]["top"][0]["probability"] > 0
+
+
+def test_a_loss_diverging_in_the_first_epoch_is_a_one_line_error(elpv, tmp_path):
+    from headstart.errors import UserError
+    with pytest.raises(UserError, match=r"^the training loss became (nan|inf|-inf) \(epoch 1/1 \[full\]\) before the "
+                                        r"first epoch ended; lower --lr \(now 1e\+30\)$"):
+        headstart.train(elpv, strategy="full", epochs=1, lr=1e30, out=str(tmp_path / "run"), **TINY)

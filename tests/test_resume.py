@@ -19,10 +19,11 @@ from headstart.config import config_of_run
 from headstart.errors import UserError
 from headstart.training.resume import RESUME, load_state, run_fingerprint
 
-# gradual: stages of one epoch (head, stage4, stage3) then five of the rest, three of them from
-# feature caches; a resume lands at stage boundaries and inside a stage
-SETTINGS = dict(strategy="gradual", epochs=8, image_size=64, batch_size=8, val_fraction=0.2, test_fraction=0.25,
-                deterministic=True, seed=3)
+# gradual: stages of one epoch (head, stage4, stage3) then five of the rest, all from feature
+# caches at this size; a resume lands at stage boundaries, inside a stage and, with a checkpoint
+# after every optimiser step, inside an epoch
+SETTINGS = dict(strategy="gradual", epochs=8, image_size=64, batch_size=4, val_fraction=0.2, test_fraction=0.25,
+                deterministic=True, seed=3, checkpoint_steps=1)
 TIMING_KEYS = {"train_seconds", "train_images_per_s"}
 
 
@@ -39,6 +40,15 @@ def finished_epochs(run: Path) -> int:
         return len(json.loads((run / "history.json").read_text()))
     except (OSError, ValueError):  # not written yet, or being replaced this instant
         return 0
+
+
+def checkpoint_version(run: Path):
+    """Changes whenever a new resume state is in place (every optimiser step here)."""
+    try:
+        stat = (run / RESUME).stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_mtime_ns, stat.st_ino
 
 
 def check_readable(run: Path) -> None:
@@ -66,13 +76,15 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_metrics(elpv, tmp_path):
     run = tmp_path / "killed"
     command = cli("train", elpv, "--out", run, *[a for k, v in SETTINGS.items() for a in ("--set", f"{k}={v}")])
     rng = random.Random(0)
+    logs = []
     for kill in range(5):
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        done = finished_epochs(run)
+        logs.append(tmp_path / f"log{kill}.txt")
+        process = subprocess.Popen(command, stdout=logs[-1].open("w"), stderr=subprocess.PIPE, text=True)
+        before = checkpoint_version(run)
         deadline = time.monotonic() + 300
-        while finished_epochs(run) == done and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(rng.uniform(0.0, 1.5))  # then kill at a random moment: mid-epoch, mid-write, ...
+        while checkpoint_version(run) == before and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 0.4))  # then kill at a random moment: mid-step, mid-write, mid-validation...
         assert process.poll() is None, f"the run ended before kill {kill + 1}: {process.communicate()[1]}"
         process.send_signal(signal.SIGKILL)
         process.wait()
@@ -81,9 +93,13 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_metrics(elpv, tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert finished_epochs(run) == SETTINGS["epochs"]
+    resumptions = [line for log in logs[1:] for line in log.read_text().splitlines() if line.startswith("resuming")]
+    resumptions += [line for line in result.stdout.splitlines() if line.startswith("resuming")]
+    assert len(resumptions) == 5
+    assert any(", step" in line for line in resumptions), resumptions  # some kills landed inside an epoch
 
     resumed = json.loads((run / "metrics.json").read_text())
-    assert resumed["resumed_after_epoch"] >= 5
+    assert resumed["resumed_after_epoch"] is not None
     assert without_timing(resumed["history"]) == without_timing(whole["history"])
     assert resumed["test"] == whole["test"]
 
@@ -113,3 +129,33 @@ def test_resume_refuses_a_changed_run_or_a_damaged_state(elpv, tmp_path):
 
     result = subprocess.run(cli("train", elpv, "--resume", run, "--epochs", "3"), capture_output=True, text=True)
     assert result.returncode != 0 and "do not pass epochs, DATA" in result.stderr
+
+
+def test_a_full_disk_stops_the_run_in_one_line_and_it_resumes_after(elpv, tmp_path, monkeypatch):
+    import headstart.training.checkpoint as checkpoint
+
+    settings = {**SETTINGS, "strategy": "head", "epochs": 3}
+    whole = headstart.train(elpv, out=str(tmp_path / "whole"), **settings).metrics
+    real_save_file, calls = checkpoint.save_file, []
+
+    def disk_full_at_epoch_two(state, path, metadata=None):
+        calls.append(path)
+        if len(calls) == 3:  # epoch 1 wrote last and best; epoch 2 starts with last
+            raise OSError(28, "No space left on device")
+        real_save_file(state, path, metadata=metadata)
+
+    monkeypatch.setattr(checkpoint, "save_file", disk_full_at_epoch_two)
+    run = tmp_path / "run"
+    with pytest.raises(UserError) as error:
+        headstart.train(elpv, out=str(run), **settings)
+    message = str(error.value)
+    assert "\n" not in message and f"cannot write {run / 'last.safetensors'} (No space left on device)" in message
+    assert "last.safetensors is unchanged" in message and f"headstart train --resume {run}" in message
+    assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
+    check_readable(run)
+
+    monkeypatch.undo()
+    resumed = headstart.resume(run).metrics
+    assert resumed["resumed_after_epoch"] == 1
+    assert without_timing(resumed["history"]) == without_timing(whole["history"])
+    assert resumed["test"] == whole["test"]

@@ -86,6 +86,9 @@ class TrainConfig:
     # images picks among late epochs mostly by noise, while the cosine schedule ends at rate zero
     final_model: str = "auto"
     patience: int = 0  # stop after this many epochs without a better validation metric; 0: never
+    # also write the resume state every this many optimiser steps inside an epoch (0: at epoch ends only);
+    # a resumed run then loses at most that many steps. Exact on the CPU (data-loader workers 0)
+    checkpoint_steps: int = 0
     deterministic: bool = False  # only deterministic kernels: same seed, same machine -> identical metrics
     precision: str = "auto"  # auto: bf16 where the CPU or GPU supports it, else fp32
     device: str = "auto"
@@ -162,7 +165,7 @@ def _check_ranges(c: TrainConfig) -> None:
         ("label_smoothing", 0 <= c.label_smoothing < 1), ("image_size", c.image_size is None or c.image_size >= 16),
         ("crop_pct", c.crop_pct is None or 0.3 <= c.crop_pct <= 1),
         ("patience", c.patience >= 0), ("frozen_groups", c.frozen_groups >= 0),
-        ("cache_views", c.cache_views >= 1), ("ema", 0 <= c.ema < 1), ("cache_max_gb", c.cache_max_gb >= 0),
+        ("cache_views", c.cache_views >= 1), ("checkpoint_steps", c.checkpoint_steps >= 0), ("ema", 0 <= c.ema < 1), ("cache_max_gb", c.cache_max_gb >= 0),
     ]
     for key, ok in checks:
         if not ok:

@@ -33,7 +33,7 @@ class LoadedRun:
         self.model.eval()
         normalize = Normalize(self.preprocessing)
         data = DecodedImages(samples, images, {c: i for i, c in enumerate(self.classes)}, eval_transform(self.preprocessing))
-        return torch.cat([self.model(normalize(x)).float() for x, _ in make_loader(data, batch_size, False, 0)])
+        return torch.cat([self.model(normalize(x)).float() for x, _ in make_loader(data, batch_size, 0)])
 
 
 def load_run(run_dir: str | Path, weights: str = MODEL) -> LoadedRun:
@@ -75,10 +75,10 @@ def evaluate_run(run_dir: str | Path, data: str | None = None) -> dict:
     return result
 
 
-def gather_images(inputs: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+def gather_images(inputs: list) -> tuple[list[str], list[tuple[str, str]]]:
     """Files as given, folders searched recursively for images; what is not an image is listed."""
     found, skipped = [], []
-    for item in inputs:
+    for item in map(str, inputs):  # paths as str, the keys decoding returns
         if os.path.isdir(item):
             found += list_images(Path(item), skipped)
         elif os.path.isfile(item):

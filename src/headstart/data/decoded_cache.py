@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..cache_folders import publish
+from ..errors import UserError
 from ..paths import headstart_home
 from ..training.checkpoint import write_json
 from .images import decode_images
@@ -60,8 +61,9 @@ def decode_images_cached(paths, short_side: int, root: Path | None = None, log=p
     seconds = time.perf_counter() - started
     try:
         folder = publish(root, key, lambda tmp: write(tmp, images, skipped))
-    except OSError as e:  # the cache only saves time: a full or read-only disk must not stop the run
-        log(f"warning: decoded images not kept on disk ({root}: {e.strerror or e}); the next run decodes again")
+    except (OSError, UserError) as e:  # the cache only saves time: a full or read-only disk must not stop the run
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        log(f"warning: decoded images not kept on disk ({root}: {reason}); the next run decodes again")
         return images, skipped
     log(f"decoded images: {len(images)} images in {seconds:.1f} s, kept in {folder}")
     return images, skipped

@@ -6,7 +6,7 @@ transforms then work on uint8 tensors, and mean/std normalisation happens on who
 from __future__ import annotations
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import v2 as T
 
@@ -33,6 +33,11 @@ def eval_transform(prep: Preprocessing):
 
 
 class DecodedImages(Dataset):
+    """Decoded images with their class index. A key is an index, or (index, seed) from an
+    EpochOrder: the image's random transform then draws from its own generator seeded with `seed`,
+    so each image's augmentation is fixed by the epoch's plan, whatever ran before it (another
+    batch, a data-loader worker, a resumed process)."""
+
     def __init__(self, samples: list[Sample], images: dict[str, torch.Tensor], class_index: dict[str, int], transform):
         self.samples = samples
         self.images = images
@@ -42,16 +47,44 @@ class DecodedImages(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, key):
+        i, seed = key if isinstance(key, tuple) else (key, None)
         s = self.samples[i]
-        return self.transform(self.images[s.path]), self.class_index.get(s.label, -1)
+        if seed is None:
+            image = self.transform(self.images[s.path])
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                image = self.transform(self.images[s.path])
+        return image, self.class_index.get(s.label, -1)
 
 
-def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, workers: int) -> DataLoader:
-    """A shuffled loader draws each epoch's order from torch's global generator, which the training
-    loop seeds from (seed, epoch) at the start of every epoch: a resumed run sees the same orders."""
+class EpochOrder(Sampler):
+    """The order in which a training loader visits its images, and each image's augmentation seed.
+    The training loop plans it at the start of every epoch from the epoch's seed (dropping the
+    batches a resumed run has already trained on), so neither depends on what ran before."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.keys: list[tuple[int, int]] = [(i, i) for i in range(size)]
+
+    def plan(self, skip: int = 0) -> None:
+        """A new permutation and seeds from torch's global generator; the first `skip` keys dropped."""
+        order = torch.randperm(self.size).tolist()
+        seeds = torch.randint(0, 2**62, (self.size,)).tolist()
+        self.keys = list(zip(order, seeds))[skip:]
+
+    def __iter__(self):
+        return iter(self.keys)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+def make_loader(dataset: Dataset, batch_size: int, workers: int, order: EpochOrder | None = None) -> DataLoader:
+    """Batches in `order` (a training loader) or in the dataset's own order (evaluation)."""
     # workers are not kept between epochs: new ones take their seeds from the epoch's generator
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers, drop_last=False)
+    return DataLoader(dataset, batch_size=batch_size, sampler=order, num_workers=workers, drop_last=False)
 
 
 class Normalize(torch.nn.Module):

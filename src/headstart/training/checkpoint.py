@@ -11,21 +11,28 @@ from typing import Any, Callable
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..errors import UserError
+
 
 def write_atomic(path: Path, write: Callable[[str], None]) -> None:
-    """Call write(tmp_path), fsync it, then rename it onto `path`."""
+    """Call write(tmp_path), fsync it, then rename it onto `path`. A failed write (a full disk)
+    leaves `path` as it was and is reported in one line naming it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as e:
+        if tmp and os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError):
+            before = "is unchanged" if path.exists() else "was not written"
+            raise UserError(f"cannot write {path} ({e.strerror or e}); {path.name} {before}") from e
         raise
 
 

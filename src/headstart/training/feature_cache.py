@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..cache_folders import publish
-from ..data.pipeline import DecodedImages, make_loader
+from ..data.pipeline import DecodedImages, EpochOrder, make_loader
 from ..paths import headstart_home
 from .checkpoint import write_json
 
@@ -83,7 +83,8 @@ class CachedFeatures(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, key):
+        i = key[0] if isinstance(key, tuple) else key  # an EpochOrder's seed: the views are chosen already
         return torch.from_numpy(np.array(self.features[self.views[i], i])), self.labels[i]
 
 
@@ -154,7 +155,7 @@ def compute(model: nn.Module, request: CacheRequest, images: dict, normalize: nn
         torch.manual_seed(seed)
         for view in range(request.views):
             row = 0
-            for x, _ in make_loader(dataset, batch_size, shuffle=False, workers=0):
+            for x, _ in make_loader(dataset, batch_size, workers=0):
                 with accelerator.autocast():
                     out = model.body.run(normalize(x.to(accelerator.device)), 0, request.depth)
                 out = out.float().cpu().contiguous().numpy()
@@ -168,8 +169,8 @@ def compute(model: nn.Module, request: CacheRequest, images: dict, normalize: nn
 
 def cached_stage_inputs(net: nn.Module, depth: int, epochs: int, splits, images: dict, prep, augment,
                         eval_view, config, normalize: nn.Module, accelerator, log):
-    """(model above the prefix, its input preparation, train loader, val loader) for a stage whose
-    lowest `depth` groups are frozen, or None when the cache would exceed config.cache_max_gb.
+    """(model above the prefix, its input preparation, train loader, its order, val loader) for a
+    stage whose lowest `depth` groups are frozen, or None when the cache would exceed config.cache_max_gb.
 
     A stage that trains only the head (a linear probe) caches `cache_views` views: more measured
     no better under `head`. A stage that trains more than the head caches one view per epoch, so
@@ -190,9 +191,10 @@ def cached_stage_inputs(net: nn.Module, depth: int, epochs: int, splits, images:
         return None
     root = Path(config.cache_dir) if config.cache_dir else default_cache_root()
     class_index = {c: i for i, c in enumerate(splits.classes)}
+    order = EpochOrder(len(splits.train))
     loaders = []
-    for request, shuffle in ((train_request, True), (val_request, False)):
+    for request, request_order in ((train_request, order), (val_request, None)):
         features = load_or_build(net, request, images, normalize, accelerator, config.batch_size, config.seed, root, log)
         dataset = CachedFeatures(features, [class_index[s.label] for s in request.samples], config.seed)
-        loaders.append(accelerator.prepare(make_loader(dataset, config.batch_size, shuffle, workers=0)))
-    return SkipPrefix(net, depth), ChannelsLast(), loaders[0], loaders[1]
+        loaders.append(accelerator.prepare(make_loader(dataset, config.batch_size, 0, request_order)))
+    return SkipPrefix(net, depth), ChannelsLast(), loaders[0], order, loaders[1]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -11,18 +12,41 @@ from accelerate import Accelerator
 from torch import nn
 from tqdm.auto import tqdm
 
+from .resume import restore_rng
+
 
 class NonFiniteLoss(RuntimeError):
     """The loss became NaN or infinite: the learning rate is too high for this data, usually."""
 
 
+@dataclass
+class EpochProgress:
+    """An epoch's running sums: kept by a mid-epoch checkpoint, so a resumed epoch reports what
+    the uninterrupted one would have."""
+    batches: int = 0
+    steps: int = 0
+    seen: int = 0
+    correct: int = 0
+    total_loss: float = 0.0
+    seconds: float = 0.0
+
+
 def train_one_epoch(model: nn.Module, normalize: nn.Module, loader, optimizer, scheduler,
                     accelerator: Accelerator, label_smoothing: float, description: str,
-                    after_step=None) -> dict:
-    total_loss, correct, seen = 0.0, 0, 0
-    start = time.perf_counter()
+                    after_step=None, progress: EpochProgress | None = None, rng_state=None,
+                    checkpoint_steps: int = 0, checkpoint=None) -> dict:
+    """One pass over `loader`. A resumed epoch passes the `progress` and `rng_state` its checkpoint
+    kept (the loader then holds only the batches not yet trained on); with `checkpoint_steps`,
+    checkpoint(progress) runs after every that many optimiser steps."""
+    progress = progress or EpochProgress()
+    start = time.perf_counter() - progress.seconds
     bar = tqdm(loader, desc=description, leave=False, disable=None, dynamic_ncols=True)
     for images, labels in bar:
+        if rng_state is not None:
+            # only now: creating the loader's iterator draws from the generator, as it did
+            # before the checkpoint in the uninterrupted run
+            restore_rng(rng_state)
+            rng_state = None
         with accelerator.accumulate(model):
             with accelerator.autocast():
                 logits = model(normalize(images))
@@ -31,20 +55,25 @@ def train_one_epoch(model: nn.Module, normalize: nn.Module, loader, optimizer, s
                 raise NonFiniteLoss(f"the training loss became {loss.item()} ({description})")
             accelerator.backward(loss)
             optimizer.step()
-            if accelerator.sync_gradients:  # the schedule counts optimiser steps, not micro-batches
+            stepped = accelerator.sync_gradients
+            if stepped:  # the schedule counts optimiser steps, not micro-batches
                 scheduler.step()
                 if after_step is not None:
                     after_step()
             optimizer.zero_grad(set_to_none=True)
         n = labels.shape[0]
-        total_loss += loss.item() * n
-        correct += (logits.argmax(1) == labels).sum().item()
-        seen += n
-        bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.3f}",
-                        img_s=f"{seen / (time.perf_counter() - start):.1f}")
-    seconds = time.perf_counter() - start
-    return {"train_loss": total_loss / seen, "train_accuracy": correct / seen,
-            "train_seconds": seconds, "train_images_per_s": seen / seconds}
+        progress.batches += 1
+        progress.steps += int(stepped)
+        progress.seen += n
+        progress.total_loss += loss.item() * n
+        progress.correct += (logits.argmax(1) == labels).sum().item()
+        progress.seconds = time.perf_counter() - start
+        bar.set_postfix(loss=f"{progress.total_loss / progress.seen:.4f}", acc=f"{progress.correct / progress.seen:.3f}",
+                        img_s=f"{progress.seen / progress.seconds:.1f}")
+        if checkpoint is not None and checkpoint_steps and stepped and progress.steps % checkpoint_steps == 0:
+            checkpoint(progress)
+    return {"train_loss": progress.total_loss / progress.seen, "train_accuracy": progress.correct / progress.seen,
+            "train_seconds": progress.seconds, "train_images_per_s": progress.seen / progress.seconds}
 
 
 @torch.no_grad()

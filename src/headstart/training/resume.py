@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 from pathlib import Path
 
+import numpy as np
 import torch
 from accelerate.utils import set_seed
 
@@ -33,6 +35,25 @@ def seed_epoch(seed: int, epoch: int) -> None:
     set_seed(seed * 100_003 + epoch)
 
 
+def rng_state() -> dict:
+    """Every random generator's state, in types that weights_only loading accepts."""
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             "numpy": [np.random.get_state()[0], torch.from_numpy(np.random.get_state()[1].copy()),
+                       *np.random.get_state()[2:]]}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy(), *rest))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
 def run_fingerprint(config_dict: dict, train_paths: list[str]) -> str:
     """What must be unchanged for a resumed run to be the same run: its settings and its split."""
     settings = {k: v for k, v in config_dict.items() if k not in NOT_FINGERPRINTED}
@@ -43,7 +64,10 @@ def run_fingerprint(config_dict: dict, train_paths: list[str]) -> str:
 
 
 def save_state(path: Path, *, fingerprint: str, epoch: int, stage_index: int, history: list[dict],
-               best_val: dict | None, best_epoch: int | None, model, optimizer, scheduler, ema) -> None:
+               best_val: dict | None, best_epoch: int | None, model, optimizer, scheduler, ema,
+               partial: dict | None = None) -> None:
+    """`epoch`: the last finished epoch. `partial`: written in the middle of epoch epoch + 1, the
+    progress of that epoch and the random generators' state."""
     # metrics go in as JSON text: they may hold numpy numbers, which weights_only loading refuses
     records = json.dumps({"history": history, "best_val": best_val, "best_epoch": best_epoch}, default=float)
     state = {
@@ -51,6 +75,7 @@ def save_state(path: Path, *, fingerprint: str, epoch: int, stage_index: int, hi
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
         "ema": ema.state_dict() if ema is not None else None,
+        "partial": partial,
     }
     write_atomic(path, lambda tmp: torch.save(state, tmp))
 

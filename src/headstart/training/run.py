@@ -1,7 +1,9 @@
 """`train(config)`: a whole fine-tuning run, top to bottom, and the run folder it leaves behind."""
 from __future__ import annotations
 
+import contextlib
 import csv
+import dataclasses
 import io
 import math
 import time
@@ -18,7 +20,7 @@ from ..backbones import create_backbone
 from ..config import TrainConfig
 from ..data.decoded_cache import decode_images_cached
 from ..data.images import decode_images
-from ..data.pipeline import DecodedImages, Normalize, eval_transform, make_loader, train_transform
+from ..data.pipeline import DecodedImages, EpochOrder, Normalize, eval_transform, make_loader, train_transform
 from ..data.sources import DataSplits, load_image_data
 from ..errors import UserError
 from ..evaluation.metrics import classification_metrics, is_better, summary_line
@@ -29,9 +31,9 @@ from .averaging import averaged_weights, make_ema
 from .checkpoint import copy_atomic, load_weights, save_weights, write_json, write_text
 from .environment import deterministic_mode, environment_record, resolve_device, resolve_precision
 from .feature_cache import CachedFeatures, cached_stage_inputs, frozen_prefix_depth
-from .loop import NonFiniteLoss, predict_logits, train_one_epoch
+from .loop import EpochProgress, NonFiniteLoss, predict_logits, train_one_epoch
 from .optim import build_optimizer, build_scheduler
-from .resume import RESUME, load_state, run_fingerprint, save_state, seed_epoch
+from .resume import RESUME, load_state, rng_state, run_fingerprint, save_state, seed_epoch
 
 # the run's model (a copy of one of the other two), the best epoch by validation, the last epoch
 MODEL, BEST, LAST = "model.safetensors", "best.safetensors", "last.safetensors"
@@ -75,14 +77,14 @@ def training_transform(prep, config: TrainConfig):
 def make_loaders(splits: DataSplits, images: dict, prep, config: TrainConfig, workers: int):
     class_index = {c: i for i, c in enumerate(splits.classes)}
     augment = training_transform(prep, config)
-    train_loader = make_loader(DecodedImages(splits.train, images, class_index, augment),
-                               config.batch_size, shuffle=True, workers=workers)
+    order = EpochOrder(len(splits.train))
+    train_loader = make_loader(DecodedImages(splits.train, images, class_index, augment), config.batch_size, workers, order)
     eval_loaders = {name: make_loader(DecodedImages(samples, images, class_index, eval_transform(prep)),
-                                      config.batch_size, shuffle=False, workers=workers)
+                                      config.batch_size, workers)
                     for name, samples in (("val", splits.val), ("test", splits.test)) if samples}
     if "val" not in eval_loaders:
         raise UserError("the validation split is empty: raise val_fraction or add a val/ folder")
-    return train_loader, eval_loaders
+    return train_loader, order, eval_loaders
 
 
 def drop_undecodable(splits: DataSplits, images: dict) -> DataSplits:
@@ -110,7 +112,7 @@ def train(config: TrainConfig, log=print, resume: bool = False) -> RunResult:
     splits, images = load_data(config, prep, log)
     classes = splits.classes
     workers = config.workers if config.workers is not None else (0 if device == "cpu" else 4)
-    train_loader, eval_loaders = make_loaders(splits, images, prep, config, workers)
+    train_loader, order, eval_loaders = make_loaders(splits, images, prep, config, workers)
 
     # model
     model = Classifier(backbone, len(classes), config.dropout).to(memory_format=torch.channels_last)
@@ -142,7 +144,7 @@ def train(config: TrainConfig, log=print, resume: bool = False) -> RunResult:
     log(f"backbone {config.backbone} ({backbone.weights_source}), {prep.input_size}px, strategy {strategy.name}, "
         f"{config.epochs} epochs, {device} {'float32' if precision == 'no' else precision}")
 
-    uncached = StageInputs(model, normalize, train_loader, eval_loaders["val"])
+    uncached = StageInputs(model, normalize, train_loader, order, eval_loaders["val"])
     net = accelerator.unwrap_model(model)
 
     def inputs_for(stage: Stage) -> StageInputs:
@@ -195,6 +197,7 @@ class StageInputs:
     model: torch.nn.Module
     prepare: torch.nn.Module  # batch -> model input
     train_loader: object
+    order: EpochOrder  # the train loader's: planned at the start of every epoch
     val_loader: object
     cached_depth: int = 0
 
@@ -220,24 +223,28 @@ def fit(net, stages: list[Stage], inputs_for, accelerator: Accelerator, config: 
         net.load_state_dict(resume["model"])
         if ema is not None:
             ema.load_state_dict(resume["ema"])
-        log(f"resuming after epoch {resume['epoch']} of {config.epochs}")
-        if early_stop(resume["epoch"]):
+        partial = resume["partial"]
+        log(f"resuming after epoch {resume['epoch']} of {config.epochs}"
+            + (f", step {partial['progress']['steps']} of epoch {partial['epoch']}" if partial else ""))
+        if not partial and early_stop(resume["epoch"]):
             return history, best_epoch, early_stop(resume["epoch"])
+    pending = resume  # until the stage it stopped in has taken its state
     for stage_index, stage in enumerate(stages):
-        if resume and epoch + stage.epochs <= resume["epoch"]:  # a stage the earlier run finished
-            epoch += stage.epochs
+        if pending and epoch + stage.epochs <= pending["epoch"]:  # a partial epoch is pending["epoch"] + 1
+            epoch += stage.epochs  # a stage the earlier run finished
             continue
         apply_trainable(net, stage.trainable)
         inputs = inputs_for(stage)
         steps_per_epoch = math.ceil(len(inputs.train_loader) / config.grad_accum)
         optimizer = accelerator.prepare(build_optimizer(net, stage, config.optimizer, config.weight_decay, config.momentum))
         scheduler = build_scheduler(optimizer, stage.epochs * steps_per_epoch, config.warmup, config.schedule)
-        first = 0
-        if resume and epoch < resume["epoch"]:  # the earlier run stopped inside this stage
-            optimizer.load_state_dict(resume["optimizer"])
-            scheduler.load_state_dict(resume["scheduler"])
-            first = resume["epoch"] - epoch
-            epoch = resume["epoch"]
+        first, partial = 0, None
+        if pending:
+            if pending["epoch"] > epoch or pending["partial"]:  # it stopped inside this stage
+                optimizer.load_state_dict(pending["optimizer"])
+                scheduler.load_state_dict(pending["scheduler"])
+            first, epoch, partial = pending["epoch"] - epoch, pending["epoch"], pending["partial"]
+            pending = None
         trainable = trainable_parameter_count(net)
         for _ in range(first, stage.epochs):
             epoch += 1
@@ -247,27 +254,45 @@ def fit(net, stages: list[Stage], inputs_for, accelerator: Accelerator, config: 
                       "cached_groups": inputs.cached_depth}
             if isinstance(inputs.train_loader.dataset, CachedFeatures):
                 inputs.train_loader.dataset.select_views(epoch)
+            progress = EpochProgress(**partial["progress"]) if partial else None
+            inputs.order.plan(skip=progress.batches * config.batch_size if progress else 0)
+
+            def checkpoint(progress: EpochProgress, epoch=epoch, stage_index=stage_index,
+                           optimizer=optimizer, scheduler=scheduler) -> None:
+                with resumable_on_failure(run_dir):
+                    save_state(run_dir / RESUME, fingerprint=fingerprint, epoch=epoch - 1, stage_index=stage_index,
+                               history=history, best_val=best_val, best_epoch=best_epoch, model=net,
+                               optimizer=optimizer, scheduler=scheduler, ema=ema,
+                               partial={"epoch": epoch, "progress": dataclasses.asdict(progress), "rng": rng_state()})
+
             try:
                 record |= train_one_epoch(inputs.model, inputs.prepare, inputs.train_loader, optimizer, scheduler, accelerator,
                                           config.label_smoothing, f"epoch {epoch}/{config.epochs} [{stage.name}]",
-                                          after_step=(lambda: ema.update_parameters(net)) if ema else None)
+                                          after_step=(lambda: ema.update_parameters(net)) if ema else None,
+                                          progress=progress, rng_state=partial["rng"] if partial else None,
+                                          checkpoint_steps=config.checkpoint_steps, checkpoint=checkpoint)
             except NonFiniteLoss as e:
                 if best_epoch is None:
                     raise UserError(f"{e} before the first epoch ended; lower --lr (now {config.lr})") from e
                 log(f"warning: {e}; keeping the best epoch so far ({best_epoch}); lower --lr")
                 return history, best_epoch, f"stopped: {e}"
+            partial = None
             with averaged_weights(net, ema):  # validate and save the average, when there is one
                 val = classification_metrics(*predict_logits(inputs.model, inputs.prepare, inputs.val_loader, accelerator), classes)
                 record |= {"val_loss": val["loss"], "val_accuracy": val["accuracy"],
                            "val_balanced_accuracy": val["balanced_accuracy"], "val_macro_f1": val["macro_f1"]}
                 history.append(record)
-                save_weights(run_dir / LAST, net)
                 improved = is_better(val, best_val, config.monitor)
                 if improved:
                     best_val, best_epoch = val, epoch
-                    save_weights(run_dir / BEST, net)
-            save_state(run_dir / RESUME, fingerprint=fingerprint, epoch=epoch, stage_index=stage_index, history=history,
-                       best_val=best_val, best_epoch=best_epoch, model=net, optimizer=optimizer, scheduler=scheduler, ema=ema)
+                with resumable_on_failure(run_dir):
+                    save_weights(run_dir / LAST, net)
+                    if improved:
+                        save_weights(run_dir / BEST, net)
+            with resumable_on_failure(run_dir):
+                save_state(run_dir / RESUME, fingerprint=fingerprint, epoch=epoch, stage_index=stage_index,
+                           history=history, best_val=best_val, best_epoch=best_epoch, model=net, optimizer=optimizer,
+                           scheduler=scheduler, ema=ema)
             log(f"epoch {epoch:>2}/{config.epochs} {stage.name:<16} train loss {record['train_loss']:.4f} "
                 f"acc {record['train_accuracy']:.3f} | val loss {val['loss']:.4f} acc {val['accuracy']:.3f} "
                 f"| {record['train_images_per_s']:.1f} img/s{'  *' if improved else ''}")
@@ -276,6 +301,18 @@ def fit(net, stages: list[Stage], inputs_for, accelerator: Accelerator, config: 
                 log(early_stop(epoch))
                 return history, best_epoch, early_stop(epoch)
     return history, best_epoch, "completed"
+
+
+@contextlib.contextmanager
+def resumable_on_failure(run_dir: Path):
+    """A checkpoint that cannot be written (a full disk) ends the run with one line that says how
+    to go on: the files written before it are whole."""
+    try:
+        yield
+    except UserError as e:
+        if (run_dir / RESUME).is_file():
+            raise UserError(f"{e}; after freeing space, go on with: headstart train --resume {run_dir}") from e
+        raise
 
 
 def make_accelerator(device: str, precision: str, grad_accum: int) -> Accelerator:
