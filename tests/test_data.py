@@ -150,6 +150,21 @@ def test_truncated_png(tmp_path, cells):
     assert "truncated: the file ends before the image data does" in bad_reason(path)
 
 
+def test_truncated_jpeg(tmp_path, cells):
+    source = tmp_path / "cell.jpg"
+    Image.open(cells["defective"][0]).convert("RGB").save(source, quality=90)
+    data = source.read_bytes()
+    path = tmp_path / "half.jpg"
+    path.write_bytes(data[: len(data) // 2])
+    assert "truncated: the file ends before the image data does" in bad_reason(path)
+
+
+def test_png_with_a_jpg_name_is_read_by_its_contents(tmp_path, cells):
+    path = tmp_path / "cell.jpg"
+    path.write_bytes(cells["defective"][0].read_bytes())
+    assert np.array_equal(np.asarray(load_rgb(path)), np.asarray(load_rgb(cells["defective"][0])))
+
+
 def test_corrupt_png_data(tmp_path, cells):
     data = bytearray(cells["defective"][0].read_bytes())
     middle = len(data) // 2

@@ -263,3 +263,14 @@ def test_a_loss_diverging_in_the_first_epoch_is_a_one_line_error(elpv, tmp_path)
     with pytest.raises(UserError, match=r"^the training loss became (nan|inf|-inf) \(epoch 1/1 \[full\]\) before the "
                                         r"first epoch ended; lower --lr \(now 1e\+30\)$"):
         headstart.train(elpv, strategy="full", epochs=1, lr=1e30, out=str(tmp_path / "run"), **TINY)
+
+
+def test_compile_option_trains_the_same_model(elpv, tmp_path):
+    """torch.compile (through Accelerate's dynamo_backend) trains; in float32 its run stays close
+    to the eager one (inductor may fuse and reorder floating-point operations)."""
+    settings = dict(strategy="full", epochs=1, precision="fp32", **TINY)
+    eager = headstart.train(elpv, out=str(tmp_path / "eager"), **settings).metrics
+    compiled = headstart.train(elpv, out=str(tmp_path / "compiled"), compile=True, **settings).metrics
+    assert json.loads((tmp_path / "compiled" / "config.json").read_text())["config"]["compile"] is True
+    assert compiled["history"][0]["train_loss"] == pytest.approx(eager["history"][0]["train_loss"], rel=1e-3)
+    assert compiled["test"]["loss"] == pytest.approx(eager["test"]["loss"], rel=1e-3)

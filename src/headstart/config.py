@@ -90,6 +90,9 @@ class TrainConfig:
     # a resumed run then loses at most that many steps. Exact on the CPU (data-loader workers 0)
     checkpoint_steps: int = 0
     deterministic: bool = False  # only deterministic kernels: same seed, same machine -> identical metrics
+    # torch.compile (inductor) for stages that run the whole model. Off by default: measured on the
+    # 2-core CPU, a mobilenet_v2 step ran at 25 img/s compiled against 32 eager, after 78 s of compiling
+    compile: bool = False
     precision: str = "auto"  # auto: bf16 where the CPU or GPU supports it, else fp32
     device: str = "auto"
     workers: int | None = None  # data-loader processes; None: 0 on a CPU (they would steal its cores), 4 on a GPU

@@ -34,7 +34,7 @@ def default_decoded_root() -> Path:
 
 def files_key(paths: list[str], short_side: int) -> str:
     h = hashlib.sha256(f"decoder {DECODER_VERSION}, short side {short_side}\n".encode())
-    for path in paths:
+    for path in sorted(paths):  # the same files listed in another order are the same cache
         h.update(path.encode() + b"\0")
         try:
             with open(path, "rb") as f:

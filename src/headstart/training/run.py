@@ -117,7 +117,7 @@ def train(config: TrainConfig, log=print, resume: bool = False) -> RunResult:
     # model
     model = Classifier(backbone, len(classes), config.dropout).to(memory_format=torch.channels_last)
     stages = strategy.stages(model.group_names, config.epochs, config.strategy_options())
-    accelerator = make_accelerator(device, precision, config.grad_accum)
+    accelerator = make_accelerator(device, precision, config.grad_accum, config.compile)
     normalize = Normalize(prep).to(accelerator.device)
     model, train_loader = accelerator.prepare(model, train_loader)
     eval_loaders = {k: accelerator.prepare(v) for k, v in eval_loaders.items()}
@@ -315,12 +315,14 @@ def resumable_on_failure(run_dir: Path):
         raise
 
 
-def make_accelerator(device: str, precision: str, grad_accum: int) -> Accelerator:
+def make_accelerator(device: str, precision: str, grad_accum: int, compile: bool = False) -> Accelerator:
+    """compile: the model that prepare() returns is compiled with torch.compile (inductor)."""
     # Accelerate keeps one state per process and refuses a second Accelerator with another
     # precision; in a single process (API users, several runs in one session) start afresh.
     if AcceleratorState._shared_state and AcceleratorState().num_processes == 1:
         AcceleratorState._reset_state(reset_partial_state=True)
-    return Accelerator(cpu=device == "cpu", mixed_precision=precision, gradient_accumulation_steps=grad_accum)
+    return Accelerator(cpu=device == "cpu", mixed_precision=precision, gradient_accumulation_steps=grad_accum,
+                       dynamo_backend="inductor" if compile else "no")
 
 
 def model_groups(net: Classifier) -> list[dict]:
