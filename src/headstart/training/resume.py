@@ -1,12 +1,14 @@
-"""Going on with a run where it stopped: the training state after every finished epoch.
+"""Going on with a run where it stopped: the training state after every finished epoch (and,
+with checkpoint_steps, every that many optimiser steps inside one).
 
-After each epoch the run writes RUN/resume.pt atomically (temporary file, fsync, rename): the raw
-weights (not the averaged ones), the optimiser, the schedule, the weight average, the history,
-the best validation metrics and where in the strategy's stages it stands. The rest of a run's
-state needs no saving because it is a function of the config: the split follows the seed, the
-feature caches are found again by their key, and every epoch starts by seeding all random
-generators from (seed, epoch), so the data order, the augmentations and dropout of epoch k are
-the same whether the run got there in one go or was killed and resumed.
+The run writes RUN/resume.pt atomically (temporary file, fsync, rename): the raw weights (not the
+averaged ones), the optimiser, the schedule, the weight average, the history, the best
+validation metrics and where in the strategy's stages it stands; inside an epoch also the
+epoch's running sums and the random generators' states. The rest of a run's state needs no
+saving because it is a function of the config: the split follows the seed, the feature caches
+are found again by their key, and every epoch starts by seeding all random generators from
+(seed, epoch) and planning its order and one augmentation seed per image from them (EpochOrder),
+so epoch k is the same whether the run got there in one go or was killed and resumed.
 
 The file holds only tensors, numbers, strings, lists and dicts and is read with
 torch.load(weights_only=True), which refuses anything else: no pickle from disk runs code.
@@ -27,7 +29,7 @@ from .checkpoint import write_atomic
 
 RESUME = "resume.pt"
 # settings that may differ between the run and its resumption: where it writes, how it loads data
-NOT_FINGERPRINTED = {"out", "workers", "cache_dir"}
+NOT_FINGERPRINTED = {"out", "workers", "cache_dir", "checkpoint_steps"}
 
 
 def seed_epoch(seed: int, epoch: int) -> None:
@@ -37,9 +39,9 @@ def seed_epoch(seed: int, epoch: int) -> None:
 
 def rng_state() -> dict:
     """Every random generator's state, in types that weights_only loading accepts."""
+    name, keys, *rest = np.random.get_state()
     state = {"torch": torch.get_rng_state(), "python": random.getstate(),
-             "numpy": [np.random.get_state()[0], torch.from_numpy(np.random.get_state()[1].copy()),
-                       *np.random.get_state()[2:]]}
+             "numpy": [name, torch.from_numpy(keys.copy()), *rest]}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
