@@ -160,11 +160,17 @@ def test_saved_model_reloads_and_predicts_the_same_logits(head_run, elpv):
     run = headstart.load_run(head_run.run_dir)
     splits = load_image_data(elpv, val_fraction=0.2, test_fraction=0.25, seed=0)
     images, _ = decode_images([s.path for s in splits.test], run.preprocessing.resize_size)
-    reloaded = run.logits(splits.test, images)
+    reloaded = run.logits(splits.test, images, precision="fp32")
     head_run.model.eval()
     original = torch.cat([head_run.model(Normalize(run.preprocessing)(x)) for x, _ in
                           make_loader(DecodedImages(splits.test, images, {}, eval_transform(run.preprocessing)), 64, 0)])
     assert torch.allclose(reloaded, original, atol=1e-6)
+    # in the run's own precision the reloaded model gives the run's own test predictions
+    probs = run.logits(splits.test, images).softmax(1)
+    rows = [r.split(",") for r in (head_run.run_dir / "test_predictions.csv").read_text().splitlines()[1:]]
+    assert [r[0] for r in rows] == [s.path for s in splits.test]
+    assert [r[2] for r in rows] == [run.classes[int(p.argmax())] for p in probs]
+    assert [r[3] for r in rows] == [f"{float(p.max()):.4f}" for p in probs]
     result = headstart.evaluate(head_run.run_dir)
     assert result["test"]["accuracy"] == pytest.approx(head_run.metrics["test"]["accuracy"], abs=1e-9)
 

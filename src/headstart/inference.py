@@ -17,6 +17,7 @@ from .errors import UserError
 from .evaluation.metrics import classification_metrics
 from .model import Classifier
 from .training.checkpoint import load_weights, write_json
+from .training.environment import cpu_supports_bf16
 from .training.run import MODEL
 
 
@@ -29,11 +30,17 @@ class LoadedRun:
     record: dict  # the run's config.json
 
     @torch.no_grad()
-    def logits(self, samples: list[Sample], images: dict, batch_size: int = 64) -> torch.Tensor:
+    def logits(self, samples: list[Sample], images: dict, precision: str | None = None) -> torch.Tensor:
+        """Float32 logits, computed as the run computed its final metrics: in its precision
+        (bfloat16 autocast where it trained so and this CPU has native bfloat16; float32
+        otherwise, or with precision="fp32") and with its batch size."""
         self.model.eval()
         normalize = Normalize(self.preprocessing)
         data = DecodedImages(samples, images, {c: i for i, c in enumerate(self.classes)}, eval_transform(self.preprocessing))
-        return torch.cat([self.model(normalize(x)).float() for x, _ in make_loader(data, batch_size, 0)])
+        bf16 = (precision or self.record["environment"]["mixed_precision"]) == "bf16" and cpu_supports_bf16()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            return torch.cat([self.model(normalize(x)).float()
+                              for x, _ in make_loader(data, self.record["config"]["batch_size"], 0)])
 
 
 def load_run(run_dir: str | Path, weights: str = MODEL) -> LoadedRun:
@@ -45,7 +52,7 @@ def load_run(run_dir: str | Path, weights: str = MODEL) -> LoadedRun:
     b = record["backbone"]
     # the architecture only: every weight comes from the run's own file
     backbone = create_backbone(b["name"], pretrained=False, arch_config=b.get("arch_config") or None)
-    model = Classifier(backbone, len(record["classes"]), record["config"]["dropout"])
+    model = Classifier(backbone, len(record["classes"]), record["config"]["dropout"]).to(memory_format=torch.channels_last)
     load_weights(weights_path, model)
     model.eval()
     return LoadedRun(run_dir, model, record["classes"], Preprocessing.from_dict(record["preprocessing"]), record)

@@ -161,7 +161,8 @@ def train(config: TrainConfig, log=print, resume: bool = False) -> RunResult:
                                                fingerprint, state)
 
     # the run's model: the last epoch's weights, or the best by validation (early stopping, or a
-    # run stopped by a diverging loss); evaluated in float32, as `headstart eval` and `predict` will
+    # run stopped by a diverging loss); evaluated in the run's precision and batch size, as
+    # `headstart eval` and `predict` do (inference.LoadedRun.logits)
     use_best = config.final_model == "best" or (config.final_model == "auto" and config.patience > 0) \
         or stop_reason.startswith("stopped")
     model_epoch = best_epoch if use_best else len(history)
@@ -172,7 +173,7 @@ def train(config: TrainConfig, log=print, resume: bool = False) -> RunResult:
                      "best_epoch": best_epoch, "monitor": config.monitor, "stop_reason": stop_reason,
                      "resumed_after_epoch": state["epoch"] if state else None}
     for name, loader in eval_loaders.items():
-        logits, labels = predict_logits(net, normalize, loader, accelerator, mixed_precision=False)
+        logits, labels = predict_logits(net, normalize, loader, accelerator)
         metrics[name] = classification_metrics(logits, labels, classes)
         if name == "test":
             write_predictions(run_dir / "test_predictions.csv", splits.test, logits, classes)
