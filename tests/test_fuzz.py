@@ -3,7 +3,6 @@ Whatever the input, the answer is a result or a one-line UserError, never anothe
 and no manifest row vanishes: each becomes a sample or a skipped entry with a reason."""
 from __future__ import annotations
 
-import json
 import shutil
 import string
 import tempfile
