@@ -1,6 +1,6 @@
-"""Fuzzing the parsers a user's files go through: a CSV manifest, a config file, --set values.
-Whatever the input, the answer is a result or a one-line UserError, never another exception;
-and no manifest row vanishes: each becomes a sample or a skipped entry with a reason."""
+"""Fuzzing the parsers a user's files go through: a CSV manifest, a config mapping, a config file.
+Whatever the input, the answer is a result or a one-line UserError, never another exception; a
+manifest's samples exist on disk and every row it skips carries a reason."""
 from __future__ import annotations
 
 import shutil
