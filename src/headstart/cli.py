@@ -67,7 +67,6 @@ def train(
     run_training(_build_config(data, config, options, set_))
 
 
-
 @app.command("eval")
 def eval_(run: Path = typer.Argument(..., help="A run folder."),
           data: Optional[str] = typer.Argument(None, help="Image folder or manifest to evaluate on (default: the run's own val and test splits).")):

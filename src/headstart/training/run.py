@@ -219,6 +219,13 @@ def fit(net, stages: list[Stage], inputs_for, accelerator: Accelerator, config: 
             return f"early stop: no better validation {config.monitor} for {config.patience} epochs"
         return None
 
+    def save_resume(finished: int, stage_index: int, optimizer, scheduler, partial: dict | None = None) -> None:
+        """The state to resume from after epoch `finished`, or inside the next one with `partial`."""
+        with resumable_on_failure(run_dir):
+            save_state(run_dir / RESUME, fingerprint=fingerprint, epoch=finished, stage_index=stage_index,
+                       history=history, best_val=best_val, best_epoch=best_epoch, model=net, optimizer=optimizer,
+                       scheduler=scheduler, ema=ema, partial=partial)
+
     if resume:
         history, best_val, best_epoch = resume["history"], resume["best_val"], resume["best_epoch"]
         net.load_state_dict(resume["model"])
@@ -258,13 +265,9 @@ def fit(net, stages: list[Stage], inputs_for, accelerator: Accelerator, config: 
             progress = EpochProgress(**partial["progress"]) if partial else None
             inputs.order.plan(skip=progress.batches * config.batch_size if progress else 0)
 
-            def checkpoint(progress: EpochProgress, epoch=epoch, stage_index=stage_index,
-                           optimizer=optimizer, scheduler=scheduler) -> None:
-                with resumable_on_failure(run_dir):
-                    save_state(run_dir / RESUME, fingerprint=fingerprint, epoch=epoch - 1, stage_index=stage_index,
-                               history=history, best_val=best_val, best_epoch=best_epoch, model=net,
-                               optimizer=optimizer, scheduler=scheduler, ema=ema,
-                               partial={"epoch": epoch, "progress": dataclasses.asdict(progress), "rng": rng_state()})
+            def checkpoint(progress: EpochProgress) -> None:  # inside this epoch, so its variables are current
+                save_resume(epoch - 1, stage_index, optimizer, scheduler,
+                            {"epoch": epoch, "progress": dataclasses.asdict(progress), "rng": rng_state()})
 
             try:
                 record |= train_one_epoch(inputs.model, inputs.prepare, inputs.train_loader, optimizer, scheduler, accelerator,
@@ -290,10 +293,7 @@ def fit(net, stages: list[Stage], inputs_for, accelerator: Accelerator, config: 
                     save_weights(run_dir / LAST, net)
                     if improved:
                         save_weights(run_dir / BEST, net)
-            with resumable_on_failure(run_dir):
-                save_state(run_dir / RESUME, fingerprint=fingerprint, epoch=epoch, stage_index=stage_index,
-                           history=history, best_val=best_val, best_epoch=best_epoch, model=net, optimizer=optimizer,
-                           scheduler=scheduler, ema=ema)
+            save_resume(epoch, stage_index, optimizer, scheduler)
             log(f"epoch {epoch:>2}/{config.epochs} {stage.name:<16} train loss {record['train_loss']:.4f} "
                 f"acc {record['train_accuracy']:.3f} | val loss {val['loss']:.4f} acc {val['accuracy']:.3f} "
                 f"| {record['train_images_per_s']:.1f} img/s{'  *' if improved else ''}")
