@@ -3,14 +3,20 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: demo test venv lock benchmark clean
+.PHONY: demo test venv browser lock benchmark clean
 
 demo: $(STAMP)  ## fine-tune mobilenet_v2 on the embedded ELPV solar-cell images
 	$(BIN)/headstart demo
 
-test: $(STAMP)  ## the test suite (real weights, real ELPV images, tiny sizes)
+test: $(STAMP) browser  ## the test suite (real weights, real ELPV images, tiny sizes)
 	$(BIN)/pytest -q
+
+# Debian's Chromium and ChromeDriver, for the tests that open the HTML pages in a headless browser
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		{ $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium chromium-driver; }
 
 venv: $(STAMP)
 
