@@ -45,7 +45,7 @@ from headstart.backbones.mobilenet_v2 import weights_path
 from headstart.cli import DEMO_OVERRIDES
 from headstart.config import TrainConfig
 from headstart.data import decode_images, load_image_data, materialise_elpv
-from headstart.data.pipeline import DecodedImages, EpochOrder, Normalize, make_loader, train_transform
+from headstart.data.pipeline import DecodedSamples, EpochOrder, Normalize, make_loader, train_transform
 from headstart.model import Classifier
 from headstart.strategies import apply_trainable, get_strategy, set_train_mode
 from headstart.training.environment import environment_record, resolve_precision
@@ -140,14 +140,14 @@ def headstart_steps(splits, images, prep, batch_size: int, steps: int, precision
     frozen_groups=0: every group trains, the same work as the reference's step."""
     torch.manual_seed(0)
     model = Classifier(create_backbone("mobilenet_v2"), 2).to(memory_format=torch.channels_last)
-    options = dataclasses.replace(TrainConfig().strategy_options(), frozen_groups=frozen_groups)
+    options = dataclasses.replace(TrainConfig().with_kind_defaults("image").strategy_options(), frozen_groups=frozen_groups)
     stage = get_strategy("full").stages(model.group_names, 1, options)[0]
     apply_trainable(model, stage.trainable)
     set_train_mode(model, stage.trainable)
     accelerator = make_accelerator("cpu", precision, 1)
     optimizer = build_optimizer(model, stage, "adamw", 0.01, 0.9)
     scheduler = build_scheduler(optimizer, steps, 0.1, "cosine")
-    data = DecodedImages(splits.train[:steps * batch_size], images, {c: i for i, c in enumerate(splits.classes)},
+    data = DecodedSamples(splits.train[:steps * batch_size], images, {c: i for i, c in enumerate(splits.classes)},
                          train_transform(prep, 0.85, True, True))
     model, optimizer, loader = accelerator.prepare(model, optimizer, make_loader(data, batch_size, 0, EpochOrder(len(data))))
     return train_one_epoch(model, Normalize(prep), loader, optimizer, scheduler, accelerator, 0.1, "headstart")["train_images_per_s"]
@@ -173,7 +173,7 @@ def part_throughput(args, data, splits, images, prep, train_set) -> dict:
             row["headstart_fp32"] = headstart_steps(splits, images, prep, args.batch_size, args.steps, "no")
         # the default, with the two lowest groups frozen: less work per step, so no FLOP share
         row[f"headstart_{bf16}_frozen_groups_2"] = headstart_steps(splits, images, prep, args.batch_size, args.steps,
-                                                                   bf16, frozen_groups=TrainConfig().frozen_groups)
+                                                                   bf16, frozen_groups=TrainConfig().with_kind_defaults("image").frozen_groups)
         rows.append(row)
         print(json.dumps(row), flush=True)
     mean = {k: sum(r[k] for r in rows) / len(rows) for k in rows[0] if k != "round"}

@@ -13,7 +13,7 @@ from headstart.backbones import create_backbone
 from headstart.backbones.mobilenet_v2 import weights_path
 from headstart.config import TrainConfig
 from headstart.data import decode_images, load_image_data
-from headstart.data.pipeline import DecodedImages, Normalize, eval_transform, make_loader
+from headstart.data.pipeline import DecodedSamples, Normalize, eval_transform, make_loader
 from headstart.model import Classifier
 from headstart.strategies import STRATEGIES, StrategyOptions, apply_trainable, get_strategy, set_train_mode
 from headstart.training.optim import build_optimizer, build_scheduler, lr_factor
@@ -25,7 +25,7 @@ def tiny_batch(elpv, size=64, n=8):
     splits = load_image_data(elpv, val_fraction=0.2, test_fraction=0.25, seed=0)
     prep = create_backbone("mobilenet_v2").preprocessing.at_size(size)
     images, _ = decode_images([s.path for s in splits.train], prep.resize_size)
-    data = DecodedImages(splits.train, images, {c: i for i, c in enumerate(splits.classes)}, eval_transform(prep))
+    data = DecodedSamples(splits.train, images, {c: i for i, c in enumerate(splits.classes)}, eval_transform(prep))
     x, y = next(iter(make_loader(data, n, workers=0)))
     return Normalize(prep)(x), y
 
@@ -163,7 +163,7 @@ def test_saved_model_reloads_and_predicts_the_same_logits(head_run, elpv):
     reloaded = run.logits(splits.test, images, precision="fp32")
     head_run.model.eval()
     original = torch.cat([head_run.model(Normalize(run.preprocessing)(x)) for x, _ in
-                          make_loader(DecodedImages(splits.test, images, {}, eval_transform(run.preprocessing)), 64, 0)])
+                          make_loader(DecodedSamples(splits.test, images, {}, eval_transform(run.preprocessing)), 64, 0)])
     assert torch.allclose(reloaded, original, atol=1e-6)
     # in the run's own precision the reloaded model gives the run's own test predictions
     probs = run.logits(splits.test, images).softmax(1)

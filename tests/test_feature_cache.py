@@ -18,7 +18,7 @@ from PIL import Image
 import headstart
 from headstart.backbones import create_backbone
 from headstart.data import decode_images, load_image_data
-from headstart.data.pipeline import DecodedImages, Normalize, eval_transform, make_loader, train_transform
+from headstart.data.pipeline import DecodedSamples, Normalize, eval_transform, make_loader, train_transform
 from headstart.model import Classifier
 from headstart.strategies import apply_trainable
 from headstart.training.feature_cache import (CacheRequest, CachedFeatures, SkipPrefix, frozen_prefix_depth,
@@ -56,7 +56,7 @@ def test_cached_prefix_gives_the_same_logits_as_the_whole_model(setting, tmp_pat
     request = CacheRequest(depth, splits.train, eval_transform(prep), 1, {"test": "logits"})
     features = build(model, request, images, prep, tmp_path)
     assert features.shape[:2] == (1, len(splits.train)) and features.dtype == np.float32
-    loader = make_loader(DecodedImages(splits.train, images, {}, eval_transform(prep)), 64, 0)
+    loader = make_loader(DecodedSamples(splits.train, images, {}, eval_transform(prep)), 64, 0)
     with torch.no_grad():
         whole = torch.cat([model(Normalize(prep)(x)) for x, _ in loader])
         cached = SkipPrefix(model, depth)(torch.from_numpy(np.array(features[0])))

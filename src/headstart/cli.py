@@ -12,7 +12,7 @@ import typer
 from .errors import UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Fine-tune a pretrained model on your own labeled images.")
+                  help="Fine-tune a pretrained model on your own labeled images or texts.")
 
 # The demo's recipe for the embedded default (ELPV solar cells): see README, "Defaults and why".
 # Cells have no up or down (vflip), and a defect may touch the cell's edge (no centre crop).
@@ -37,9 +37,9 @@ def _build_config(data: Optional[str], config_file: Optional[Path], options: dic
 
 @app.command()
 def train(
-    data: Optional[str] = typer.Argument(None, help="Image folder (one sub-folder per class; train/ val/ test/ optional) or CSV manifest (path,label)."),
+    data: Optional[str] = typer.Argument(None, help="Image folder (one sub-folder per class; train/ val/ test/ optional) or CSV manifest (path,label); for a text backbone, a table (CSV, TSV, JSON lines, Parquet; columns text,label) or a datasets folder."),
     backbone: Optional[str] = typer.Option(None, help="Backbone name (see `headstart models`), or timm:<name>, torchvision:<name>, hf:<repo id or folder>."),
-    strategy: Optional[str] = typer.Option(None, help="head | gradual | full | discriminative | lp-ft | scratch."),
+    strategy: Optional[str] = typer.Option(None, help="head | gradual | full | discriminative | lp-ft | lora | scratch."),
     epochs: Optional[int] = typer.Option(None, help="Epochs in all, shared by the strategy's stages."),
     lr: Optional[float] = typer.Option(None, help="Peak learning rate of the head; lower layer groups get less."),
     image_size: Optional[int] = typer.Option(None, help="Input side in pixels (default: the backbone's own)."),
@@ -67,6 +67,30 @@ def train(
     run_training(_build_config(data, config, options, set_))
 
 
+@app.command()
+def adapt(
+    data: str = typer.Argument(..., help="Unlabeled text: a .txt file (one document per line), a folder of .txt files, or a table's text column; with --tapt, the labeled task table."),
+    backbone: str = typer.Option("minilm-l6", help="Text backbone: minilm-l6, hf:<repo id or folder>, or a folder an earlier adapt wrote."),
+    tapt: bool = typer.Option(False, "--tapt", help="Task-adaptive: DATA is the labeled task table; adapt on the texts of its training split only."),
+    text_column: str = typer.Option("text", help="The column of a table that holds the text."),
+    epochs: int = typer.Option(1, min=1),
+    max_steps: Optional[int] = typer.Option(None, help="Stop after this many optimiser steps."),
+    lr: float = typer.Option(1e-4),
+    batch_size: int = typer.Option(32, min=1),
+    max_length: int = typer.Option(128, min=8, help="Tokens kept per document."),
+    whole_word: bool = typer.Option(False, "--whole-word", help="Mask whole words (always as [MASK]) instead of single tokens."),
+    seed: int = typer.Option(0),
+    out: Optional[str] = typer.Option(None, help="Backbone folder to write (default runs/adapt-<time>-<backbone>)."),
+):
+    """Continue a text backbone's masked-LM pretraining on in-domain text (DAPT/TAPT); train takes the result with --backbone."""
+    from .training.adapt import adapt as run_adapt
+    from .training.adapt import adapt_config_from_dict
+
+    run_adapt(adapt_config_from_dict(dict(data=data, backbone=backbone, tapt=tapt, text_column=text_column, epochs=epochs,
+                                          max_steps=max_steps, lr=lr, batch_size=batch_size, max_length=max_length,
+                                          whole_word=whole_word, seed=seed, out=out)))
+
+
 @app.command("eval")
 def eval_(run: Path = typer.Argument(..., help="A run folder."),
           data: Optional[str] = typer.Argument(None, help="Image folder or manifest to evaluate on (default: the run's own val and test splits).")):
@@ -85,11 +109,11 @@ def eval_(run: Path = typer.Argument(..., help="A run folder."),
 
 @app.command()
 def predict(run: Path = typer.Argument(..., help="A run folder."),
-            inputs: list[str] = typer.Argument(..., help="Image files or folders."),
+            inputs: list[str] = typer.Argument(..., help="Image files or folders; for a text run, the texts themselves."),
             top_k: int = typer.Option(3, "--top-k", min=1),
             format: str = typer.Option("csv", "--format", help="csv | json"),
             output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write here instead of standard output.")):
-    """Predict the top-k classes of images with a run's model."""
+    """Predict the top-k classes of images (or texts) with a run's model."""
     from .inference import predict as run_predict
 
     if format not in ("csv", "json"):

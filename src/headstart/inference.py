@@ -8,17 +8,20 @@ from pathlib import Path
 
 import torch
 
-from .backbones import Preprocessing, create_backbone
+from .backbones import Preprocessing, TextPreprocessing, create_backbone, preprocessing_from_dict
+from .backbones.text_encoders import load_tokenizer
 from .config import config_from_dict
 from .data.images import decode_images
-from .data.pipeline import DecodedImages, Normalize, eval_transform, make_loader
-from .data.sources import Sample, list_images, load_image_data
+from .data.pipeline import Feed, image_feed
+from .data.sources import DataSplits, Sample, list_images, load_image_data
+from .data.text_pipeline import text_feed, tokenize_texts
+from .data.texts import load_text_data
 from .errors import UserError
 from .evaluation.metrics import classification_metrics
 from .model import Classifier
 from .training.checkpoint import load_weights, write_json
 from .training.environment import cpu_supports_bf16
-from .training.run import MODEL
+from .training.run import MODEL, TOKENIZER
 
 
 @dataclass
@@ -26,21 +29,33 @@ class LoadedRun:
     run_dir: Path
     model: Classifier
     classes: list[str]
-    preprocessing: Preprocessing
+    preprocessing: Preprocessing | TextPreprocessing
     record: dict  # the run's config.json
+    tokenizer: object | None = None  # a text run's, from its folder
+
+    @property
+    def modality(self) -> str:
+        return "text" if self.tokenizer is not None else "image"
+
+    def feed(self, inputs: dict) -> Feed:
+        """Decoded images, or texts by name (tokenized here), made ready for the model."""
+        if self.tokenizer is None:
+            return image_feed(inputs, self.preprocessing)
+        tokens, _ = tokenize_texts(inputs, self.tokenizer, self.preprocessing.max_length)
+        return text_feed(tokens, self.tokenizer, self.preprocessing)
 
     @torch.no_grad()
-    def logits(self, samples: list[Sample], images: dict, precision: str | None = None) -> torch.Tensor:
-        """Float32 logits, computed as the run computed its final metrics: in its precision
-        (bfloat16 autocast where it trained so and this CPU has native bfloat16; float32
-        otherwise, or with precision="fp32") and with its batch size."""
+    def logits(self, samples: list[Sample], inputs: dict, precision: str | None = None) -> torch.Tensor:
+        """Float32 logits for samples whose decoded images (or texts) `inputs` holds by path (name),
+        computed as the run computed its final metrics: in its precision (bfloat16 autocast where it
+        trained so and this CPU has native bfloat16; float32 otherwise, or with precision="fp32") and
+        with its batch size."""
         self.model.eval()
-        normalize = Normalize(self.preprocessing)
-        data = DecodedImages(samples, images, {c: i for i, c in enumerate(self.classes)}, eval_transform(self.preprocessing))
+        feed = self.feed(inputs)
+        loader = feed.loader(samples, {c: i for i, c in enumerate(self.classes)}, self.record["config"]["batch_size"], 0)
         bf16 = (precision or self.record["environment"]["mixed_precision"]) == "bf16" and cpu_supports_bf16()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            return torch.cat([self.model(normalize(x)).float()
-                              for x, _ in make_loader(data, self.record["config"]["batch_size"], 0)])
+            return torch.cat([self.model(feed.prepare(x)).float() for x, _ in loader])
 
 
 def load_run(run_dir: str | Path, weights: str = MODEL) -> LoadedRun:
@@ -53,31 +68,51 @@ def load_run(run_dir: str | Path, weights: str = MODEL) -> LoadedRun:
     # the architecture only: every weight comes from the run's own file
     backbone = create_backbone(b["name"], pretrained=False, arch_config=b.get("arch_config") or None)
     model = Classifier(backbone, len(record["classes"]), record["config"]["dropout"]).to(memory_format=torch.channels_last)
+    lora = record.get("strategy", {}).get("lora")
+    if lora and holds_adapters(weights_path):  # unmerged: best/last, or a run with lora_merge=false
+        model.add_adapters(lora["rank"], lora["alpha"], 0.0, lora["targets"])
     load_weights(weights_path, model)
     model.eval()
-    return LoadedRun(run_dir, model, record["classes"], Preprocessing.from_dict(record["preprocessing"]), record)
+    prep = preprocessing_from_dict(record["preprocessing"])
+    tokenizer = load_tokenizer(str(run_dir / TOKENIZER), f"the run {run_dir}") if isinstance(prep, TextPreprocessing) else None
+    return LoadedRun(run_dir, model, record["classes"], prep, record, tokenizer)
+
+
+def holds_adapters(weights_path: Path) -> bool:
+    from safetensors import safe_open
+
+    with safe_open(str(weights_path), "pt") as f:
+        return any(".lora_A." in key for key in f.keys())
+
+
+def run_data(run: LoadedRun, data: str | None) -> tuple[DataSplits, dict, list]:
+    """A run's own splits (data None) or every sample of `data`, with the samples' decoded images or
+    texts by path, and what was skipped."""
+    config = config_from_dict(run.record["config"])
+    fractions = dict(val_fraction=config.val_fraction, test_fraction=config.test_fraction, seed=config.seed) \
+        if data is None else dict(val_fraction=0, test_fraction=0, seed=0)
+    if run.modality == "text":
+        splits, texts = load_text_data(data or config.data, config.text_column, config.label_column, **fractions)
+        return splits, texts, list(splits.skipped)
+    splits = load_image_data(data or config.data, **fractions)
+    images, undecodable = decode_images([s.path for s in splits.all_samples()], run.preprocessing.resize_size)
+    return splits, images, [*splits.skipped, *undecodable]
 
 
 def evaluate_run(run_dir: str | Path, data: str | None = None) -> dict:
     """Metrics of a run's model on its own val/test splits, or on every image of `data`."""
     run = load_run(run_dir)
-    if data is None:
-        config = config_from_dict(run.record["config"])
-        splits = load_image_data(config.data, val_fraction=config.val_fraction, test_fraction=config.test_fraction, seed=config.seed)
-        parts = {"val": splits.val, "test": splits.test}
-    else:
-        splits = load_image_data(data, val_fraction=0, test_fraction=0, seed=0)
-        parts = {"all": splits.all_samples()}
+    splits, inputs, skipped = run_data(run, data)
+    parts = {"val": splits.val, "test": splits.test} if data is None else {"all": splits.all_samples()}
     unknown = sorted({s.label for s in splits.all_samples()} - set(run.classes))
     if unknown:
         raise UserError(f"label {unknown[0]!r} in {data or 'the data'} is not one of the run's classes: {', '.join(run.classes)}")
-    images, undecodable = decode_images([s.path for s in splits.all_samples()], run.preprocessing.resize_size)
-    result: dict = {"data": str(data or run.record["config"]["data"]), "skipped": [*splits.skipped, *undecodable]}
+    result: dict = {"data": str(data or run.record["config"]["data"]), "skipped": skipped}
     for name, samples in parts.items():
-        samples = [s for s in samples if s.path in images]
+        samples = [s for s in samples if s.path in inputs]
         if samples:
             labels = torch.tensor([run.classes.index(s.label) for s in samples])
-            result[name] = classification_metrics(run.logits(samples, images), labels, run.classes)
+            result[name] = classification_metrics(run.logits(samples, inputs), labels, run.classes)
     write_json(run.run_dir / "eval.json", result)
     return result
 
@@ -96,15 +131,22 @@ def gather_images(inputs: list) -> tuple[list[str], list[tuple[str, str]]]:
 
 
 def predict(run_dir: str | Path, inputs: list[str], top_k: int = 3) -> tuple[list[dict], list[tuple[str, str]]]:
-    """Top-k classes with probabilities for each image; unreadable ones are returned as skipped."""
+    """Top-k classes with probabilities for each image (inputs: files and folders) or, for a text
+    run, each text (inputs: the texts themselves; the rows' "path" is "text N"). Unreadable images
+    and empty texts are returned as skipped."""
     run = load_run(run_dir)
-    paths, skipped = gather_images(inputs)
-    images, undecodable = decode_images(paths, run.preprocessing.resize_size)
-    skipped += undecodable
-    samples = [Sample(p, "") for p in paths if p in images]
+    if run.modality == "text":
+        decoded = {f"text {i + 1}": t for i, t in enumerate(inputs) if t.strip()}
+        skipped = [(f"text {i + 1}", "empty text") for i, t in enumerate(inputs) if not t.strip()]
+        paths = list(decoded)
+    else:
+        paths, skipped = gather_images(inputs)
+        decoded, undecodable = decode_images(paths, run.preprocessing.resize_size)
+        skipped += undecodable
+    samples = [Sample(p, "") for p in paths if p in decoded]
     if not samples:
         return [], skipped
-    probs = run.logits(samples, images).softmax(1)
+    probs = run.logits(samples, decoded).softmax(1)
     k = min(top_k, len(run.classes))
     top = probs.topk(k, dim=1)
     rows = [{"path": s.path, "top": [{"label": run.classes[int(i)], "probability": round(float(p), 6)}

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from .backbones import Backbone
+from .strategies.lora import adapter_modules, add_adapters, merge_adapters
 
 
 def new_head(width: int, num_classes: int, dropout: float = 0.0) -> nn.Sequential:
@@ -22,13 +23,31 @@ class Classifier(nn.Module):
         super().__init__()
         self.body = backbone.body
         self.head = new_head(backbone.width, num_classes, dropout)
+        self.adapters: nn.ModuleList | None = None  # LoRA's, once added: a layer group of their own
+
+    def add_adapters(self, rank: int, alpha: float, dropout: float, targets: list[str] | None = None) -> list[str]:
+        """Inject LoRA adapters into the body (strategies/lora.py); they become the group "adapters",
+        just below the head. Returns the adapted modules' names."""
+        targets = add_adapters(self.body, rank, alpha, dropout, targets)
+        # a view of modules the body holds, not registered a second time (state_dict keeps one copy)
+        object.__setattr__(self, "adapters", adapter_modules(self.body))
+        return targets
+
+    def merge_adapters(self) -> None:
+        merge_adapters(self.body)
+        object.__setattr__(self, "adapters", None)
 
     @property
     def group_names(self) -> list[str]:
-        return self.body.group_names + ["head"]
+        return [name for name, _ in self.layer_groups()]
+
+    def groups_with_parameters(self) -> list[str]:
+        """The groups a strategy can train: a text body's pooler, for one, has no parameters."""
+        return [name for name, module in self.layer_groups() if any(True for _ in module.parameters())]
 
     def layer_groups(self) -> list[tuple[str, nn.Module]]:
-        return list(self.body.groups.items()) + [("head", self.head)]
+        adapters = [("adapters", self.adapters)] if self.adapters is not None else []
+        return list(self.body.groups.items()) + adapters + [("head", self.head)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x))

@@ -36,6 +36,28 @@ class Preprocessing:
         return cls(tuple(d["mean"]), tuple(d["std"]), int(d["input_size"]), int(d["resize_size"]), d.get("interpolation", "bilinear"))
 
 
+@dataclass(frozen=True)
+class TextPreprocessing:
+    """How a text backbone reads text: its tokenizer (kept beside the model), cut at max_length
+    tokens, and how the token vectors become one vector (mean over tokens, or the first token)."""
+
+    max_length: int
+    pooling: str  # "mean" | "cls"
+    kind: str = "text"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TextPreprocessing":
+        return cls(int(d["max_length"]), d["pooling"])
+
+
+def preprocessing_from_dict(d: dict) -> "Preprocessing | TextPreprocessing":
+    """What a run folder's config.json holds, for an image or a text backbone."""
+    return TextPreprocessing.from_dict(d) if d.get("kind") == "text" else Preprocessing.from_dict(d)
+
+
 IMAGENET = dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 
 
@@ -71,12 +93,17 @@ class Backbone:
     name: str
     body: GroupedBody
     width: int  # length of the pooled feature vector the head receives
-    preprocessing: Preprocessing
+    preprocessing: Preprocessing | TextPreprocessing
     pretrained: bool
     weights_source: str  # where the weights came from, in words (package, hub id, file, "random")
     source_head: nn.Linear | None = None  # the pretraining classifier, kept aside (never trained)
     source_classes: list[str] | None = None  # names of the source head's classes, when known
     arch_config: dict = field(default_factory=dict)  # what a run folder needs to rebuild it offline
+    tokenizer: object | None = None  # a text backbone's transformers tokenizer
+
+    @property
+    def modality(self) -> str:
+        return "text" if isinstance(self.preprocessing, TextPreprocessing) else "image"
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""`hf:<hub id or local folder>`: Hugging Face transformers image models of the ViT family.
+"""`hf:<hub id or local folder>`: Hugging Face transformers image models of the ViT family, and
+BERT-family text encoders (cut in text_encoders.py).
 
 Supported model types: vit, deit, vit_msn, dinov2, dinov2_with_registers (all have `embeddings`, a list of
 encoder layers and a final `layernorm`). A checkpoint whose config names a `...ForImageClassification`
@@ -24,6 +25,7 @@ from ..errors import UserError
 from .base import IMAGENET, Backbone, BackboneSpec, GroupedBody, Preprocessing
 from .chains import check_partition, interpolation_name, one_line
 from .registry import register_adapter
+from .text_encoders import TEXT_TYPES, build_text_encoder
 
 SUPPORTED_TYPES = ("vit", "deit", "vit_msn", "dinov2", "dinov2_with_registers")
 
@@ -163,9 +165,9 @@ def _hub_errors() -> tuple[type[BaseException], ...]:
 def _fail(label: str, ident: str, e: BaseException) -> UserError:
     if _is_local(ident):
         return UserError(f"could not load {label} ({one_line(e)}); the folder must hold a transformers model "
-                         f"(config.json + model.safetensors from save_pretrained) and its preprocessor_config.json")
+                         f"(config.json + model.safetensors from save_pretrained) and its image processor or tokenizer files")
     return UserError(f"could not download {label} from the Hugging Face Hub ({one_line(e)}); connect to the internet, "
-                     f"or save it on a connected machine (model.save_pretrained and image_processor.save_pretrained "
+                     f"or save it on a connected machine (model.save_pretrained and image_processor or tokenizer .save_pretrained "
                      f"into one folder) and use hf:/path/to/folder")
 
 
@@ -188,6 +190,8 @@ def build(ident: str, pretrained: bool = True, arch_config: dict | None = None) 
             raise UserError(f"{label}: no transformers model folder at {ident} (it needs config.json, as written by "
                             f"model.save_pretrained)")
     processor = None
+    if rebuild and arch_config.get("kind") == "text":
+        return build_text_encoder(ident, label, "", pretrained=False, arch_config=arch_config)
     if rebuild:
         # a run folder rebuilding its architecture: everything needed is in arch_config, no network
         cfg = dict(arch_config["config"])
@@ -200,9 +204,15 @@ def build(ident: str, pretrained: bool = True, arch_config: dict | None = None) 
             config = AutoConfig.from_pretrained(ident)
         except _hub_errors() as e:
             raise _fail(label, ident, e) from e
+        if config.model_type in TEXT_TYPES:
+            source = "local folder " if _is_local(ident) else "Hugging Face Hub "
+            try:
+                return build_text_encoder(ident, label, f"transformers text encoder, {source}{ident}", pretrained)
+            except _hub_errors() as e:
+                raise _fail(label, ident, e) from e
         if config.model_type not in SUPPORTED_TYPES:
             raise UserError(f"headstart cannot yet cut {label} (model type {config.model_type}) into layer groups; "
-                            f"supported model types: {', '.join(SUPPORTED_TYPES)}")
+                            f"supported model types: {', '.join(SUPPORTED_TYPES + TEXT_TYPES)}")
         with_classifier = _with_classifier(config)
         cls = AutoModelForImageClassification if with_classifier else AutoModel
         try:

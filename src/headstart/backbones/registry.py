@@ -1,6 +1,7 @@
 """The backbone registry: named, offline backbones, plus `timm:`, `torchvision:` and `hf:` adapters."""
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 from ..errors import UserError
@@ -29,6 +30,8 @@ def get_spec(name: str) -> BackboneSpec:
     _load_builtin()
     if name in _REGISTRY:
         return _REGISTRY[name]
+    if os.path.isfile(os.path.join(name, "config.json")):  # a transformers folder, e.g. what `adapt` wrote
+        return _ADAPTERS["hf"](name)
     prefix, sep, rest = name.partition(":")
     if sep and prefix in _ADAPTERS:
         if not rest:
@@ -44,4 +47,4 @@ def create_backbone(name: str, pretrained: bool = True, arch_config: dict | None
 
 def _load_builtin() -> None:
     # Importing the modules registers their entries; done lazily so `import headstart` stays cheap.
-    from . import efficientnet_lite, hf_hub, mobilenet_v2, timm_hub, torchvision_hub  # noqa: F401
+    from . import efficientnet_lite, hf_hub, mobilenet_v2, text_encoders, timm_hub, torchvision_hub  # noqa: F401

@@ -1,9 +1,14 @@
-"""From decoded images to batches: augmentation, the eval transform, and normalisation on the batch.
+"""From decoded samples to batches: augmentation, the eval transform, and normalisation on the batch.
 
 Images are decoded once (uint8, short side at the backbone's resize size) and kept in memory;
 transforms then work on uint8 tensors, and mean/std normalisation happens on whole batches.
+Texts are tokenized once (text_pipeline.py) and reach the model through the same datasets and
+orders; a `Feed` holds what differs between the two kinds.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -32,8 +37,8 @@ def eval_transform(prep: Preprocessing):
     return T.CenterCrop(prep.input_size)
 
 
-class DecodedImages(Dataset):
-    """Decoded images with their class index. A key is an index, or (index, seed) from an
+class DecodedSamples(Dataset):
+    """Decoded samples (images, or texts' token ids) with their class index. A key is an index, or (index, seed) from an
     EpochOrder: the image's random transform then draws from its own generator seeded with `seed`,
     so each image's augmentation is fixed by the epoch's plan, whatever ran before it (another
     batch, a data-loader worker, a resumed process)."""
@@ -62,17 +67,37 @@ class DecodedImages(Dataset):
 class EpochOrder(Sampler):
     """The order in which a training loader visits its images, and each image's augmentation seed.
     The training loop plans it at the start of every epoch from the epoch's seed (dropping the
-    batches a resumed run has already trained on), so neither depends on what ran before."""
+    batches a resumed run has already trained on), so neither depends on what ran before.
 
-    def __init__(self, size: int):
+    With `lengths` (texts' token counts) the batches are length-bucketed: the shuffled samples are
+    cut into pools of 50 batches, each pool sorted by length and cut into batches, and the batches
+    shuffled, so a batch pads to little more than its longest text while the order stays random."""
+
+    def __init__(self, size: int, lengths: list[int] | None = None, batch_size: int = 1):
         self.size = size
+        self.lengths = lengths
+        self.batch_size = batch_size
         self.keys: list[tuple[int, int]] = [(i, i) for i in range(size)]
 
     def plan(self, skip: int = 0) -> None:
         """A new permutation and seeds from torch's global generator; the first `skip` keys dropped."""
         order = torch.randperm(self.size).tolist()
         seeds = torch.randint(0, 2**62, (self.size,)).tolist()
+        if self.lengths is not None:
+            order = self.bucketed(order)
         self.keys = list(zip(order, seeds))[skip:]
+
+    def bucketed(self, order: list[int]) -> list[int]:
+        pool = 50 * self.batch_size
+        batches = []
+        for start in range(0, len(order), pool):
+            members = sorted(order[start:start + pool], key=lambda i: self.lengths[i])
+            batches += [members[b:b + self.batch_size] for b in range(0, len(members), self.batch_size)]
+        # only the last batch may be short, and it stays last: DataLoader cuts keys every batch_size
+        full = [b for b in batches if len(b) == self.batch_size]
+        short = [b for b in batches if len(b) < self.batch_size]
+        shuffled = [full[i] for i in torch.randperm(len(full)).tolist()]
+        return [i for b in shuffled + short for i in b]
 
     def __iter__(self):
         return iter(self.keys)
@@ -81,10 +106,12 @@ class EpochOrder(Sampler):
         return len(self.keys)
 
 
-def make_loader(dataset: Dataset, batch_size: int, workers: int, order: EpochOrder | None = None) -> DataLoader:
+def make_loader(dataset: Dataset, batch_size: int, workers: int, order: EpochOrder | None = None,
+                collate: Callable | None = None) -> DataLoader:
     """Batches in `order` (a training loader) or in the dataset's own order (evaluation)."""
     # workers are not kept between epochs: new ones take their seeds from the epoch's generator
-    return DataLoader(dataset, batch_size=batch_size, sampler=order, num_workers=workers, drop_last=False)
+    return DataLoader(dataset, batch_size=batch_size, sampler=order, num_workers=workers, drop_last=False,
+                      collate_fn=collate)
 
 
 class Normalize(torch.nn.Module):
@@ -97,3 +124,37 @@ class Normalize(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return ((x.float() - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
+
+
+@dataclass
+class Feed:
+    """How one kind of data reaches the model: each sample decoded once (an image's uint8 pixels, a
+    text's token ids), the per-sample transforms, and what turns a batch into the body's input."""
+    inputs: dict[str, object]  # sample path -> decoded sample
+    train_transform: Callable  # applied to a decoded training sample (augmentation, or nothing)
+    eval_transform: Callable
+    prepare: torch.nn.Module  # on the batch: Normalize for images; nothing for texts
+    example: object  # the body's input for one sample, after prepare (sizes a feature cache)
+    collate: Callable | None = None  # None: stack (images); texts pad to the longest in the batch
+    lengths: dict[str, int] | None = None  # texts: tokens per sample, for length-bucketed batches
+    description: dict | None = None  # what the transforms are, for feature-cache keys
+
+    def order(self, samples: list[Sample], batch_size: int) -> EpochOrder:
+        lengths = [self.lengths[s.path] for s in samples] if self.lengths is not None else None
+        return EpochOrder(len(samples), lengths, batch_size)
+
+    def loader(self, samples: list[Sample], class_index: dict[str, int], batch_size: int, workers: int,
+               train: bool = False, order: EpochOrder | None = None) -> DataLoader:
+        transform = self.train_transform if train else self.eval_transform
+        return make_loader(DecodedSamples(samples, self.inputs, class_index, transform), batch_size, workers, order,
+                           self.collate)
+
+
+def image_feed(images: dict[str, torch.Tensor], prep: Preprocessing, augment: bool = True, crop_scale: float = 0.85,
+               hflip: bool = True, vflip: bool = False) -> Feed:
+    train = train_transform(prep, crop_scale, hflip, vflip) if augment else eval_transform(prep)
+    evaluate = eval_transform(prep)
+    normalize = Normalize(prep)
+    example = normalize(torch.zeros(1, 3, prep.input_size, prep.input_size, dtype=torch.uint8))
+    return Feed(images, train, evaluate, normalize, example,
+                description={"preprocessing": prep.to_dict(), "train": repr(train), "eval": repr(evaluate)})

@@ -350,25 +350,31 @@ def load_image_data(data, val_fraction: float = 0.1, test_fraction: float = 0.2,
 
     if not any(given.values()):
         raise UserError(f"no images found in {data}{skipped_hint(skipped)}")
+    return split_given(data, given, skipped, source, val_fraction, test_fraction, seed)
+
+
+def split_given(data: Path, given: dict[str, list[Sample]], skipped: list[tuple[str, str]], source: str,
+                val_fraction: float, test_fraction: float, seed: int, noun: str = "images") -> DataSplits:
+    """Samples listed under "all", or under the splits the data gave, made into train/val/test."""
     check_label_spelling(data, given)
     notes: list[str] = []
     if "all" in given:
         pool = given["all"]
-        check_training_pool(data, pool, "")
+        check_training_pool(data, pool, "", noun)
         rest, test = stratified_split(pool, test_fraction, seed)
         # a different seed for the second split, so val is not drawn in step with test
         train, val = stratified_split(rest, val_fraction, seed + 1)
         source = "stratified"
-        notes.append(f"test carved from all images ({test_fraction:g} of each class), "
+        notes.append(f"test carved from all {noun} ({test_fraction:g} of each class), "
                      f"then val from the rest ({val_fraction:g} of each class)")
     else:
         train = given.get("train", [])
-        check_training_pool(data, train, " training")
+        check_training_pool(data, train, " training", noun)
         val, test = given.get("val", []), given.get("test", [])
         if not val:
             train, val = stratified_split(train, val_fraction, seed)
             notes.append(f"val carved from train ({val_fraction:g} of each class)")
-        check_classes_in_train(data, train, {"val": val, "test": test})
+        check_classes_in_train(data, train, {"val": val, "test": test}, noun)
     if not test:
         notes.append("no test split: report on val")
     classes = sorted({s.label for s in train})
@@ -396,22 +402,22 @@ def check_label_spelling(data: Path, given: dict[str, list[Sample]]) -> None:
             raise UserError(f"labels {names} in {data} differ only in case or spaces; use one spelling")
 
 
-def check_training_pool(data: Path, pool: list[Sample], what: str) -> None:
+def check_training_pool(data: Path, pool: list[Sample], what: str, noun: str = "images") -> None:
     counts = {label: len(members) for label, members in group_by_label(pool).items()}
     if not counts:
-        raise UserError(f"no{what} images found in {data}")
+        raise UserError(f"no{what} {noun} found in {data}")
     if len(counts) < 2:
         (only,) = counts
         raise UserError(f"found only one class {only!r} in {data}; need at least two")
     for label in sorted(counts):
         if counts[label] < 2:
-            raise UserError(f"class {label!r} has only {counts[label]}{what} image in {data}; "
+            raise UserError(f"class {label!r} has only {counts[label]}{what} {noun[:-1]} in {data}; "
                             "need at least two per class")
 
 
-def check_classes_in_train(data: Path, train: list[Sample], others: dict[str, list[Sample]]) -> None:
+def check_classes_in_train(data: Path, train: list[Sample], others: dict[str, list[Sample]], noun: str = "images") -> None:
     train_classes = {s.label for s in train}
     for split, samples in others.items():
         extra = sorted({s.label for s in samples} - train_classes)
         if extra:
-            raise UserError(f"class {extra[0]!r} is in the {split} split of {data} but has no training images")
+            raise UserError(f"class {extra[0]!r} is in the {split} split of {data} but has no training {noun}")

@@ -35,10 +35,14 @@ def set_train_mode(model: nn.Module, trainable: set[str], freeze_bn_stats: bool 
     for name, group in model.layer_groups():
         if name not in trainable:
             group.eval()
-        elif freeze_bn_stats:
-            for m in group.modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                    m.eval()
+    # then the trainable ones, which may sit inside frozen groups (LoRA's adapters)
+    for name, group in model.layer_groups():
+        if name in trainable:
+            group.train()
+            if freeze_bn_stats:
+                for m in group.modules():
+                    if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                        m.eval()
 
 
 def trainable_parameter_count(model: nn.Module) -> int:

@@ -96,6 +96,12 @@ def _lp_ft(groups, epochs, o):
             Stage("fine-tune", {g: ft_lr for g in groups}, epochs - lp_epochs)]
 
 
+def _lora(groups, epochs, o):
+    if "adapters" not in groups:
+        raise UserError("the lora strategy needs the model's adapters (headstart adds them when training with it)")
+    return [Stage("lora", {"adapters": o.lr, "head": o.lr}, epochs)]
+
+
 def _scratch(groups, epochs, o):
     return [Stage("scratch", {g: o.lr for g in groups}, epochs)]
 
@@ -106,6 +112,7 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in [
     Strategy("full", "everything trains; the head at 10x the body's rate (d2l)", True, _full),
     Strategy("discriminative", "everything trains; each group down learns 2.6x slower (ULMFiT)", True, _discriminative),
     Strategy("lp-ft", "linear probe, then everything at a low rate (Kumar et al. 2022)", True, _lp_ft),
+    Strategy("lora", "body frozen; low-rank adapters in its attention layers and the head train (Hu et al. 2021)", True, _lora),
     Strategy("scratch", "same architecture, random initialisation: the baseline", False, _scratch),
 ]}
 

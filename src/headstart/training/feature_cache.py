@@ -26,8 +26,10 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from accelerate.utils import send_to_device
+
 from ..cache_folders import publish
-from ..data.pipeline import DecodedImages, EpochOrder, make_loader
+from ..data.pipeline import DecodedSamples, EpochOrder, Feed, make_loader
 from ..paths import headstart_home
 from .checkpoint import write_json
 
@@ -93,9 +95,10 @@ class CacheRequest:
     """What a cache holds: the outputs of model groups [0, depth) for `samples`, `views` times."""
     depth: int
     samples: list
-    transform: object  # applied to each decoded uint8 image, as in the uncached loader
+    transform: object  # applied to each decoded sample, as in the uncached loader
     views: int
     description: dict  # everything besides weights and pixels that the outputs depend on
+    collate: object = None  # how samples make a batch (texts: padding); None: stacking
 
 
 def cache_key(model: nn.Module, request: CacheRequest, images: dict[str, torch.Tensor]) -> str:
@@ -112,11 +115,13 @@ def cache_key(model: nn.Module, request: CacheRequest, images: dict[str, torch.T
     return h.hexdigest()[:32]
 
 
-def bytes_per_view(model: nn.Module, depth: int, input_size: int) -> int:
-    """Size of one image's cached output of groups [0, depth), in float32."""
+def bytes_per_view(model: nn.Module, depth: int, example) -> int | None:
+    """Size of one sample's cached output of groups [0, depth), in float32; None when that output
+    is not one tensor of a fixed size (a text encoder's token vectors, before pooling)."""
+    model.eval()
     with torch.no_grad():
-        out = model.body.run(torch.zeros(1, 3, input_size, input_size), 0, depth)
-    return 4 * math.prod(out.shape[1:])
+        out = model.body.run(example, 0, depth)
+    return 4 * math.prod(out.shape[1:]) if isinstance(out, torch.Tensor) else None
 
 
 def load_or_build(model: nn.Module, request: CacheRequest, images: dict, normalize: nn.Module, accelerator,
@@ -139,7 +144,7 @@ def load_or_build(model: nn.Module, request: CacheRequest, images: dict, normali
 
     final = publish(root, key, build)
     features = np.load(final / FEATURES, mmap_mode="r")
-    log(f"feature cache: wrote {final} ({features.shape[1]} images x {features.shape[0]} views, "
+    log(f"feature cache: wrote {final} ({features.shape[1]} samples x {features.shape[0]} views, "
         f"{features.nbytes / 2**20:.0f} MiB, {time.perf_counter() - started:.1f} s)")
     return features
 
@@ -149,15 +154,15 @@ def compute(model: nn.Module, request: CacheRequest, images: dict, normalize: nn
             batch_size: int, seed: int, path: Path) -> np.ndarray:
     model.eval()  # the training loop sets each group's mode again at the start of every epoch
     features = None
-    dataset = DecodedImages(request.samples, images, {}, request.transform)
+    dataset = DecodedSamples(request.samples, images, {}, request.transform)
     # augmented views come from their own seeded random stream: the training run's stays untouched
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for view in range(request.views):
             row = 0
-            for x, _ in make_loader(dataset, batch_size, workers=0):
+            for x, _ in make_loader(dataset, batch_size, workers=0, collate=request.collate):
                 with accelerator.autocast():
-                    out = model.body.run(normalize(x.to(accelerator.device)), 0, request.depth)
+                    out = model.body.run(normalize(send_to_device(x, accelerator.device)), 0, request.depth)
                 out = out.float().cpu().contiguous().numpy()
                 if features is None:
                     features = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32,
@@ -167,10 +172,10 @@ def compute(model: nn.Module, request: CacheRequest, images: dict, normalize: nn
     return features
 
 
-def cached_stage_inputs(net: nn.Module, depth: int, epochs: int, splits, images: dict, prep, augment,
-                        eval_view, config, normalize: nn.Module, accelerator, log):
+def cached_stage_inputs(net: nn.Module, depth: int, epochs: int, splits, feed: Feed, config, accelerator, log):
     """(model above the prefix, its input preparation, train loader, its order, val loader) for a
-    stage whose lowest `depth` groups are frozen, or None when the cache would exceed config.cache_max_gb.
+    stage whose lowest `depth` groups are frozen, or None when the cache would exceed config.cache_max_gb
+    or the prefix's output cannot be cached (a text encoder's, before pooling).
 
     A stage that trains only the head (a linear probe) caches `cache_views` views: more measured
     no better under `head`. A stage that trains more than the head caches one view per epoch, so
@@ -180,11 +185,15 @@ def cached_stage_inputs(net: nn.Module, depth: int, epochs: int, splits, images:
         views = 1
     else:
         views = min(config.cache_views, epochs) if head_only else epochs
-    common = {"backbone": config.backbone, "preprocessing": prep.to_dict(), "precision": str(accelerator.mixed_precision)}
-    train_request = CacheRequest(depth, splits.train, augment, views,
-                                 {**common, "transform": repr(augment), "seed": config.seed})
-    val_request = CacheRequest(depth, splits.val, eval_view, 1, {**common, "transform": repr(eval_view)})
-    size = bytes_per_view(net, depth, prep.input_size) * sum(len(r.samples) * r.views for r in (train_request, val_request))
+    common = {"backbone": config.backbone, "preprocessing": feed.description, "precision": str(accelerator.mixed_precision)}
+    train_request = CacheRequest(depth, splits.train, feed.train_transform, views,
+                                 {**common, "transform": feed.description["train"], "seed": config.seed}, feed.collate)
+    val_request = CacheRequest(depth, splits.val, feed.eval_transform, 1,
+                               {**common, "transform": feed.description["eval"]}, feed.collate)
+    per_view = bytes_per_view(net, depth, feed.example)
+    if per_view is None:
+        return None
+    size = per_view * sum(len(r.samples) * r.views for r in (train_request, val_request))
     if size > config.cache_max_gb * 2**30:
         log(f"feature cache: not used for the frozen groups {', '.join(net.group_names[:depth])}, which run "
             f"every step ({size / 2**30:.1f} GiB > cache_max_gb {config.cache_max_gb})")
@@ -194,7 +203,8 @@ def cached_stage_inputs(net: nn.Module, depth: int, epochs: int, splits, images:
     order = EpochOrder(len(splits.train))
     loaders = []
     for request, request_order in ((train_request, order), (val_request, None)):
-        features = load_or_build(net, request, images, normalize, accelerator, config.batch_size, config.seed, root, log)
+        features = load_or_build(net, request, feed.inputs, feed.prepare, accelerator, config.batch_size, config.seed,
+                                 root, log)
         dataset = CachedFeatures(features, [class_index[s.label] for s in request.samples], config.seed)
         loaders.append(accelerator.prepare(make_loader(dataset, config.batch_size, 0, request_order)))
     return SkipPrefix(net, depth), ChannelsLast(), loaders[0], order, loaders[1]

@@ -16,12 +16,15 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 
-from ..backbones import create_backbone
+from ..backbones import Backbone, create_backbone
+from ..backbones.text_encoders import with_text_options
 from ..config import TrainConfig
 from ..data.decoded_cache import decode_images_cached
 from ..data.images import decode_images
-from ..data.pipeline import DecodedImages, EpochOrder, Normalize, eval_transform, make_loader, train_transform
+from ..data.pipeline import EpochOrder, Feed, image_feed
 from ..data.sources import DataSplits, load_image_data
+from ..data.text_pipeline import text_feed, tokenize_texts
+from ..data.texts import load_text_data
 from ..errors import UserError
 from ..evaluation.metrics import classification_metrics, is_better, summary_line
 from ..evaluation.plots import plot_confusion_matrix, plot_learning_curves
@@ -37,6 +40,7 @@ from .resume import RESUME, load_state, rng_state, run_fingerprint, save_state, 
 
 # the run's model (a copy of one of the other two), the best epoch by validation, the last epoch
 MODEL, BEST, LAST = "model.safetensors", "best.safetensors", "last.safetensors"
+TOKENIZER = "tokenizer"  # a text run's tokenizer files (save_pretrained)
 
 
 @dataclass
@@ -53,34 +57,47 @@ def default_run_dir(config: TrainConfig) -> Path:
     return Path("runs") / f"{stamp}-{backbone}-{config.strategy}"
 
 
-def load_data(config: TrainConfig, prep, log) -> tuple[DataSplits, dict]:
-    """List and split the files, then decode every image once; unreadable ones are skipped and named."""
-    splits = load_image_data(config.data, val_fraction=config.val_fraction, test_fraction=config.test_fraction, seed=config.seed)
-    paths = [s.path for s in splits.all_samples()]
-    if config.decoded_cache:
-        images, undecodable = decode_images_cached(paths, prep.resize_size, log=log)
+def preprocessing_for(backbone: Backbone, config: TrainConfig):
+    """The backbone's preprocessing with the run's overrides (image size and crop, or text length and pooling)."""
+    if backbone.modality == "text":
+        return with_text_options(backbone, config.max_length, config.pooling).preprocessing
+    return backbone.preprocessing.at_size(config.image_size, config.crop_pct)
+
+
+def load_data(config: TrainConfig, backbone: Backbone, prep, log) -> tuple[DataSplits, Feed]:
+    """List and split the samples, then decode each once (images: pixels, texts: token ids); what
+    cannot be read is skipped and named."""
+    if backbone.modality == "text":
+        splits, texts = load_text_data(config.data, config.text_column, config.label_column, config.val_fraction,
+                                       config.test_fraction, config.seed)
+        tokens, truncated = tokenize_texts({s.path: texts[s.path] for s in splits.all_samples()}, backbone.tokenizer,
+                                           prep.max_length)
+        feed = text_feed(tokens, backbone.tokenizer, prep)
+        if truncated:
+            splits.notes.append(f"{len(truncated)} of {len(tokens)} texts were longer than {prep.max_length} tokens and "
+                                f"were cut (max_length), e.g. {truncated[0]}")
+            log(f"warning: {splits.notes[-1]}")
     else:
-        images, undecodable = decode_images(paths, prep.resize_size)
-    splits.skipped.extend(undecodable)
-    splits = drop_undecodable(splits, images)
+        splits = load_image_data(config.data, val_fraction=config.val_fraction, test_fraction=config.test_fraction,
+                                 seed=config.seed)
+        paths = [s.path for s in splits.all_samples()]
+        if config.decoded_cache:
+            images, undecodable = decode_images_cached(paths, prep.resize_size, log=log)
+        else:
+            images, undecodable = decode_images(paths, prep.resize_size)
+        splits.skipped.extend(undecodable)
+        splits = drop_undecodable(splits, images)
+        feed = image_feed(images, prep, config.augment, config.crop_scale, config.hflip, config.vflip)
     for path, reason in splits.skipped:
         log(f"warning: skipped {path}: {reason}")
-    return splits, images
+    return splits, feed
 
 
-def training_transform(prep, config: TrainConfig):
-    if not config.augment:
-        return eval_transform(prep)
-    return train_transform(prep, config.crop_scale, config.hflip, config.vflip)
-
-
-def make_loaders(splits: DataSplits, images: dict, prep, config: TrainConfig, workers: int):
+def make_loaders(splits: DataSplits, feed: Feed, config: TrainConfig, workers: int):
     class_index = {c: i for i, c in enumerate(splits.classes)}
-    augment = training_transform(prep, config)
-    order = EpochOrder(len(splits.train))
-    train_loader = make_loader(DecodedImages(splits.train, images, class_index, augment), config.batch_size, workers, order)
-    eval_loaders = {name: make_loader(DecodedImages(samples, images, class_index, eval_transform(prep)),
-                                      config.batch_size, workers)
+    order = feed.order(splits.train, config.batch_size)
+    train_loader = feed.loader(splits.train, class_index, config.batch_size, workers, train=True, order=order)
+    eval_loaders = {name: feed.loader(samples, class_index, config.batch_size, workers)
                     for name, samples in (("val", splits.val), ("test", splits.test)) if samples}
     if "val" not in eval_loaders:
         raise UserError("the validation split is empty: raise val_fraction or add a val/ folder")
@@ -108,17 +125,23 @@ def train(config: TrainConfig, log=print, resume: bool = False) -> RunResult:
     precision = resolve_precision(config.precision, device)
 
     backbone = create_backbone(config.backbone, pretrained=strategy.pretrained)
-    prep = backbone.preprocessing.at_size(config.image_size, config.crop_pct)
-    splits, images = load_data(config, prep, log)
+    config = config.with_kind_defaults(backbone.modality)
+    prep = preprocessing_for(backbone, config)
+    splits, feed = load_data(config, backbone, prep, log)
     classes = splits.classes
     workers = config.workers if config.workers is not None else (0 if device == "cpu" else 4)
-    train_loader, order, eval_loaders = make_loaders(splits, images, prep, config, workers)
+    train_loader, order, eval_loaders = make_loaders(splits, feed, config, workers)
 
     # model
     model = Classifier(backbone, len(classes), config.dropout).to(memory_format=torch.channels_last)
-    stages = strategy.stages(model.group_names, config.epochs, config.strategy_options())
+    lora = None
+    if strategy.name == "lora":
+        targets = model.add_adapters(config.lora_rank, config.lora_alpha, config.lora_dropout,
+                                     config.lora_targets.split(",") if config.lora_targets else None)
+        lora = {"targets": targets, "rank": config.lora_rank, "alpha": config.lora_alpha, "merged": config.lora_merge}
+    stages = strategy.stages(model.groups_with_parameters(), config.epochs, config.strategy_options())
     accelerator = make_accelerator(device, precision, config.grad_accum, config.compile)
-    normalize = Normalize(prep).to(accelerator.device)
+    normalize = feed.prepare.to(accelerator.device)
     model, train_loader = accelerator.prepare(model, train_loader)
     eval_loaders = {k: accelerator.prepare(v) for k, v in eval_loaders.items()}
 
@@ -133,25 +156,29 @@ def train(config: TrainConfig, log=print, resume: bool = False) -> RunResult:
                      "arch_config": backbone.arch_config, "width": backbone.width,
                      "layer_groups": model_groups(accelerator.unwrap_model(model))},
         "preprocessing": prep.to_dict(),
-        "strategy": {"name": strategy.name, "summary": strategy.summary, "stages": [s.to_dict() for s in stages]},
+        "strategy": {"name": strategy.name, "summary": strategy.summary, "stages": [s.to_dict() for s in stages],
+                     "lora": lora},
         "data": splits.to_dict(),
         "environment": environment_record(device, precision),
     })
     write_text(run_dir / "skipped.csv", rows_to_csv(["path", "reason"], splits.skipped))
+    if backbone.tokenizer is not None:  # a run folder carries its tokenizer: reloading it needs no network
+        backbone.tokenizer.save_pretrained(run_dir / TOKENIZER)
     log(f"run folder: {run_dir}")
-    log(f"data: {len(splits.train)} train / {len(splits.val)} val / {len(splits.test)} test images, "
+    log(f"data: {len(splits.train)} train / {len(splits.val)} val / {len(splits.test)} test {backbone.modality}s, "
         f"{len(classes)} classes ({splits.split_source} split), {len(splits.skipped)} skipped")
-    log(f"backbone {config.backbone} ({backbone.weights_source}), {prep.input_size}px, strategy {strategy.name}, "
+    size = f"{prep.max_length} tokens" if backbone.modality == "text" else f"{prep.input_size}px"
+    log(f"backbone {config.backbone} ({backbone.weights_source}), {size}, strategy {strategy.name}, "
         f"{config.epochs} epochs, {device} {'float32' if precision == 'no' else precision}")
 
     uncached = StageInputs(model, normalize, train_loader, order, eval_loaders["val"])
     net = accelerator.unwrap_model(model)
 
     def inputs_for(stage: Stage) -> StageInputs:
-        depth = frozen_prefix_depth(net.group_names, stage.trainable) if config.feature_cache else 0
+        # adapters inside the body change its output as they train: nothing below them can be cached
+        depth = frozen_prefix_depth(net.group_names, stage.trainable) if config.feature_cache and not lora else 0
         if depth:
-            cached = cached_stage_inputs(net, depth, stage.epochs, splits, images, prep, training_transform(prep, config),
-                                         eval_transform(prep), config, normalize, accelerator, log)
+            cached = cached_stage_inputs(net, depth, stage.epochs, splits, feed, config, accelerator, log)
             if cached:
                 return StageInputs(*cached, cached_depth=depth)
         return uncached
@@ -166,9 +193,14 @@ def train(config: TrainConfig, log=print, resume: bool = False) -> RunResult:
     use_best = config.final_model == "best" or (config.final_model == "auto" and config.patience > 0) \
         or stop_reason.startswith("stopped")
     model_epoch = best_epoch if use_best else len(history)
-    copy_atomic(run_dir / (BEST if use_best else LAST), run_dir / MODEL)
     net = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
-    load_weights(run_dir / MODEL, net)
+    if lora and config.lora_merge:  # the run's model: the adapters folded into the weights beside them
+        load_weights(run_dir / (BEST if use_best else LAST), net)
+        net.merge_adapters()
+        save_weights(run_dir / MODEL, net)
+    else:
+        copy_atomic(run_dir / (BEST if use_best else LAST), run_dir / MODEL)
+        load_weights(run_dir / MODEL, net)
     metrics: dict = {"model_epoch": model_epoch, "final_model": "best" if use_best else "last",
                      "best_epoch": best_epoch, "monitor": config.monitor, "stop_reason": stop_reason,
                      "resumed_after_epoch": state["epoch"] if state else None}
@@ -296,7 +328,7 @@ def fit(net, stages: list[Stage], inputs_for, accelerator: Accelerator, config: 
             save_resume(epoch, stage_index, optimizer, scheduler)
             log(f"epoch {epoch:>2}/{config.epochs} {stage.name:<16} train loss {record['train_loss']:.4f} "
                 f"acc {record['train_accuracy']:.3f} | val loss {val['loss']:.4f} acc {val['accuracy']:.3f} "
-                f"| {record['train_images_per_s']:.1f} img/s{'  *' if improved else ''}")
+                f"| {record['train_images_per_s']:.1f} samples/s{'  *' if improved else ''}")
             write_json(run_dir / "history.json", history)
             if early_stop(epoch):
                 log(early_stop(epoch))
