@@ -114,6 +114,25 @@ def predict(run: Path = typer.Argument(..., help="A run folder."),
 
 
 @app.command()
+def export(run: Path = typer.Argument(..., help="A run folder."),
+           format: str = typer.Option("onnx", "--format", help="onnx | torchscript | safetensors"),
+           out: Optional[Path] = typer.Option(None, "--out", help="Folder to write to (default RUN/export).")):
+    """Export a run's model (ONNX, TorchScript or safetensors) with preprocessing.json beside it, and
+    check the written model against PyTorch (ONNX through onnxruntime)."""
+    from .export import PREPROCESSING, export_run
+
+    check = export_run(run, format, out, log=lambda line: typer.echo(line, err=True))
+    folder = Path(check["file"]).parent
+    typer.echo(f"{format}: {check['file']} ({check['exporter']})")
+    typer.echo(f"preprocessing: {folder / PREPROCESSING}")
+    typer.echo(f"check: max abs difference of the logits against PyTorch {check['max_abs_diff']:.2e} "
+               f"on {check['compared_on']} (tolerance {check['tolerance']:.0e}); recorded in {folder / 'export.json'}")
+    if not check["ok"]:
+        typer.secho(f"error: the exported {format} model differs from PyTorch by more than the tolerance", err=True, fg="red")
+        raise typer.Exit(1)
+
+
+@app.command()
 def models(as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
     """List the backbones: which work offline (weights in an installed package) and their sizes."""
     import importlib.util

@@ -4,13 +4,14 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import torch
 
 from .backbones import Preprocessing, create_backbone
 from .config import config_from_dict
-from .data.images import decode_images
+from .data.images import decode_bytes, decode_images
 from .data.pipeline import DecodedImages, Normalize, eval_transform, make_loader
 from .data.sources import Sample, list_images, load_image_data
 from .errors import UserError
@@ -32,15 +33,37 @@ class LoadedRun:
     @torch.no_grad()
     def logits(self, samples: list[Sample], images: dict, precision: str | None = None) -> torch.Tensor:
         """Float32 logits, computed as the run computed its final metrics: in its precision
-        (bfloat16 autocast where it trained so and this CPU has native bfloat16; float32
-        otherwise, or with precision="fp32") and with its batch size."""
+        (see `forward`) and with its batch size."""
+        data = DecodedImages(samples, images, {c: i for i, c in enumerate(self.classes)}, self.eval_transform)
+        return torch.cat([self.forward(x, precision) for x, _ in make_loader(data, self.record["config"]["batch_size"], 0)])
+
+    @torch.no_grad()
+    def forward(self, batch: torch.Tensor, precision: str | None = None) -> torch.Tensor:
+        """Float32 logits of a uint8 batch (B, 3, input_size, input_size) already through the eval
+        transform: in bfloat16 autocast where the run trained so and this CPU has native bfloat16,
+        in float32 otherwise or with precision="fp32"."""
         self.model.eval()
-        normalize = Normalize(self.preprocessing)
-        data = DecodedImages(samples, images, {c: i for i, c in enumerate(self.classes)}, eval_transform(self.preprocessing))
         bf16 = (precision or self.record["environment"]["mixed_precision"]) == "bf16" and cpu_supports_bf16()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            return torch.cat([self.model(normalize(x)).float()
-                              for x, _ in make_loader(data, self.record["config"]["batch_size"], 0)])
+            return self.model(self.normalize(batch)).float()
+
+    def prepare(self, data: bytes, name: str = "upload") -> torch.Tensor:
+        """An encoded image (the bytes of a file) -> the uint8 eval input (3, input_size, input_size)
+        that `forward` takes, decoded and transformed as `logits` does. Raises BadImage."""
+        return self.eval_transform(decode_bytes(data, self.preprocessing.resize_size, name))
+
+    @cached_property
+    def eval_transform(self):
+        return eval_transform(self.preprocessing)
+
+    @cached_property
+    def normalize(self) -> Normalize:
+        return Normalize(self.preprocessing)
+
+    def top_classes(self, probabilities: torch.Tensor, k: int) -> list[dict]:
+        """The k most probable classes of one image's probabilities, most probable first."""
+        top = probabilities.topk(min(k, len(self.classes)))
+        return [{"label": self.classes[int(i)], "probability": round(float(p), 6)} for p, i in zip(top.values, top.indices)]
 
 
 def load_run(run_dir: str | Path, weights: str = MODEL) -> LoadedRun:
@@ -49,13 +72,18 @@ def load_run(run_dir: str | Path, weights: str = MODEL) -> LoadedRun:
     if not config_path.is_file() or not weights_path.is_file():
         raise UserError(f"{run_dir} is not a finished headstart run (needs config.json and {weights})")
     record = json.loads(config_path.read_text())
+    return LoadedRun(run_dir, build_classifier(record, weights_path), record["classes"],
+                     Preprocessing.from_dict(record["preprocessing"]), record)
+
+
+def build_classifier(record: dict, weights_path: str | Path) -> Classifier:
+    """The classifier a run's config.json describes, in eval mode, with the weights of a safetensors file."""
     b = record["backbone"]
-    # the architecture only: every weight comes from the run's own file
+    # the architecture only: every weight comes from the file
     backbone = create_backbone(b["name"], pretrained=False, arch_config=b.get("arch_config") or None)
     model = Classifier(backbone, len(record["classes"]), record["config"]["dropout"]).to(memory_format=torch.channels_last)
-    load_weights(weights_path, model)
-    model.eval()
-    return LoadedRun(run_dir, model, record["classes"], Preprocessing.from_dict(record["preprocessing"]), record)
+    load_weights(Path(weights_path), model)
+    return model.eval()
 
 
 def evaluate_run(run_dir: str | Path, data: str | None = None) -> dict:
@@ -105,9 +133,5 @@ def predict(run_dir: str | Path, inputs: list[str], top_k: int = 3) -> tuple[lis
     if not samples:
         return [], skipped
     probs = run.logits(samples, images).softmax(1)
-    k = min(top_k, len(run.classes))
-    top = probs.topk(k, dim=1)
-    rows = [{"path": s.path, "top": [{"label": run.classes[int(i)], "probability": round(float(p), 6)}
-                                     for p, i in zip(top.values[r], top.indices[r])]}
-            for r, s in enumerate(samples)]
+    rows = [{"path": s.path, "top": run.top_classes(probs[r], top_k)} for r, s in enumerate(samples)]
     return rows, skipped
