@@ -9,10 +9,11 @@ adds its entry to PREPARE.
 
 Errors are JSON {"error": "..."}: 400 for an input that is not a usable image (with the reason),
 413 for a body over the upload limit (refused from its Content-Length before it is read, or as soon
-as the bytes read pass the limit), 415 for another content type, 503 when the queue is full.
+as the bytes read pass the limit; see UploadLimit), 415 for another content type, 503 when the queue is full.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -147,7 +148,15 @@ class TooLarge(Exception):
 
 class UploadLimit:
     """ASGI middleware: a request body over `max_bytes` gets a 413. A Content-Length over the limit
-    is refused before any of the body is read; a body without one (chunked) is counted as it is read."""
+    is refused before any of the body is read; a body without one (chunked) is counted as it is read.
+
+    The 413 is sent at once; then, as nginx's lingering close does, what the client is still sending
+    is read and dropped (never kept) for up to LINGER_SECONDS or LINGER_BYTES before the connection
+    closes, so that a client which writes its whole upload before reading gets the 413, not a
+    connection reset."""
+
+    LINGER_SECONDS = 5.0
+    LINGER_BYTES = 64 * 2**20
 
     def __init__(self, app, max_bytes: int):
         self.app = app
@@ -158,7 +167,7 @@ class UploadLimit:
             return await self.app(scope, receive, send)
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            return await self.refuse(scope, send)
+            return await self.refuse(receive, send)
         received = 0
         started = False
 
@@ -180,10 +189,27 @@ class UploadLimit:
             await self.app(scope, counting_receive, watching_send)
         except TooLarge:
             if not started:
-                await self.refuse(scope, send)
+                await self.refuse(receive, send)
 
-    async def refuse(self, scope, send):
-        mb = self.max_bytes / 2**20
-        response = JSONResponse({"error": f"upload too large: the limit is {mb:g} MB ({self.max_bytes} bytes)"},
-                                status_code=413, headers={"Connection": "close"})
-        await response(scope, None, send)
+    async def refuse(self, receive, send):
+        body = json.dumps({"error": f"upload too large: the limit is {self.max_bytes / 2**20:g} MB "
+                                    f"({self.max_bytes} bytes)"}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body, "more_body": True})
+        await self.drop_rest_of_body(receive)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def drop_rest_of_body(self, receive) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.LINGER_SECONDS
+        dropped = 0
+        while dropped < self.LINGER_BYTES:
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+            except asyncio.TimeoutError:
+                return
+            if message["type"] != "http.request" or not message.get("more_body"):
+                return
+            dropped += len(message.get("body", b""))
