@@ -141,8 +141,11 @@ def serve(run: Path = typer.Argument(..., help="A run folder."),
           max_upload_mb: float = typer.Option(10.0, "--max-upload-mb", help="Larger request bodies get 413."),
           top_k: int = typer.Option(3, "--top-k", help="Classes per answer unless the request asks (?top_k=N).")):
     """Serve a run's model over HTTP: POST /predict (an image), GET /health, and a page at / to try it."""
-    from .serve import serve as run_server
-
+    try:
+        from .serve import serve as run_server
+    except ImportError as e:
+        raise UserError(f"headstart serve needs fastapi, uvicorn and python-multipart ({e}): "
+                        "pip install fastapi uvicorn python-multipart") from e
     run_server(run, host, port, max_batch, max_wait_ms, max_upload_mb, top_k, log=typer.echo)
 
 

@@ -94,12 +94,13 @@ def create_app(run_dir: str | Path, max_batch: int = 16, max_wait_ms: float = 5.
     @app.post("/predict")
     async def predict(request: Request):
         k = parse_top_k(request.query_params.get("top_k"), top_k)
-        item = await read_input(request)
-        prepare = PREPARE.get(item.kind)
-        if prepare is None:
-            raise RequestError(400, f"{item.kind} input is not supported: this server serves an image model "
-                                    f"({run.record['backbone']['name']}); send an image as the form field 'file'")
-        x = await run_in_threadpool(prepare, run, item)
+        with batcher.announce():
+            item = await read_input(request)
+            prepare = PREPARE.get(item.kind)
+            if prepare is None:
+                raise RequestError(400, f"{item.kind} input is not supported: this server serves an image model "
+                                        f"({run.record['backbone']['name']}); send an image as the form field 'file'")
+            x = await run_in_threadpool(prepare, run, item)
         try:
             probabilities = await batcher.submit(x)
         except Busy as e:

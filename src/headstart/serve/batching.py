@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Callable
 
 import torch
@@ -13,10 +14,11 @@ class Busy(Exception):
 
 
 class Batcher:
-    """Inputs wait in a queue; a batch opens with the first one and takes what else arrives within
-    `max_wait` seconds (or is already waiting), up to `max_batch`, then runs one forward pass on a
-    single worker thread, so the event loop keeps accepting requests meanwhile, and inputs that
-    arrive during a pass make up the next batch."""
+    """Inputs wait in a queue; a batch opens with the first one and takes what is already waiting,
+    and what else arrives within `max_wait` seconds, up to `max_batch`; then it runs one forward pass
+    on a single worker thread, so the event loop keeps accepting requests meanwhile, and inputs that
+    arrive during a pass make up the next batch. A batch waits only while other requests are on
+    their way (announced, still being read or decoded): a lone request does not wait at all."""
 
     def __init__(self, forward: Callable[[torch.Tensor], torch.Tensor], max_batch: int, max_wait: float,
                  max_queue: int | None = None):
@@ -27,6 +29,7 @@ class Batcher:
         self.max_wait = max_wait
         self.max_queue = max_queue or 64 * max_batch
         self.stats = {"requests": 0, "batches": 0, "largest_batch": 0, "requests_in_shared_batches": 0}
+        self.arriving = 0  # requests announced whose input is not in the queue yet
         self.queue: asyncio.Queue | None = None
         self.task: asyncio.Task | None = None
         self.executor: ThreadPoolExecutor | None = None
@@ -44,6 +47,15 @@ class Batcher:
         except asyncio.CancelledError:
             pass
         self.executor.shutdown(wait=True, cancel_futures=True)
+
+    @contextmanager
+    def announce(self):
+        """Wrap the reading and decoding of a request's input: batches wait for it meanwhile."""
+        self.arriving += 1
+        try:
+            yield
+        finally:
+            self.arriving -= 1
 
     async def submit(self, x: torch.Tensor) -> torch.Tensor:
         """The model's output row for one input. Raises Busy when the queue is full."""
@@ -64,7 +76,7 @@ class Batcher:
                     items.append(self.queue.get_nowait())
                     continue
                 remaining = deadline - loop.time()
-                if remaining <= 0:
+                if remaining <= 0 or not self.arriving:
                     break
                 try:
                     items.append(await asyncio.wait_for(self.queue.get(), remaining))
