@@ -3,6 +3,7 @@ images): predictions equal `headstart.predict`, 413 and 400 refusals, concurrent
 batches, the port-in-use error, and the page driven in headless Chromium."""
 from __future__ import annotations
 
+import asyncio
 import http.client
 import io
 import json
@@ -11,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -20,10 +22,12 @@ from urllib.parse import urlparse
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import headstart
 from headstart.serve import create_app, listen, running_server
+from headstart.serve.batching import Batcher
 
 TINY = dict(image_size=64, batch_size=8, val_fraction=0.2, test_fraction=0.25)
 LIMIT_MB = 0.5
@@ -160,6 +164,42 @@ def test_200_requests_from_8_concurrent_clients_all_answered_in_shared_batches(u
     assert after["requests"] - before["requests"] == 200
     assert after["batches"] - before["batches"] < 200  # some requests shared a forward pass
     assert after["largest_batch"] > 1 and after["requests_in_shared_batches"] > before["requests_in_shared_batches"]
+
+
+def test_batcher_waits_only_for_requests_on_their_way():
+    """The policy itself, with a 2 s max wait: a lone input runs at once; an input announced
+    before the first is queued joins its batch; max_batch caps a batch."""
+    seen = []
+
+    def forward(batch):
+        seen.append(len(batch))
+        return batch * 2
+
+    async def scenario():
+        batcher = Batcher(forward, max_batch=2, max_wait=2.0)
+        batcher.start()
+        try:
+            start = time.perf_counter()
+            assert (await batcher.submit(torch.ones(3))).tolist() == [2, 2, 2]
+            alone = time.perf_counter() - start
+
+            async def late():
+                with batcher.announce():
+                    await asyncio.sleep(0.2)  # still being decoded when the first is queued
+                return await batcher.submit(torch.full((3,), 2.0))
+
+            second = asyncio.create_task(late())
+            await asyncio.sleep(0.05)
+            together = await asyncio.gather(batcher.submit(torch.zeros(3)), second)
+            assert [t.tolist() for t in together] == [[0, 0, 0], [4, 4, 4]]
+            await asyncio.gather(*(batcher.submit(torch.zeros(3)) for _ in range(3)))
+            return alone, batcher.stats
+        finally:
+            await batcher.stop()
+
+    alone, stats = asyncio.run(scenario())
+    assert alone < 1.0 and seen == [1, 2, 2, 1]
+    assert stats == {"requests": 6, "batches": 4, "largest_batch": 2, "requests_in_shared_batches": 4}
 
 
 def cli(*args) -> subprocess.CompletedProcess:

@@ -80,10 +80,11 @@ def preprocessing_record(run: LoadedRun) -> dict:
         "std": list(p.std),
         "input_size": p.input_size,
         "resize_size": p.resize_size,
-        "interpolation": p.interpolation,
+        "interpolation": p.interpolation,  # the backbone's pretraining filter; headstart's training crops use it
+        "resize_filter": "bilinear, antialiased (PIL Image.resize), as headstart resizes when it trains and predicts",
         "steps": [
             "decode the image to RGB (EXIF orientation applied; transparency composited onto white)",
-            f"resize so the shorter side is {p.resize_size} pixels ({p.interpolation}, antialiased)",
+            f"resize so the shorter side is {p.resize_size} pixels (PIL bilinear, antialiased)",
             f"centre-crop {p.input_size} x {p.input_size}",
             "float32 values 0-1 (uint8 / 255), channels first: (batch, 3, height, width)",
         ],
