@@ -54,6 +54,7 @@ def test_onnx_gives_pytorch_logits_on_real_images_through_onnxruntime(run_dir, r
     assert json.loads((run_dir / "export" / "export.json").read_text())["onnx"]["max_abs_diff"] == check["max_abs_diff"]
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 def test_torchscript_gives_pytorch_logits_on_real_images(run_dir, real_images):
     check = export_run(run_dir, "torchscript")
     assert check["ok"]

@@ -117,8 +117,7 @@ def predict(run: Path = typer.Argument(..., help="A run folder."),
 def export(run: Path = typer.Argument(..., help="A run folder."),
            format: str = typer.Option("onnx", "--format", help="onnx | torchscript | safetensors"),
            out: Optional[Path] = typer.Option(None, "--out", help="Folder to write to (default RUN/export).")):
-    """Export a run's model (ONNX, TorchScript or safetensors) with preprocessing.json beside it, and
-    check the written model against PyTorch (ONNX through onnxruntime)."""
+    """Export a run's model (ONNX, TorchScript, safetensors) with preprocessing.json, checked against PyTorch."""
     from .export import PREPROCESSING, export_run
 
     check = export_run(run, format, out, log=lambda line: typer.echo(line, err=True))
