@@ -122,12 +122,12 @@ async def read_input(request: Request) -> Input:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
         try:
-            form = await request.form(max_files=1, max_fields=8)
+            async with request.form(max_files=1, max_fields=8) as form:  # closes the uploaded file's spool
+                upload, text = form.get("file"), form.get("text")
+                if upload is not None and not isinstance(upload, str):
+                    return Input("image", await upload.read(), upload.filename or "upload")
         except HTTPException as e:  # malformed multipart, too many parts
             raise RequestError(400, f"cannot read the form: {e.detail}") from None
-        upload, text = form.get("file"), form.get("text")
-        if upload is not None and not isinstance(upload, str):
-            return Input("image", await upload.read(), upload.filename or "upload")
         if text is not None:
             return Input("text", str(text), "text")
         raise RequestError(400, "no input: send the image as the form field 'file'")
