@@ -96,3 +96,24 @@ def test_cli_export_and_its_one_line_errors(run_dir, tmp_path):
         result = cli(*args)
         assert result.returncode == 2 and result.stderr.startswith("error: ") and fragment in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.filterwarnings("ignore:You are using the legacy TorchScript-based ONNX export:DeprecationWarning")
+def test_onnx_falls_back_to_the_torchscript_based_exporter_and_says_so(run_dir, real_images, tmp_path, monkeypatch):
+    """When the dynamo exporter fails (here made to fail), export warns, uses dynamo=False with a
+    dynamic batch axis, records which exporter wrote the file, and the file still gives PyTorch's logits."""
+    real_export = torch.onnx.export
+
+    def dynamo_fails(*args, **kwargs):
+        if kwargs.get("dynamo"):
+            raise RuntimeError("an operator it cannot translate")
+        return real_export(*args, **kwargs)
+
+    monkeypatch.setattr(torch.onnx, "export", dynamo_fails)
+    warnings = []
+    check = export_run(run_dir, "onnx", out=tmp_path, log=warnings.append)
+    assert len(warnings) == 1 and "dynamo ONNX exporter failed" in warnings[0]
+    assert check["ok"] and check["exporter"].startswith("torch.onnx.export(dynamo=False), after")
+    pixels, reference = real_images
+    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert (torch.from_numpy(session.run(None, {"pixels": pixels.numpy()})[0]) - reference).abs().max() <= 1e-4
