@@ -98,7 +98,7 @@ def test_cli_export_and_its_one_line_errors(run_dir, tmp_path):
         assert len(result.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.filterwarnings("ignore:You are using the legacy TorchScript-based ONNX export:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch calls the old exporter deprecated
 def test_onnx_falls_back_to_the_torchscript_based_exporter_and_says_so(run_dir, real_images, tmp_path, monkeypatch):
     """When the dynamo exporter fails (here made to fail), export warns, uses dynamo=False with a
     dynamic batch axis, records which exporter wrote the file, and the file still gives PyTorch's logits."""
