@@ -138,6 +138,41 @@ def predict(run: Path = typer.Argument(..., help="A run folder."),
 
 
 @app.command()
+def export(run: Path = typer.Argument(..., help="A run folder."),
+           format: str = typer.Option("onnx", "--format", help="onnx | torchscript | safetensors"),
+           out: Optional[Path] = typer.Option(None, "--out", help="Folder to write to (default RUN/export).")):
+    """Export a run's model (ONNX, TorchScript, safetensors) with preprocessing.json, checked against PyTorch."""
+    from .export import PREPROCESSING, export_run
+
+    check = export_run(run, format, out, log=lambda line: typer.echo(line, err=True))
+    folder = Path(check["file"]).parent
+    typer.echo(f"{format}: {check['file']} ({check['exporter']})")
+    typer.echo(f"preprocessing: {folder / PREPROCESSING}")
+    typer.echo(f"check: max abs difference of the logits against PyTorch {check['max_abs_diff']:.2e} "
+               f"on {check['compared_on']} (tolerance {check['tolerance']:.0e}); recorded in {folder / 'export.json'}")
+    if not check["ok"]:
+        typer.secho(f"error: the exported {format} model differs from PyTorch by more than the tolerance", err=True, fg="red")
+        raise typer.Exit(1)
+
+
+@app.command()
+def serve(run: Path = typer.Argument(..., help="A run folder."),
+          host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: every interface)."),
+          port: int = typer.Option(8000, help="Port to listen on."),
+          max_batch: int = typer.Option(16, "--max-batch", help="Most requests one forward pass takes."),
+          max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", help="How long a request waits for others to share its batch."),
+          max_upload_mb: float = typer.Option(10.0, "--max-upload-mb", help="Larger request bodies get 413."),
+          top_k: int = typer.Option(3, "--top-k", help="Classes per answer unless the request asks (?top_k=N).")):
+    """Serve a run's model over HTTP: POST /predict (an image), GET /health, and a page at / to try it."""
+    try:
+        from .serve import serve as run_server
+    except ImportError as e:
+        raise UserError(f"headstart serve needs fastapi, uvicorn and python-multipart ({e}): "
+                        "pip install fastapi uvicorn python-multipart") from e
+    run_server(run, host, port, max_batch, max_wait_ms, max_upload_mb, top_k, log=typer.echo)
+
+
+@app.command()
 def models(as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
     """List the backbones: which work offline (weights in an installed package) and their sizes."""
     import importlib.util

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -11,8 +12,8 @@ import torch
 from .backbones import Preprocessing, TextPreprocessing, create_backbone, preprocessing_from_dict
 from .backbones.text_encoders import load_tokenizer
 from .config import config_from_dict
-from .data.images import decode_images
-from .data.pipeline import Feed, image_feed
+from .data.images import decode_bytes, decode_images
+from .data.pipeline import Feed, Normalize, eval_transform, image_feed
 from .data.sources import DataSplits, Sample, list_images, load_image_data
 from .data.text_pipeline import text_feed, tokenize_texts
 from .data.texts import load_text_data
@@ -47,15 +48,40 @@ class LoadedRun:
     @torch.no_grad()
     def logits(self, samples: list[Sample], inputs: dict, precision: str | None = None) -> torch.Tensor:
         """Float32 logits for samples whose decoded images (or texts) `inputs` holds by path (name),
-        computed as the run computed its final metrics: in its precision (bfloat16 autocast where it
-        trained so and this CPU has native bfloat16; float32 otherwise, or with precision="fp32") and
-        with its batch size."""
-        self.model.eval()
+        computed as the run computed its final metrics: in its precision (see `forward`) and with
+        its batch size."""
         feed = self.feed(inputs)
         loader = feed.loader(samples, {c: i for i, c in enumerate(self.classes)}, self.record["config"]["batch_size"], 0)
+        return torch.cat([self.forward(x, precision, feed.prepare) for x, _ in loader])
+
+    @torch.no_grad()
+    def forward(self, batch, precision: str | None = None, prepare=None) -> torch.Tensor:
+        """Float32 logits of a batch already through the eval transform (uint8 images (B, 3,
+        input_size, input_size), normalised here; or a text batch's Tokens, with the text feed's
+        `prepare`): in bfloat16 autocast where the run trained so and this CPU has native bfloat16,
+        in float32 otherwise or with precision="fp32"."""
+        self.model.eval()
         bf16 = (precision or self.record["environment"]["mixed_precision"]) == "bf16" and cpu_supports_bf16()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            return torch.cat([self.model(feed.prepare(x)).float() for x, _ in loader])
+            return self.model((prepare or self.normalize)(batch)).float()
+
+    def prepare(self, data: bytes, name: str = "upload") -> torch.Tensor:
+        """An encoded image (the bytes of a file) -> the uint8 eval input (3, input_size, input_size)
+        that `forward` takes, decoded and transformed as `logits` does. Raises BadImage."""
+        return self.eval_transform(decode_bytes(data, self.preprocessing.resize_size, name))
+
+    @cached_property
+    def eval_transform(self):
+        return eval_transform(self.preprocessing)
+
+    @cached_property
+    def normalize(self) -> Normalize:
+        return Normalize(self.preprocessing)
+
+    def top_classes(self, probabilities: torch.Tensor, k: int) -> list[dict]:
+        """The k most probable classes of one sample's probabilities, most probable first."""
+        top = probabilities.topk(min(k, len(self.classes)))
+        return [{"label": self.classes[int(i)], "probability": round(float(p), 6)} for p, i in zip(top.values, top.indices)]
 
 
 def load_run(run_dir: str | Path, weights: str = MODEL) -> LoadedRun:
@@ -64,21 +90,25 @@ def load_run(run_dir: str | Path, weights: str = MODEL) -> LoadedRun:
     if not config_path.is_file() or not weights_path.is_file():
         raise UserError(f"{run_dir} is not a finished headstart run (needs config.json and {weights})")
     record = json.loads(config_path.read_text())
+    prep = preprocessing_from_dict(record["preprocessing"])
+    tokenizer = load_tokenizer(str(run_dir / TOKENIZER), f"the run {run_dir}") if isinstance(prep, TextPreprocessing) else None
+    return LoadedRun(run_dir, build_classifier(record, weights_path), record["classes"], prep, record, tokenizer)
+
+
+def build_classifier(record: dict, weights_path: str | Path) -> Classifier:
+    """The classifier a run's config.json describes, in eval mode, with the weights of a safetensors file."""
     b = record["backbone"]
-    # the architecture only: every weight comes from the run's own file
+    # the architecture only: every weight comes from the file
     backbone = create_backbone(b["name"], pretrained=False, arch_config=b.get("arch_config") or None)
     model = Classifier(backbone, len(record["classes"]), record["config"]["dropout"]).to(memory_format=torch.channels_last)
     lora = record.get("strategy", {}).get("lora")
     if lora and holds_adapters(weights_path):  # unmerged: best/last, or a run with lora_merge=false
         model.add_adapters(lora["rank"], lora["alpha"], 0.0, lora["targets"])
-    load_weights(weights_path, model)
-    model.eval()
-    prep = preprocessing_from_dict(record["preprocessing"])
-    tokenizer = load_tokenizer(str(run_dir / TOKENIZER), f"the run {run_dir}") if isinstance(prep, TextPreprocessing) else None
-    return LoadedRun(run_dir, model, record["classes"], prep, record, tokenizer)
+    load_weights(Path(weights_path), model)
+    return model.eval()
 
 
-def holds_adapters(weights_path: Path) -> bool:
+def holds_adapters(weights_path: str | Path) -> bool:
     from safetensors import safe_open
 
     with safe_open(str(weights_path), "pt") as f:
@@ -147,9 +177,5 @@ def predict(run_dir: str | Path, inputs: list[str], top_k: int = 3) -> tuple[lis
     if not samples:
         return [], skipped
     probs = run.logits(samples, decoded).softmax(1)
-    k = min(top_k, len(run.classes))
-    top = probs.topk(k, dim=1)
-    rows = [{"path": s.path, "top": [{"label": run.classes[int(i)], "probability": round(float(p), 6)}
-                                     for p, i in zip(top.values[r], top.indices[r])]}
-            for r, s in enumerate(samples)]
+    rows = [{"path": s.path, "top": run.top_classes(probs[r], top_k)} for r, s in enumerate(samples)]
     return rows, skipped

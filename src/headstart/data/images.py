@@ -1,6 +1,7 @@
 """Decoding image files into RGB, with a clear reason for every file that cannot be used."""
 from __future__ import annotations
 
+import io
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -32,34 +33,46 @@ def bad_image(path: str | os.PathLike, reason: str) -> BadImage:
 
 def load_rgb(path: str | os.PathLike) -> Image.Image:
     """Decode an image file fully and return it upright, in mode RGB. Raises BadImage if it cannot."""
-    if ImageFile.LOAD_TRUNCATED_IMAGES:
-        # Some library switched this global on; truncated files would then load half grey, unreported.
-        raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True; headstart needs it False "
-                           "to report truncated images")
     try:
         size = os.path.getsize(path)
     except OSError as e:
         raise bad_image(path, f"cannot read file ({e.strerror or e})") from None
     if size == 0:
         raise bad_image(path, "empty file (0 bytes)")
+    return open_rgb(path, path)
+
+
+def rgb_from_bytes(data: bytes, name: str = "upload") -> Image.Image:
+    """load_rgb for an image held in memory (an upload); `name` is what errors call it."""
+    if not data:
+        raise bad_image(name, "empty file (0 bytes)")
+    return open_rgb(io.BytesIO(data), name)
+
+
+def open_rgb(source, name) -> Image.Image:
+    """The decoding both share: `source` is a path or a binary file object, `name` names it in errors."""
+    if ImageFile.LOAD_TRUNCATED_IMAGES:
+        # Some library switched this global on; truncated files would then load half grey, unreported.
+        raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True; headstart needs it False "
+                           "to report truncated images")
     try:
-        with Image.open(path) as im:
-            check_pixel_count(path, im)
+        with Image.open(source) as im:
+            check_pixel_count(name, im)
             im.load()
             im = ImageOps.exif_transpose(im)
             return to_rgb(im)
     except BadImage:
         raise
     except Image.DecompressionBombError as e:
-        raise bad_image(path, f"too many pixels, refused as a possible decompression bomb ({e})") from None
+        raise bad_image(name, f"too many pixels, refused as a possible decompression bomb ({e})") from None
     except UnidentifiedImageError:
-        raise bad_image(path, "not an image (the file's contents are not a format PIL can read)") from None
+        raise bad_image(name, "not an image (the file's contents are not a format PIL can read)") from None
     except OSError as e:
         if "truncated" in str(e):
-            raise bad_image(path, "truncated: the file ends before the image data does") from None
-        raise bad_image(path, f"cannot decode image ({e})") from None
+            raise bad_image(name, "truncated: the file ends before the image data does") from None
+        raise bad_image(name, f"cannot decode image ({e})") from None
     except Exception as e:  # decoders raise SyntaxError, ValueError, struct.error, ... on corrupt data
-        raise bad_image(path, f"cannot decode image ({type(e).__name__}: {e})") from None
+        raise bad_image(name, f"cannot decode image ({type(e).__name__}: {e})") from None
 
 
 def check_pixel_count(path, im: Image.Image) -> None:
@@ -123,7 +136,16 @@ def resize_short_side(im: Image.Image, short_side: int) -> Image.Image:
 
 
 def decode_one(path: str, short_side: int) -> torch.Tensor:
-    im = resize_short_side(load_rgb(path), short_side)
+    return as_tensor(resize_short_side(load_rgb(path), short_side))
+
+
+def decode_bytes(data: bytes, short_side: int, name: str = "upload") -> torch.Tensor:
+    """decode_one for an image held in memory."""
+    return as_tensor(resize_short_side(rgb_from_bytes(data, name), short_side))
+
+
+def as_tensor(im: Image.Image) -> torch.Tensor:
+    """An RGB image as a uint8 tensor (3, H, W)."""
     return torch.from_numpy(np.array(im, dtype=np.uint8)).permute(2, 0, 1).contiguous()
 
 
