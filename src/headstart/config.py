@@ -19,6 +19,7 @@ CHOICES = {
     "final_model": ("auto", "last", "best"),
     "precision": ("auto", "fp32", "bf16", "fp16"),
     "device": ("auto", "cpu", "cuda"),
+    "head_init": ("xavier", "source"),
 }
 
 
@@ -32,6 +33,9 @@ class TrainConfig:
     image_size: int | None = None  # None: the backbone's own input size
     crop_pct: float | None = None  # eval centre crop share of the resized image; None: the backbone's; 1.0: no crop
     seed: int = 0
+    # seed of the train/val/test split; None: `seed`. A comparison over seeds keeps the split fixed
+    # and varies only the training seed (initialisation, order, augmentation)
+    split_seed: int | None = None
     # optimisation
     optimizer: str = "adamw"
     lr: float = 2e-3  # peak rate of the head; lower groups get less (see strategies)
@@ -52,6 +56,9 @@ class TrainConfig:
     frozen_groups: int = 2
     # model
     dropout: float = 0.2  # before the new head
+    # the new head's initial weights: xavier (d2l), or source: rows of classes whose names match a
+    # class of the backbone's pretraining head (ImageNet names, WordNet synonyms) start from its rows
+    head_init: str = "xavier"
     # decay of an exponential moving average of the weights (and BatchNorm statistics), updated
     # every optimiser step; validation, checkpoints and the final model use the average. 0: off
     ema: float = 0.0
@@ -102,6 +109,9 @@ class TrainConfig:
         return StrategyOptions(lr=self.lr, head_lr_mult=self.head_lr_mult, lr_decay=self.lr_decay,
                                ft_lr_mult=self.ft_lr_mult, unfreeze_lr_mult=self.unfreeze_lr_mult,
                                lp_fraction=self.lp_fraction, frozen_groups=self.frozen_groups)
+
+    def data_split_seed(self) -> int:
+        return self.seed if self.split_seed is None else self.split_seed
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -63,7 +63,7 @@ def evaluate_run(run_dir: str | Path, data: str | None = None) -> dict:
     run = load_run(run_dir)
     if data is None:
         config = config_from_dict(run.record["config"])
-        splits = load_image_data(config.data, val_fraction=config.val_fraction, test_fraction=config.test_fraction, seed=config.seed)
+        splits = load_image_data(config.data, val_fraction=config.val_fraction, test_fraction=config.test_fraction, seed=config.data_split_seed())
         parts = {"val": splits.val, "test": splits.test}
     else:
         splits = load_image_data(data, val_fraction=0, test_fraction=0, seed=0)

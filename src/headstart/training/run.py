@@ -25,7 +25,9 @@ from ..data.sources import DataSplits, load_image_data
 from ..errors import UserError
 from ..evaluation.metrics import classification_metrics, is_better, summary_line
 from ..evaluation.plots import plot_confusion_matrix, plot_learning_curves
+from ..head_init import init_head
 from ..model import Classifier
+from ..reporting.report import write_run_report
 from ..strategies import Stage, apply_trainable, get_strategy, set_train_mode, trainable_parameter_count
 from .averaging import averaged_weights, make_ema
 from .checkpoint import copy_atomic, load_weights, save_weights, write_json, write_text
@@ -55,7 +57,8 @@ def default_run_dir(config: TrainConfig) -> Path:
 
 def load_data(config: TrainConfig, prep, log) -> tuple[DataSplits, dict]:
     """List and split the files, then decode every image once; unreadable ones are skipped and named."""
-    splits = load_image_data(config.data, val_fraction=config.val_fraction, test_fraction=config.test_fraction, seed=config.seed)
+    splits = load_image_data(config.data, val_fraction=config.val_fraction, test_fraction=config.test_fraction,
+                             seed=config.data_split_seed())
     paths = [s.path for s in splits.all_samples()]
     if config.decoded_cache:
         images, undecodable = decode_images_cached(paths, prep.resize_size, log=log)
@@ -116,6 +119,7 @@ def train(config: TrainConfig, log=print, resume: bool = False) -> RunResult:
 
     # model
     model = Classifier(backbone, len(classes), config.dropout).to(memory_format=torch.channels_last)
+    head_init = init_head(model.head, backbone, classes, config.head_init, log)  # report: head_init=source
     stages = strategy.stages(model.group_names, config.epochs, config.strategy_options())
     accelerator = make_accelerator(device, precision, config.grad_accum, config.compile)
     normalize = Normalize(prep).to(accelerator.device)
@@ -133,6 +137,7 @@ def train(config: TrainConfig, log=print, resume: bool = False) -> RunResult:
                      "arch_config": backbone.arch_config, "width": backbone.width,
                      "layer_groups": model_groups(accelerator.unwrap_model(model))},
         "preprocessing": prep.to_dict(),
+        "head_init": head_init,
         "strategy": {"name": strategy.name, "summary": strategy.summary, "stages": [s.to_dict() for s in stages]},
         "data": splits.to_dict(),
         "environment": environment_record(device, precision),
@@ -188,6 +193,7 @@ def train(config: TrainConfig, log=print, resume: bool = False) -> RunResult:
                           f"{report} split, epoch {model_epoch} ({metrics['final_model']})")
     log(f"{report}: {summary_line(metrics[report])}")
     log(f"model (epoch {model_epoch}, {metrics['final_model']}): {run_dir / MODEL}; plots: {run_dir / 'learning_curves.png'}, {run_dir / 'confusion_matrix.png'}")
+    write_run_report(run_dir, log)  # report.html and report.json; a failure warns, the run stays whole
     return RunResult(run_dir, metrics, net, classes)
 
 
