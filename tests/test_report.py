@@ -24,6 +24,7 @@ from headstart.head_init import init_head
 from headstart.model import Classifier
 from headstart.reporting.cka import group_features, linear_cka
 from headstart.reporting.compare import compare
+from headstart.reporting.summary import recommendation, table_rows
 
 TINY = ["--image-size", "64", "--batch-size", "8", "--epochs", "1", "--set", "val_fraction=0.2", "--set", "test_fraction=0.25"]
 # the body must really move in one epoch for CKA to fall: every group trains, at a high rate
@@ -178,8 +179,15 @@ def test_source_head_init_copies_the_rows_of_matching_classes(imagenet_named):
 @pytest.fixture(scope="module")
 def source_head_run(imagenet_named, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "source-head"
-    return headstart.train(str(imagenet_named), strategy="head", head_init="source", epochs=1, image_size=64,
-                           batch_size=8, out=str(out))
+    # a time budget too short for one epoch: the run stops after its first of three epochs
+    return headstart.train(str(imagenet_named), strategy="head", head_init="source", epochs=3, time_budget_s=1e-6,
+                           image_size=64, batch_size=8, out=str(out))
+
+
+def test_a_time_budget_stops_a_run_after_the_epoch_that_reached_it(source_head_run):
+    m = source_head_run.metrics
+    assert len(m["history"]) == 1 and m["stop_reason"].startswith("time budget: 1e-06 s of training reached after epoch 1")
+    assert m["final_model"] == "last" and m["model_epoch"] == 1
 
 
 def test_a_run_records_its_head_init_and_writes_its_report(source_head_run):
@@ -233,3 +241,22 @@ def test_the_report_loads_in_headless_chromium(which, request, tmp_path):
     assert page["external"] == []  # self-contained: nothing to fetch
     assert [entry for entry in page["logs"] if entry["level"] == "SEVERE"] == []
     assert (tmp_path / "report.png").stat().st_size > 10_000
+
+
+def recommended(values: dict[str, list[float]], n_test: int = 656) -> str:
+    runs = [{"label": label, "strategy": label, "head_init": "xavier", "seed": seed, "status": "finished",
+             "metrics": {"accuracy": v, "balanced_accuracy": v, "macro_f1": v, "n": n_test}, "wall_seconds": 1.0,
+             "train_images_per_s": 1.0, "images_per_s_end_to_end": 1.0, "trainable_per_stage": {}}
+            for label, vs in values.items() for seed, v in enumerate(vs)]
+    return recommendation(table_rows(runs))
+
+
+def test_the_recommendation_says_plainly_when_a_difference_is_not_established():
+    line = recommended({"lp-ft": [0.88, 0.885, 0.878], "discriminative": [0.893, 0.889, 0.897]})
+    assert line.startswith("discriminative is best (89.3% ± 0.4 test accuracy, 3 seeds) by 1.2 points over lp-ft (88.1% ± 0.4, 3 seeds)")
+    assert line.endswith("; the seeds' ranges do not overlap, but the margin is under two standard errors of an accuracy "
+                         "measured on 656 test images (1.2 points each), so it is not established beyond this test split.")
+    assert recommended({"a": [0.82, 0.90], "b": [0.84, 0.86]}).endswith("the seeds' ranges overlap, so the difference is not established.")
+    assert recommended({"a": [0.95, 0.96], "b": [0.80, 0.81]}).endswith("the seeds' ranges do not overlap.")
+    assert "single seed" in recommended({"a": [0.9], "b": [0.8]})
+    assert "tie" in recommended({"a": [0.9, 0.8], "b": [0.8, 0.9]})

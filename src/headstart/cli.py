@@ -84,6 +84,7 @@ def compare(
     head_init: str = typer.Option("xavier", "--head-init", help="xavier, source, or xavier,source to run each strategy both ways."),
     split_seed: int = typer.Option(0, help="Seed of the train/val/test split shared by every run."),
     epochs: Optional[int] = typer.Option(None, help="Epochs of every run (the shared budget)."),
+    minutes: Optional[float] = typer.Option(None, help="Or a time budget: every run stops after the epoch at which its training steps took this long (--epochs caps it and plans the schedule)."),
     image_size: Optional[int] = typer.Option(None),
     batch_size: Optional[int] = typer.Option(None),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML or JSON file of settings shared by every run."),
@@ -93,8 +94,8 @@ def compare(
     """Run several strategies on one data set and backbone, same split and budget, several seeds; write a report."""
     from .reporting.compare import compare as run_compare
 
-    values = _settings(data, config, dict(backbone=backbone, epochs=epochs, image_size=image_size,
-                                          batch_size=batch_size), set_)
+    values = _settings(data, config, dict(backbone=backbone, epochs=epochs, image_size=image_size, batch_size=batch_size,
+                                          time_budget_s=minutes * 60 if minutes is not None else None), set_)
     if data is None and "data" not in values:  # the embedded ELPV cells, with the demo's recipe
         from .data.elpv import materialise_elpv
 

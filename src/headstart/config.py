@@ -93,6 +93,9 @@ class TrainConfig:
     # images picks among late epochs mostly by noise, while the cosine schedule ends at rate zero
     final_model: str = "auto"
     patience: int = 0  # stop after this many epochs without a better validation metric; 0: never
+    # stop after the epoch at which the training steps' time (validation and caches not counted) reaches
+    # this many seconds; 0: none. The schedule is still planned over `epochs`, so a stopped run ends above rate zero
+    time_budget_s: float = 0.0
     # also write the resume state every this many optimiser steps inside an epoch (0: at epoch ends only);
     # a resumed run then loses at most that many steps. Exact on the CPU (data-loader workers 0)
     checkpoint_steps: int = 0
@@ -179,6 +182,7 @@ def _check_ranges(c: TrainConfig) -> None:
         ("crop_pct", c.crop_pct is None or 0.3 <= c.crop_pct <= 1),
         ("patience", c.patience >= 0), ("frozen_groups", c.frozen_groups >= 0),
         ("cache_views", c.cache_views >= 1), ("checkpoint_steps", c.checkpoint_steps >= 0), ("ema", 0 <= c.ema < 1), ("cache_max_gb", c.cache_max_gb >= 0),
+        ("time_budget_s", c.time_budget_s >= 0),
     ]
     for key, ok in checks:
         if not ok:

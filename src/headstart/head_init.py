@@ -85,7 +85,8 @@ def init_head(head: nn.Module, backbone: Backbone, classes: list[str], mode: str
                 linear.bias[m["row"]] = source.bias[m["source_index"]] if source.bias is not None else 0.0
     copied = [f"{m['class']} <- {m['source_class']} ({m['matched_by']})" for m in matches if m["source_index"] is not None]
     if copied:
-        log(f"head init: {len(copied)} of {len(classes)} rows from the source head: {'; '.join(copied)}; the rest Xavier")
+        rest = "; the rest Xavier" if len(copied) < len(classes) else ""
+        log(f"head init: {len(copied)} of {len(classes)} rows from the source head: {'; '.join(copied)}{rest}")
     else:
         log(f"warning: head_init=source: no class name matches a class of {backbone.name}'s pretraining head; "
             f"every row stays Xavier")

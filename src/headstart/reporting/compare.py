@@ -214,6 +214,7 @@ def write_comparison_report(out: str | Path, log=print) -> Path:
     title = (f"{len(strategies)} strateg{'ies' if len(strategies) != 1 else 'y'} on {Path(budget['data']).name} "
              f"with {budget['backbone']}, {budget['epochs']} epochs, {len(seeds)} seed{'s' if len(seeds) != 1 else ''}")
     shown = {"data": budget["data"], "backbone": budget["backbone"], "epochs": budget["epochs"],
+             "time budget": f"{budget['time_budget_s'] / 60:g} min of training steps per run" if budget.get("time_budget_s") else "none",
              "split seed (the same split for every run)": budget["split_seed"], "training seeds": ", ".join(map(str, seeds)),
              "image size": budget["image_size"] or "the backbone's", "batch size": budget["batch_size"], "lr (head)": budget["lr"],
              "frozen groups": budget["frozen_groups"], "feature cache": budget["feature_cache"],

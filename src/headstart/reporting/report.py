@@ -217,7 +217,8 @@ def text_excerpt(path: str, limit: int = 300) -> str:
 
 def single_run_budget(record: dict) -> dict:
     c = record["settings"]
-    return {"data": c["data"], "backbone": record["backbone"], "epochs": c["epochs"], "image_size": c["image_size"],
+    return {"data": c["data"], "backbone": record["backbone"], "epochs": c["epochs"],
+            "time budget (s of training steps)": c.get("time_budget_s") or "none", "image_size": c["image_size"],
             "batch_size": c["batch_size"], "seed": c["seed"], "split_seed": c.get("split_seed")}
 
 

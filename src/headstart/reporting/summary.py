@@ -56,6 +56,9 @@ def recommendation(rows: list[dict], metric: str = "accuracy") -> str:
         return f"{best['label']}: test {name} {mean_pm_std(best[metric])} over {seeds(best)}; no other strategy to compare with."
     second = ranked[1]
     margin = 100 * (best[metric]["mean"] - second[metric]["mean"])
+    if margin < 0.05:  # equal to the table's precision
+        return (f"{best['label']} ({mean_pm_std(best[metric])} test {name}, {seeds(best)}) and {second['label']} "
+                f"({mean_pm_std(second[metric])}, {seeds(second)}) tie: no strategy is established as better.")
     line = (f"{best['label']} is best ({mean_pm_std(best[metric])} test {name}, {seeds(best)}) by {margin:.1f} points "
             f"over {second['label']} ({mean_pm_std(second[metric])}, {seeds(second)})")
     if len(best["seeds"]) < 2 or len(second["seeds"]) < 2:

@@ -307,6 +307,10 @@ def fit(net, stages: list[Stage], inputs_for, accelerator: Accelerator, config: 
             if early_stop(epoch):
                 log(early_stop(epoch))
                 return history, best_epoch, early_stop(epoch)
+            # a time budget (compare --minutes): the training time of the epochs run so far, resumed ones included
+            if config.time_budget_s and sum(h["train_seconds"] for h in history) >= config.time_budget_s:
+                log(f"time budget: {config.time_budget_s:g} s of training reached after epoch {epoch}")
+                return history, best_epoch, f"time budget: {config.time_budget_s:g} s of training reached after epoch {epoch}"
     return history, best_epoch, "completed"
 
 
