@@ -70,7 +70,14 @@ def budget_settings(settings: dict, split_seed: int) -> dict:
     if not Path(config.data).exists():
         raise UserError(f"data folder not found: {config.data}")
     # absolute, so that the runs and a later `headstart report` find it from any working folder
-    return {k: v for k, v in config.to_dict().items() if k not in PER_RUN} | {"data": str(Path(config.data).resolve())}
+    return shared_settings(config.to_dict() | {"data": str(Path(config.data).resolve())})
+
+
+def shared_settings(settings: dict) -> dict:
+    """A run's or a record's settings less what compare sets per run, with the defaults of keys
+    added to TrainConfig since it was written filled in."""
+    return {k: v for k, v in config_from_dict({k: v for k, v in settings.items() if k != "out"}).to_dict().items()
+            if k not in PER_RUN}
 
 
 def plan(strategies: list[str], seeds: list[int], head_inits: list[str]) -> list[Entry]:
@@ -153,8 +160,9 @@ def load_record(out: Path, budget: dict) -> dict:
             raise UserError(f"{out} exists and is not a comparison folder (no {RECORD}); choose another --out")
         return {"budget": budget, "runs": []}
     record = json.loads(path.read_text())
-    if record["budget"] != json.loads(json.dumps(budget)):
-        diff = [k for k in sorted(set(budget) | set(record["budget"])) if record["budget"].get(k) != budget.get(k)]
+    record["budget"] = shared_settings(record["budget"])
+    if record["budget"] != budget:
+        diff = [k for k in budget if record["budget"].get(k) != budget[k]]
         shown = ", ".join(f"{k} {record['budget'].get(k)!r} there, {budget.get(k)!r} here" for k in diff[:3])
         raise UserError(f"{out} holds a comparison with other settings ({shown}); use another --out to compare those")
     return record
@@ -165,10 +173,9 @@ def check_same_split_and_budget(out: Path, runs: list[dict], budget: dict) -> No
     prints = {}
     for r in runs:
         run_dir = out / r["folder"]
-        settings = json.loads((run_dir / "config.json").read_text())["config"]
-        shared = {k: v for k, v in config_from_dict(settings).to_dict().items() if k not in PER_RUN}
+        shared = shared_settings(json.loads((run_dir / "config.json").read_text())["config"])
         if shared != budget:
-            k = next(k for k in budget if shared.get(k) != budget[k])
+            k = next(k for k in budget if shared[k] != budget[k])
             raise UserError(f"{run_dir} was trained with {k}={shared.get(k)!r}, the comparison with {budget[k]!r}; "
                             f"its runs must share one budget")
         r["split"] = prints[r["folder"]] = split_fingerprint(run_dir)
@@ -183,7 +190,7 @@ def write_comparison_report(out: str | Path, log=print) -> Path:
     if not (out / RECORD).is_file():
         raise UserError(f"{out} is not a comparison folder (no {RECORD})")
     record = json.loads((out / RECORD).read_text())
-    budget = record["budget"]
+    budget = record["budget"] = shared_settings(record["budget"])
     finished = [r for r in record["runs"] if is_finished(out / r["folder"])]
     check_same_split_and_budget(out, finished, budget)
     records = []
