@@ -150,6 +150,8 @@ def compare(settings: dict, strategies: list[str] | None = None, seeds: list[int
         write_json(out / RECORD, record)
         if attempt["error"]:
             log(f"compare: {r['label']} seed {seed} failed: {attempt['error']}")
+        else:  # stop at once when the data changed under the comparison (a new split)
+            check_same_split_and_budget(out, [x for x in record["runs"] if is_finished(out / x["folder"])], budget)
     return write_comparison_report(out, log)
 
 

@@ -51,6 +51,11 @@ def learning_curves(series: dict[str, list[list[dict]]]) -> bytes:
             ax.plot(epochs, mean, "o-", ms=3, color=color, label=label)
             if len(histories) > 1:
                 ax.fill_between(epochs, low, high, color=color, alpha=0.15, lw=0)
+        if len(series) == 1:  # one strategy: mark where a new stage (set of trainable groups) starts
+            history = next(iter(series.values()))[0]
+            for before, h in zip(history, history[1:]):
+                if h["stage"] != before["stage"]:
+                    ax.axvline(h["epoch"] - 0.5, color="grey", lw=0.8, ls="--")
         ax.set(title=title, xlabel="epoch")
         ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=8)
