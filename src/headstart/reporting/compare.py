@@ -237,6 +237,9 @@ def write_comparison_report(out: str | Path, log=print) -> Path:
     notes = [f"The runs' wall time is that of their own processes (start-up included), summed over attempts when a run "
              f"was resumed; the comparison folder is {out}."]
     path = build_report(records, out, title, shown, notes)
+    numbers = json.loads((out / "report.json").read_text())
+    log(numbers["table_markdown"])
+    log(numbers["recommendation"])
     log(f"compare: report {path}")
     if failed:
         raise UserError(f"{failures}; the report covers the others: {path}")

@@ -16,7 +16,7 @@ from ..evaluation.metrics import mean_std
 from ..training.checkpoint import write_json, write_text
 from . import figures
 from .forgetting import forgetting_of
-from .summary import METRICS, mean_pm_std, percent, recommendation, table_rows
+from .summary import METRICS, markdown_table, mean_pm_std, percent, recommendation, table_rows
 
 RESOURCES = "resources.json"  # peak memory of the process that trained a single run
 WORST = 8  # worst-classified test images shown per strategy
@@ -180,7 +180,7 @@ def build_report(runs: list[dict], out_dir: str | Path, title: str, budget: dict
     numbers = {
         "title": title, "created": datetime.now().isoformat(timespec="seconds"), "recommendation": line,
         "budget": budget, "notes": notes or [], "classes": classes, "split": split_name,
-        "table": rows,
+        "table": rows, "table_markdown": markdown_table(rows),
         "runs": [{k: v for k, v in r.items() if k not in ("predictions", "history", "settings")} for r in runs],
         "learning_curves": {label: [{"seed": r["seed"], "history": r["history"]} for r in rs] for label, rs in by_label.items()},
         "confusion_matrices": {label: {"classes": classes, "matrix": m, "summed_over_seeds": [r["seed"] for r in by_label[label]]}

@@ -74,3 +74,18 @@ def recommendation(rows: list[dict], metric: str = "accuracy") -> str:
             return line + (f", but the margin is under two standard errors of an accuracy measured on {n} test images "
                            f"({se:.1f} points each), so it is not established beyond this test split.")
     return line + "."
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """The table as Markdown, for a README or a note."""
+    lines = ["| strategy | test accuracy | balanced accuracy | macro-F1 | wall time | images/s, end to end | peak memory | seeds |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        if not row["seeds"]:
+            lines.append(f"| {row['label']} | no seed finished | | | | | | 0 of {len(row['seeds_planned'])} |")
+            continue
+        peak = f"{row['peak_rss_bytes'] / 2**30:.1f} GiB" if row["peak_rss_bytes"] else "not measured"
+        seeds = f"{len(row['seeds'])}" + (f" of {len(row['seeds_planned'])}" if len(row["seeds"]) != len(row["seeds_planned"]) else "")
+        lines.append(f"| {row['label']} | {' | '.join(mean_pm_std(row[k]) for k in METRICS)} | {row['wall_seconds'] / 60:.1f} min "
+                     f"| {row['images_per_s_end_to_end']:.0f} | {peak} | {seeds} |")
+    return "\n".join(lines)
