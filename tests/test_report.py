@@ -48,7 +48,9 @@ def comparison(elpv, tmp_path_factory):
     """head and full, first with seed 0 only; then the same command with seeds 0 and 1, after
     head-seed0 lost its model (as if killed after its last epoch's resume.pt was written)."""
     out = tmp_path_factory.mktemp("compare") / "cmp"
-    args = ["compare", elpv, "--strategies", "head,full", *TINY, *MOVING, "--out", out]
+    data = out.parent / "data"  # a copy that a test may change
+    shutil.copytree(elpv, data)
+    args = ["compare", data, "--strategies", "head,full", *TINY, *MOVING, "--out", out]
     first = headstart_cli(*args, "--seeds", "0")
     assert first.returncode == 0, first.stderr[-3000:]
     after_first = {"report": read(out / "report.json"), "record": read(out / "compare.json"),
@@ -56,10 +58,16 @@ def comparison(elpv, tmp_path_factory):
     (out / "head-seed0" / "model.safetensors").unlink()
     second = headstart_cli(*args, "--seeds", "0,1")
     assert second.returncode == 0, second.stderr[-3000:]
-    return {"out": out, "first": after_first, "stdout": second.stdout}
+    return {"out": out, "data": data, "first": after_first, "stdout": second.stdout}
 
 
-def test_every_run_saw_the_same_split_and_budget(comparison, elpv):
+def same_settings(comparison, **changes) -> dict:
+    """The comparison fixture's settings, as compare() takes them."""
+    return {"data": str(comparison["data"]), "image_size": 64, "batch_size": 8, "epochs": 1, "val_fraction": 0.2,
+            "test_fraction": 0.25, "frozen_groups": 0, "lr": 0.05, **changes}
+
+
+def test_every_run_saw_the_same_split_and_budget(comparison):
     out = comparison["out"]
     record = read(out / "compare.json")
     assert sorted(r["folder"] for r in record["runs"]) == ["full-seed0", "full-seed1", "head-seed0", "head-seed1"]
@@ -71,7 +79,7 @@ def test_every_run_saw_the_same_split_and_budget(comparison, elpv):
     # the training seed changes, the split seed does not; without split_seed, seed 1 would split differently
     assert {f: (c["config"]["seed"], c["config"]["split_seed"]) for f, c in configs.items()} == {
         "head-seed0": (0, 0), "full-seed0": (0, 0), "head-seed1": (1, 0), "full-seed1": (1, 0)}
-    other = load_image_data(elpv, val_fraction=0.2, test_fraction=0.25, seed=1).test
+    other = load_image_data(comparison["data"], val_fraction=0.2, test_fraction=0.25, seed=1).test
     assert sorted(s.path for s in other) != sorted(tests["head-seed0"])
     # one budget: every setting but strategy, seed, head_init and out is the same, and is the comparison's
     shared = [{k: v for k, v in c["config"].items() if k not in ("strategy", "seed", "head_init", "out")} for c in configs.values()]
@@ -104,15 +112,27 @@ def test_a_comparison_goes_on_where_it_stopped(comparison):
     assert (out / "head-seed0" / "model.safetensors").is_file()
 
 
-def test_a_comparison_refuses_other_settings_and_reports_failed_runs(comparison, elpv, tmp_path):
-    settings = {"data": str(elpv), "image_size": 64, "batch_size": 8, "val_fraction": 0.2, "test_fraction": 0.25,
-                "frozen_groups": 0, "lr": 0.05}
+def test_a_comparison_refuses_other_settings_and_reports_failed_runs(comparison, tmp_path):
     with pytest.raises(UserError, match=r"holds a comparison with other settings \(epochs 1 there, 2 here\); use another --out"):
-        compare({**settings, "epochs": 2}, ["head"], [0], out=comparison["out"], log=lambda m: None)
+        compare(same_settings(comparison, epochs=2), ["head"], [0], out=comparison["out"], log=lambda m: None)
     with pytest.raises(UserError, match=r"^1 of 1 runs failed \(first: lp-ft seed 0: lp-ft needs at least 2 epochs.*"
                                         r"nothing to report"):
-        compare({**settings, "epochs": 1}, ["lp-ft"], [0], out=tmp_path / "c", log=lambda m: None)
+        compare(same_settings(comparison), ["lp-ft"], [0], out=tmp_path / "c", log=lambda m: None)
     assert read(tmp_path / "c" / "compare.json")["runs"][0]["attempts"][0]["exit_status"] == 2
+
+
+def test_a_comparison_refuses_to_go_on_when_the_data_no_longer_splits_as_for_its_runs(comparison):
+    """One more image in a class folder draws another test split: new runs would not be comparable."""
+    defective = comparison["data"] / "defective"
+    extra = defective / "added-later.png"
+    shutil.copy(sorted(defective.glob("*.png"))[0], extra)
+    try:
+        with pytest.raises(UserError, match=r"^the data in .* has changed since the runs in .*: it no longer splits into "
+                                            r"their test files; compare it in another --out$"):
+            compare(same_settings(comparison), ["head"], [0, 1, 2], out=comparison["out"], log=lambda m: None)
+    finally:
+        extra.unlink()
+    assert not (comparison["out"] / "head-seed2").exists()
 
 
 def pretrained_features(elpv):
@@ -143,6 +163,7 @@ def test_cka_falls_after_full_fine_tuning_and_not_when_only_the_head_trains(comp
         assert all(v == pytest.approx(1.0, abs=1e-6) for v in head["cka"].values()), head
         assert head["source_retention"] == 1.0 and head["source_classes"] == 1000
         assert min(full["cka"].values()) < 0.98, full
+        assert full["source_retention"] < head["source_retention"], full
         assert all(0 <= v <= 1 + 1e-9 for v in full["cka"].values())
 
 

@@ -13,6 +13,7 @@ training seed changes; a folder whose runs do not share the split and settings i
 """
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
@@ -96,9 +97,8 @@ def plan(strategies: list[str], seeds: list[int], head_inits: list[str]) -> list
 def split_fingerprint(run_dir: Path) -> str:
     """A hash of the run's evaluated file list (test_predictions.csv) and its split counts per
     class: equal fingerprints mean the same split."""
-    rows = (run_dir / "test_predictions.csv").read_text().splitlines()[1:] if (run_dir / "test_predictions.csv").is_file() else []
     counts = json.loads((run_dir / "config.json").read_text())["data"]["counts"]
-    text = "\n".join(sorted(r.split(",")[0] for r in rows)) + json.dumps(counts, sort_keys=True)
+    text = "\n".join(evaluated_files(run_dir)) + json.dumps(counts, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -133,6 +133,7 @@ def compare(settings: dict, strategies: list[str] | None = None, seeds: list[int
     entries = plan(list(strategies or default_strategies()), list(seeds), list(head_inits))
     out = Path(out) if out else Path("runs") / f"compare-{datetime.now():%Y%m%d-%H%M%S}"
     record = load_record(out, budget)
+    check_data_unchanged(out, record, budget)
     known = {tuple(r["key"]) for r in record["runs"]}
     record["runs"] += [{"key": e.key(), "label": e.label, "folder": e.folder, "attempts": []}
                        for e in entries if tuple(e.key()) not in known]
@@ -168,6 +169,31 @@ def load_record(out: Path, budget: dict) -> dict:
         shown = ", ".join(f"{k} {record['budget'].get(k)!r} there, {budget.get(k)!r} here" for k in diff[:3])
         raise UserError(f"{out} holds a comparison with other settings ({shown}); use another --out to compare those")
     return record
+
+
+def evaluated_files(run_dir: Path) -> list[str]:
+    """The test files a run was evaluated on, sorted (none when it had no test split)."""
+    if not (run_dir / "test_predictions.csv").is_file():
+        return []
+    with open(run_dir / "test_predictions.csv", newline="", encoding="utf-8") as f:
+        return sorted(row["path"] for row in csv.DictReader(f))
+
+
+def check_data_unchanged(out: Path, record: dict, budget: dict) -> None:
+    """Before training more runs: the data must still split as it did for the finished ones
+    (same test files, less those they could not decode), or the new runs would not be comparable."""
+    from ..data.sources import load_image_data
+
+    finished = [out / r["folder"] for r in record["runs"] if is_finished(out / r["folder"])]
+    if not finished or not evaluated_files(finished[0]):
+        return  # nothing to compare with, or no test split: the fingerprints are checked after each run
+    with open(finished[0] / "skipped.csv", newline="", encoding="utf-8") as f:
+        skipped = {row[0] for row in list(csv.reader(f))[1:] if row}
+    splits = load_image_data(budget["data"], val_fraction=budget["val_fraction"], test_fraction=budget["test_fraction"],
+                             seed=budget["split_seed"])
+    if sorted(s.path for s in splits.test if s.path not in skipped) != evaluated_files(finished[0]):
+        raise UserError(f"the data in {budget['data']} has changed since the runs in {out}: it no longer splits into "
+                        f"their test files; compare it in another --out")
 
 
 def check_same_split_and_budget(out: Path, runs: list[dict], budget: dict) -> None:
