@@ -6,6 +6,7 @@ import io
 from pathlib import Path
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from ..evaluation.plots import plot_confusion_matrix, plt
 
@@ -57,6 +58,7 @@ def learning_curves(series: dict[str, list[list[dict]]]) -> bytes:
                 if h["stage"] != before["stage"]:
                     ax.axvline(h["epoch"] - 0.5, color="grey", lw=0.8, ls="--")
         ax.set(title=title, xlabel="epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=8)
     return to_png(fig)
