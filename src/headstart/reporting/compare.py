@@ -28,7 +28,7 @@ from ..config import config_from_dict
 from ..errors import UserError
 from ..strategies import STRATEGIES
 from ..training.checkpoint import write_json, write_text
-from .report import build_report, run_record
+from .report import RESOURCES, build_report, run_record
 
 RECORD = "compare.json"
 FAILURE = "failure.txt"  # a run's one-line error, written by its process
@@ -74,6 +74,10 @@ def budget_settings(settings: dict, split_seed: int) -> dict:
     return shared_settings(config.to_dict() | {"data": str(Path(config.data).resolve())})
 
 
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
 def shared_settings(settings: dict) -> dict:
     """A run's or a record's settings less what compare sets per run, with the defaults of keys
     added to TrainConfig since it was written filled in."""
@@ -97,7 +101,7 @@ def plan(strategies: list[str], seeds: list[int], head_inits: list[str]) -> list
 def split_fingerprint(run_dir: Path) -> str:
     """A hash of the run's evaluated file list (test_predictions.csv) and its split counts per
     class: equal fingerprints mean the same split."""
-    counts = json.loads((run_dir / "config.json").read_text())["data"]["counts"]
+    counts = read_json(run_dir / "config.json")["data"]["counts"]
     text = "\n".join(evaluated_files(run_dir)) + json.dumps(counts, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -162,7 +166,7 @@ def load_record(out: Path, budget: dict) -> dict:
         if out.is_dir() and any(out.iterdir()):
             raise UserError(f"{out} exists and is not a comparison folder (no {RECORD}); choose another --out")
         return {"budget": budget, "runs": []}
-    record = json.loads(path.read_text())
+    record = read_json(path)
     record["budget"] = shared_settings(record["budget"])
     if record["budget"] != budget:
         diff = [k for k in budget if record["budget"].get(k) != budget[k]]
@@ -201,7 +205,7 @@ def check_same_split_and_budget(out: Path, runs: list[dict], budget: dict) -> No
     prints = {}
     for r in runs:
         run_dir = out / r["folder"]
-        shared = shared_settings(json.loads((run_dir / "config.json").read_text())["config"])
+        shared = shared_settings(read_json(run_dir / "config.json")["config"])
         if shared != budget:
             k = next(k for k in budget if shared[k] != budget[k])
             raise UserError(f"{run_dir} was trained with {k}={shared.get(k)!r}, the comparison with {budget[k]!r}; "
@@ -217,7 +221,7 @@ def write_comparison_report(out: str | Path, log=print) -> Path:
     out = Path(out)
     if not (out / RECORD).is_file():
         raise UserError(f"{out} is not a comparison folder (no {RECORD})")
-    record = json.loads((out / RECORD).read_text())
+    record = read_json(out / RECORD)
     budget = record["budget"] = shared_settings(record["budget"])
     finished = [r for r in record["runs"] if is_finished(out / r["folder"])]
     check_same_split_and_budget(out, finished, budget)
@@ -228,14 +232,17 @@ def write_comparison_report(out: str | Path, log=print) -> Path:
         attempts = r["attempts"]
         if is_finished(run_dir):
             peaks = [a["peak_rss_bytes"] for a in attempts]
-            # no attempt recorded (this folder's record was lost): the run's own measure, from metrics.json
-            rec = run_record(run_dir, r["label"], seed, wall_seconds=sum(a["wall_seconds"] for a in attempts) if attempts else None,
+            # the processes' time less that of the run's report (written by the last one); with no attempt
+            # recorded (this folder's record was lost), the run's own measure from metrics.json
+            report_seconds = read_json(run_dir / RESOURCES).get("report_seconds", 0.0) if (run_dir / RESOURCES).is_file() else 0.0
+            wall = sum(a["wall_seconds"] for a in attempts) - report_seconds if attempts else None
+            rec = run_record(run_dir, r["label"], seed, wall_seconds=wall,
                              peak_rss_bytes=max(peaks) if peaks else None, peak_rss_how=PEAK_HOW if peaks else None)
             r["result"] = {"metrics": rec["metrics"], "wall_seconds": rec["wall_seconds"],
                            "train_images_per_s": rec["train_images_per_s"],
                            "images_per_s_end_to_end": rec["images_per_s_end_to_end"],
                            "peak_rss_bytes": rec["peak_rss_bytes"], "split": r["split"],
-                           "config": json.loads((run_dir / "config.json").read_text())["config"]}
+                           "config": read_json(run_dir / "config.json")["config"]}
         else:
             error = next((a["error"] for a in reversed(attempts) if a["error"]), None)
             status = f"failed: {error}" if error else "not run yet"
@@ -260,10 +267,10 @@ def write_comparison_report(out: str | Path, log=print) -> Path:
                 f"{failed[0]['status'][len('failed: '):]})") if failed else ""
     if not finished:
         raise UserError(f"{failures or 'no run has finished'}; nothing to report in {out}")
-    notes = [f"The runs' wall time is that of their own processes (start-up included), summed over attempts when a run "
-             f"was resumed; the comparison folder is {out}."]
+    notes = [f"A run's wall time is that of its own processes, start-up included, the writing of its own report and "
+             f"forgetting measure excluded, summed over attempts when it was resumed; the comparison folder is {out}."]
     path = build_report(records, out, title, shown, notes)
-    numbers = json.loads((out / "report.json").read_text())
+    numbers = read_json(out / "report.json")
     log(numbers["table_markdown"])
     log(numbers["recommendation"])
     log(f"compare: report {path}")

@@ -193,7 +193,8 @@ def train(config: TrainConfig, log=print, resume: bool = False) -> RunResult:
                           f"{report} split, epoch {model_epoch} ({metrics['final_model']})")
     log(f"{report}: {summary_line(metrics[report])}")
     log(f"model (epoch {model_epoch}, {metrics['final_model']}): {run_dir / MODEL}; plots: {run_dir / 'learning_curves.png'}, {run_dir / 'confusion_matrix.png'}")
-    write_run_report(run_dir, log)  # report.html and report.json; a failure warns, the run stays whole
+    if config.report:
+        write_run_report(run_dir, log)  # report.html and report.json; a failure warns, the run stays whole
     return RunResult(run_dir, metrics, net, classes)
 
 
