@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: demo test venv browser lock benchmark clean
+.PHONY: demo test venv browser lock benchmark compare clean
 
 demo: $(STAMP)  ## fine-tune mobilenet_v2 on the embedded ELPV solar-cell images
 	$(BIN)/headstart demo
@@ -34,6 +34,9 @@ lock:  ## re-resolve requirements.in into requirements.txt (a fresh venv, then p
 
 benchmark: $(STAMP)  ## every strategy on ELPV, mobilenet_v2 (discriminative over 3 seeds); writes benchmarks/results/strategies.json
 	$(BIN)/python benchmarks/strategies.py --repeat discriminative:1,2
+
+compare: $(STAMP)  ## every strategy x 3 seeds on ELPV, mobilenet_v2: runs/compare-elpv/report.html (about 2.5 CPU-hours; run it again to resume)
+	$(BIN)/headstart compare --backbone mobilenet_v2 --out runs/compare-elpv
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -21,7 +21,15 @@ DEMO_OVERRIDES = {"backbone": "mobilenet_v2", "strategy": "discriminative", "epo
 
 
 def _build_config(data: Optional[str], config_file: Optional[Path], options: dict, settings: list[str]):
-    from .config import config_from_dict, load_config_file
+    from .config import config_from_dict
+
+    return config_from_dict(_settings(data, config_file, options, settings),
+                            source=str(config_file) if config_file else "options")
+
+
+def _settings(data: Optional[str], config_file: Optional[Path], options: dict, settings: list[str]) -> dict:
+    """The settings given by a config file, DATA, options and --set key=value, later ones winning."""
+    from .config import load_config_file
 
     values = load_config_file(config_file) if config_file else {}
     if data is not None:
@@ -32,7 +40,7 @@ def _build_config(data: Optional[str], config_file: Optional[Path], options: dic
         if not sep:
             raise UserError(f"--set takes key=value, got {item!r}")
         values[key.strip().replace("-", "_")] = value.strip()
-    return config_from_dict(values, source=str(config_file) if config_file else "options")
+    return values
 
 
 @app.command()
@@ -89,6 +97,57 @@ def adapt(
     run_adapt(adapt_config_from_dict(dict(data=data, backbone=backbone, tapt=tapt, text_column=text_column, epochs=epochs,
                                           max_steps=max_steps, lr=lr, batch_size=batch_size, max_length=max_length,
                                           whole_word=whole_word, seed=seed, out=out)))
+
+
+@app.command()
+def compare(
+    data: Optional[str] = typer.Argument(None, help="Image folder or CSV manifest, as for train (default: the embedded ELPV cells, with the demo's settings)."),
+    backbone: Optional[str] = typer.Option(None, help="Backbone name, as for train."),
+    strategies: Optional[str] = typer.Option(None, help="Comma-separated (default: head, gradual, full, discriminative, lp-ft, scratch)."),
+    seeds: str = typer.Option("0,1,2", help="Training seeds, comma-separated; every seed uses the same split."),
+    head_init: str = typer.Option("xavier", "--head-init", help="xavier, source, or xavier,source to run each strategy both ways."),
+    split_seed: int = typer.Option(0, help="Seed of the train/val/test split shared by every run."),
+    epochs: Optional[int] = typer.Option(None, help="Epochs of every run (the shared budget)."),
+    minutes: Optional[float] = typer.Option(None, help="Or a time budget: every run stops after the epoch at which its training steps took this long (--epochs caps it and plans the schedule)."),
+    image_size: Optional[int] = typer.Option(None),
+    batch_size: Optional[int] = typer.Option(None),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML or JSON file of settings shared by every run."),
+    set_: list[str] = typer.Option([], "--set", help="Any setting shared by every run, as key=value (repeatable)."),
+    out: Optional[str] = typer.Option(None, help="Comparison folder (default runs/compare-<time>); an existing one is resumed."),
+):
+    """Run several strategies on one data set and backbone, same split and budget, several seeds; write a report."""
+    from .reporting.compare import compare as run_compare
+
+    values = _settings(data, config, dict(backbone=backbone, epochs=epochs, image_size=image_size, batch_size=batch_size,
+                                          time_budget_s=minutes * 60 if minutes is not None else None), set_)
+    if data is None and "data" not in values:  # the embedded ELPV cells, with the demo's recipe
+        from .data.elpv import materialise_elpv
+
+        values = {**{k: v for k, v in DEMO_OVERRIDES.items() if k != "strategy"}, "data": str(materialise_elpv()), **values}
+    run_compare(values, strategies=_comma_list(strategies) if strategies else None,
+                seeds=[_int(s, "--seeds") for s in _comma_list(seeds)], head_inits=_comma_list(head_init),
+                split_seed=split_seed, out=out)
+
+
+@app.command()
+def report(folder: Path = typer.Argument(..., help="A run folder, or a comparison folder (with compare.json).")):
+    """Write (again) the HTML report and report.json of a run or a comparison."""
+    from .reporting.compare import RECORD, write_comparison_report
+    from .reporting.report import report_run
+
+    path = write_comparison_report(folder) if (folder / RECORD).is_file() else report_run(folder)
+    typer.echo(f"report: {path}")
+
+
+def _comma_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _int(text: str, option: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise UserError(f"{option} takes whole numbers separated by commas, got {text!r}") from None
 
 
 @app.command("eval")

@@ -20,6 +20,7 @@ CHOICES = {
     "precision": ("auto", "fp32", "bf16", "fp16"),
     "device": ("auto", "cpu", "cuda"),
     "pooling": ("mean", "cls"),
+    "head_init": ("xavier", "source"),
 }
 
 
@@ -34,6 +35,9 @@ class TrainConfig:
     image_size: int | None = None  # None: the backbone's own input size
     crop_pct: float | None = None  # eval centre crop share of the resized image; None: the backbone's; 1.0: no crop
     seed: int = 0
+    # seed of the train/val/test split; None: `seed`. A comparison over seeds keeps the split fixed
+    # and varies only the training seed (initialisation, order, augmentation)
+    split_seed: int | None = None
     # optimisation
     optimizer: str = "adamw"
     lr: float | None = None  # peak rate of the head; lower groups get less (see strategies)
@@ -54,6 +58,9 @@ class TrainConfig:
     frozen_groups: int | None = None
     # model
     dropout: float | None = None  # before the new head
+    # the new head's initial weights: xavier (d2l), or source: rows of classes whose names match a
+    # class of the backbone's pretraining head (ImageNet names, WordNet synonyms) start from its rows
+    head_init: str = "xavier"
     # decay of an exponential moving average of the weights (and BatchNorm statistics), updated
     # every optimiser step; validation, checkpoints and the final model use the average. 0: off
     ema: float = 0.0
@@ -101,9 +108,15 @@ class TrainConfig:
     # images picks among late epochs mostly by noise, while the cosine schedule ends at rate zero
     final_model: str = "auto"
     patience: int = 0  # stop after this many epochs without a better validation metric; 0: never
+    # stop after the epoch at which the training steps' time (validation and caches not counted) reaches
+    # this many seconds; 0: none. The schedule is still planned over `epochs`, so a stopped run ends above rate zero
+    time_budget_s: float = 0.0
     # also write the resume state every this many optimiser steps inside an epoch (0: at epoch ends only);
     # a resumed run then loses at most that many steps. Exact on the CPU (data-loader workers 0)
     checkpoint_steps: int = 0
+    # write report.html and report.json at the end of the run; their forgetting measure runs the held-out
+    # images through the pretrained and the fine-tuned body (at 224 px on a CPU: seconds to a minute)
+    report: bool = True
     deterministic: bool = False  # only deterministic kernels: same seed, same machine -> identical metrics
     # torch.compile (inductor) for stages that run the whole model. Off by default: measured on the
     # 2-core CPU, a mobilenet_v2 step ran at 25 img/s compiled against 32 eager, after 78 s of compiling
@@ -121,6 +134,9 @@ class TrainConfig:
         return StrategyOptions(lr=self.lr, head_lr_mult=self.head_lr_mult, lr_decay=self.lr_decay,
                                ft_lr_mult=self.ft_lr_mult, unfreeze_lr_mult=self.unfreeze_lr_mult,
                                lp_fraction=self.lp_fraction, frozen_groups=self.frozen_groups)
+
+    def data_split_seed(self) -> int:
+        return self.seed if self.split_seed is None else self.split_seed
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -200,6 +216,7 @@ def _check_ranges(c: TrainConfig) -> None:
         ("lr_decay", c.lr_decay is None or c.lr_decay > 0), ("max_length", c.max_length is None or c.max_length >= 2),
         ("lora_rank", c.lora_rank >= 1), ("lora_alpha", c.lora_alpha > 0), ("lora_dropout", 0 <= c.lora_dropout < 1),
         ("cache_views", c.cache_views >= 1), ("checkpoint_steps", c.checkpoint_steps >= 0), ("ema", 0 <= c.ema < 1), ("cache_max_gb", c.cache_max_gb >= 0),
+        ("time_budget_s", c.time_budget_s >= 0),
     ]
     for key, ok in checks:
         if not ok:

@@ -119,7 +119,7 @@ def run_data(run: LoadedRun, data: str | None) -> tuple[DataSplits, dict, list]:
     """A run's own splits (data None) or every sample of `data`, with the samples' decoded images or
     texts by path, and what was skipped."""
     config = config_from_dict(run.record["config"])
-    fractions = dict(val_fraction=config.val_fraction, test_fraction=config.test_fraction, seed=config.seed) \
+    fractions = dict(val_fraction=config.val_fraction, test_fraction=config.test_fraction, seed=config.data_split_seed()) \
         if data is None else dict(val_fraction=0, test_fraction=0, seed=0)
     if run.modality == "text":
         splits, texts = load_text_data(data or config.data, config.text_column, config.label_column, **fractions)

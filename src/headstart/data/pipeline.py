@@ -138,6 +138,7 @@ class Feed:
     collate: Callable | None = None  # None: stack (images); texts pad to the longest in the batch
     lengths: dict[str, int] | None = None  # texts: tokens per sample, for length-bucketed batches
     description: dict | None = None  # what the transforms are, for feature-cache keys
+    texts: dict[str, str] | None = None  # texts: the originals by name, for predictions files and reports
 
     def order(self, samples: list[Sample], batch_size: int) -> EpochOrder:
         lengths = [self.lengths[s.path] for s in samples] if self.lengths is not None else None

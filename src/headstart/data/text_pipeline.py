@@ -46,9 +46,10 @@ def unchanged(x):
     return x
 
 
-def text_feed(tokens: dict[str, torch.Tensor], tokenizer, prep: TextPreprocessing) -> Feed:
+def text_feed(tokens: dict[str, torch.Tensor], tokenizer, prep: TextPreprocessing, texts: dict[str, str] | None = None) -> Feed:
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     example = Tokens(torch.ones(1, 8, dtype=torch.long), torch.ones(1, 8, dtype=torch.long))
     return Feed(tokens, unchanged, unchanged, torch.nn.Identity(), example, collate=PadCollate(pad_id),
                 lengths={name: len(ids) for name, ids in tokens.items()},
-                description={"preprocessing": prep.to_dict(), "train": "tokens", "eval": "tokens", "pad_id": pad_id})
+                description={"preprocessing": prep.to_dict(), "train": "tokens", "eval": "tokens", "pad_id": pad_id},
+                texts=texts)

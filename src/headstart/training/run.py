@@ -28,7 +28,9 @@ from ..data.texts import load_text_data
 from ..errors import UserError
 from ..evaluation.metrics import classification_metrics, is_better, summary_line
 from ..evaluation.plots import plot_confusion_matrix, plot_learning_curves
+from ..head_init import init_head
 from ..model import Classifier
+from ..reporting.report import write_run_report
 from ..strategies import Stage, apply_trainable, get_strategy, set_train_mode, trainable_parameter_count
 from .averaging import averaged_weights, make_ema
 from .checkpoint import copy_atomic, load_weights, save_weights, write_json, write_text
@@ -69,17 +71,17 @@ def load_data(config: TrainConfig, backbone: Backbone, prep, log) -> tuple[DataS
     cannot be read is skipped and named."""
     if backbone.modality == "text":
         splits, texts = load_text_data(config.data, config.text_column, config.label_column, config.val_fraction,
-                                       config.test_fraction, config.seed)
+                                       config.test_fraction, config.data_split_seed())
         tokens, truncated = tokenize_texts({s.path: texts[s.path] for s in splits.all_samples()}, backbone.tokenizer,
                                            prep.max_length)
-        feed = text_feed(tokens, backbone.tokenizer, prep)
+        feed = text_feed(tokens, backbone.tokenizer, prep, texts)
         if truncated:
             splits.notes.append(f"{len(truncated)} of {len(tokens)} texts were longer than {prep.max_length} tokens and "
                                 f"were cut (max_length), e.g. {truncated[0]}")
             log(f"warning: {splits.notes[-1]}")
     else:
         splits = load_image_data(config.data, val_fraction=config.val_fraction, test_fraction=config.test_fraction,
-                                 seed=config.seed)
+                                 seed=config.data_split_seed())
         paths = [s.path for s in splits.all_samples()]
         if config.decoded_cache:
             images, undecodable = decode_images_cached(paths, prep.resize_size, log=log)
@@ -134,6 +136,7 @@ def train(config: TrainConfig, log=print, resume: bool = False) -> RunResult:
 
     # model
     model = Classifier(backbone, len(classes), config.dropout).to(memory_format=torch.channels_last)
+    head_init = init_head(model.head, backbone, classes, config.head_init, log)  # report: head_init=source
     lora = None
     if strategy.name == "lora":
         targets = model.add_adapters(config.lora_rank, config.lora_alpha, config.lora_dropout,
@@ -156,6 +159,7 @@ def train(config: TrainConfig, log=print, resume: bool = False) -> RunResult:
                      "arch_config": backbone.arch_config, "width": backbone.width,
                      "layer_groups": model_groups(accelerator.unwrap_model(model))},
         "preprocessing": prep.to_dict(),
+        "head_init": head_init,
         "strategy": {"name": strategy.name, "summary": strategy.summary, "stages": [s.to_dict() for s in stages],
                      "lora": lora},
         "data": splits.to_dict(),
@@ -208,7 +212,7 @@ def train(config: TrainConfig, log=print, resume: bool = False) -> RunResult:
         logits, labels = predict_logits(net, normalize, loader, accelerator)
         metrics[name] = classification_metrics(logits, labels, classes)
         if name == "test":
-            write_predictions(run_dir / "test_predictions.csv", splits.test, logits, classes)
+            write_predictions(run_dir / "test_predictions.csv", splits.test, logits, classes, feed.texts)
     report = "test" if "test" in metrics else "val"
     metrics["history"] = history
     metrics["wall_seconds"] = time.perf_counter() - wall_start
@@ -220,6 +224,8 @@ def train(config: TrainConfig, log=print, resume: bool = False) -> RunResult:
                           f"{report} split, epoch {model_epoch} ({metrics['final_model']})")
     log(f"{report}: {summary_line(metrics[report])}")
     log(f"model (epoch {model_epoch}, {metrics['final_model']}): {run_dir / MODEL}; plots: {run_dir / 'learning_curves.png'}, {run_dir / 'confusion_matrix.png'}")
+    if config.report:
+        write_run_report(run_dir, log)  # report.html and report.json; a failure warns, the run stays whole
     return RunResult(run_dir, metrics, net, classes)
 
 
@@ -333,6 +339,10 @@ def fit(net, stages: list[Stage], inputs_for, accelerator: Accelerator, config: 
             if early_stop(epoch):
                 log(early_stop(epoch))
                 return history, best_epoch, early_stop(epoch)
+            # a time budget (compare --minutes): the training time of the epochs run so far, resumed ones included
+            if config.time_budget_s and sum(h["train_seconds"] for h in history) >= config.time_budget_s:
+                log(f"time budget: {config.time_budget_s:g} s of training reached after epoch {epoch}")
+                return history, best_epoch, f"time budget: {config.time_budget_s:g} s of training reached after epoch {epoch}"
     return history, best_epoch, "completed"
 
 
@@ -370,7 +380,9 @@ def rows_to_csv(header: list[str], rows) -> str:
     return buf.getvalue()
 
 
-def write_predictions(path: Path, samples, logits: torch.Tensor, classes: list[str]) -> None:
+def write_predictions(path: Path, samples, logits: torch.Tensor, classes: list[str], texts: dict | None = None) -> None:
+    """One row per sample: where it is, its label, the predicted class and its probability (and, for texts, the text)."""
     probs = logits.softmax(1)
-    rows = [[s.path, s.label, classes[int(p.argmax())], f"{float(p.max()):.4f}"] for s, p in zip(samples, probs)]
-    write_text(path, rows_to_csv(["path", "label", "predicted", "probability"], rows))
+    rows = [[s.path, s.label, classes[int(p.argmax())], f"{float(p.max()):.4f}"] + ([texts[s.path]] if texts else [])
+            for s, p in zip(samples, probs)]
+    write_text(path, rows_to_csv(["path", "label", "predicted", "probability"] + (["text"] if texts else []), rows))
