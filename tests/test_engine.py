@@ -53,6 +53,8 @@ def test_every_strategy_trains_exactly_its_groups_in_every_stage(elpv):
     BatchNorm buffer of a frozen group stays bit-for-bit the same."""
     x, y = tiny_batch(elpv)
     for name, strategy in STRATEGIES.items():
+        if name == "lora":  # adapters need attention layers: tests/test_text.py checks it on minilm-l6
+            continue
         torch.manual_seed(0)
         model = Classifier(create_backbone("mobilenet_v2", pretrained=strategy.pretrained), 2)
         for stage in strategy.stages(model.group_names, 6, StrategyOptions()):

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from ..backbones import create_backbone
 from ..config import TrainConfig, config_from_dict
 from ..errors import UserError
 from ..strategies import STRATEGIES
@@ -43,7 +44,6 @@ def default_strategies(backbone: str) -> list[str]:
 
 
 def supports_lora(backbone: str) -> bool:
-    from ..backbones import create_backbone
     from ..strategies.lora import default_targets
 
     try:  # the architecture only: no weights are needed to see its layers
@@ -81,6 +81,8 @@ def budget_settings(settings: dict, split_seed: int) -> dict:
         raise UserError("no data given: pass an image folder or a CSV manifest")
     if not Path(config.data).exists():
         raise UserError(f"data folder not found: {config.data}")
+    # the data kind's defaults, as each run resolves them (a run's config.json records them so)
+    config = config.with_kind_defaults(create_backbone(config.backbone, pretrained=False).modality)
     # absolute, so that the runs and a later `headstart report` find it from any working folder
     return shared_settings(config.to_dict() | {"data": str(Path(config.data).resolve())})
 
