@@ -205,3 +205,22 @@ def test_lora_trains_adapters_and_head_only_and_leaves_the_base_weights_bit_for_
 def test_lora_on_a_backbone_without_attention_is_one_line(elpv, tmp_path):
     with pytest.raises(UserError, match="lora needs attention layers"):
         headstart.train(str(elpv), strategy="lora", epochs=1, image_size=32, out=str(tmp_path / "r"))
+
+
+def test_text_mistakes_on_the_command_line_are_one_line(reviews, head_run, tmp_path):
+    import subprocess
+    import sys
+
+    def cli(*args):
+        result = subprocess.run([sys.executable, "-m", "headstart.cli", *map(str, args)], capture_output=True, text=True,
+                                timeout=600)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+        return lines[0]
+
+    assert "no 'body' column" in cli("train", reviews, "--backbone", "minilm-l6", "--set", "text_column=body")
+    assert "unlabeled text not found" in cli("adapt", tmp_path / "missing.txt")
+    assert "is a text run" in cli("export", head_run.run_dir, "--format", "onnx")
+    ok = subprocess.run([sys.executable, "-m", "headstart.cli", "predict", head_run.run_dir, "a fine film", "--format",
+                         "json"], capture_output=True, text=True, timeout=600)
+    assert ok.returncode == 0 and json.loads(ok.stdout)[0]["path"] == "text 1"

@@ -25,7 +25,7 @@ from ..errors import UserError
 from .base import IMAGENET, Backbone, BackboneSpec, GroupedBody, Preprocessing
 from .chains import check_partition, interpolation_name, one_line
 from .registry import register_adapter
-from .text_encoders import TEXT_TYPES, build_text_encoder
+from .text_encoders import TEXT_TYPES, build_text_encoder, quiet_transformers
 
 SUPPORTED_TYPES = ("vit", "deit", "vit_msn", "dinov2", "dinov2_with_registers")
 
@@ -183,6 +183,7 @@ def build(ident: str, pretrained: bool = True, arch_config: dict | None = None) 
     from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageClassification
 
     label = f"hf:{ident}"
+    quiet_transformers()
     rebuild = bool(arch_config) and not pretrained
     if _is_local(ident):
         ident = os.path.expanduser(ident)

@@ -121,6 +121,13 @@ def folder_pooling(folder: str) -> str | None:
     return None
 
 
+def quiet_transformers() -> None:
+    """No per-load progress bars from transformers: a command's output stays its own (one-line errors)."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+
+
 def load_tokenizer(source: str, label: str):
     from transformers import AutoTokenizer
 
@@ -137,6 +144,7 @@ def build_text_encoder(source: str, label: str, weights_source: str, pretrained:
     tokenizer)."""
     from transformers import AutoConfig, AutoModel
 
+    quiet_transformers()
     if arch_config and not pretrained:
         cfg = dict(arch_config["config"])
         config = AutoConfig.for_model(cfg.pop("model_type"), **cfg)

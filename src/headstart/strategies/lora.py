@@ -14,18 +14,18 @@ from torch import nn
 from ..errors import UserError
 
 # attention projections to adapt, by the name the last part of their module path has
-DEFAULT_TARGETS = (("query", "value"), ("q_lin", "v_lin"), ("qkv",))
+DEFAULT_TARGETS = (("query", "value"), ("q_proj", "v_proj"), ("q_lin", "v_lin"), ("qkv",))
 
 
 def default_targets(body: nn.Module) -> list[str]:
-    """The attention projections LoRA adapts in this body: query and value (BERT family, ViT in
-    transformers), q_lin and v_lin (DistilBERT), qkv (timm's ViT)."""
+    """The attention projections LoRA adapts in this body: query and value (BERT family), q_proj and
+    v_proj (ViT and DINOv2 in transformers 5), q_lin and v_lin (DistilBERT), qkv (timm's ViT)."""
     names = {name.rsplit(".", 1)[-1] for name, m in body.named_modules() if isinstance(m, nn.Linear)}
     for targets in DEFAULT_TARGETS:
         if set(targets) <= names:
             return list(targets)
     raise UserError("lora needs attention layers to adapt, and this backbone has none that headstart knows "
-                    "(query/value, q_lin/v_lin, qkv); use a text encoder or a ViT, or name the layers with "
+                    "(query/value, q_proj/v_proj, q_lin/v_lin, qkv); use a text encoder or a ViT, or name the layers with "
                     "--set lora_targets=NAME,NAME")
 
 

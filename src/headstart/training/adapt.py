@@ -20,7 +20,7 @@ import torch
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
-from ..backbones.text_encoders import text_model_source
+from ..backbones.text_encoders import quiet_transformers, text_model_source
 from ..data.texts import load_text_data
 from ..data.unlabeled import read_unlabeled
 from ..errors import UserError
@@ -113,6 +113,7 @@ def adapt(config: AdaptConfig, log=print) -> AdaptResult:
         raise UserError(f"adapt needs at least 2 documents; {config.data} has {len(docs)}")
     for where, reason in skipped:
         log(f"warning: skipped {where}: {reason}")
+    quiet_transformers()
     tokenizer = AutoTokenizer.from_pretrained(source)
     model, info = AutoModelForMaskedLM.from_pretrained(source, dtype=torch.float32, output_loading_info=True)
     new_head = sorted(k for k in info["missing_keys"] if not k.startswith(model.base_model_prefix + "."))
