@@ -95,6 +95,13 @@ def load_data(config: TrainConfig, backbone: Backbone, prep, log) -> tuple[DataS
     return splits, feed
 
 
+def add_lora(model: Classifier, config: TrainConfig) -> dict:
+    """The lora strategy's adapters, added to the model; returns what config.json records of them."""
+    targets = model.add_adapters(config.lora_rank, config.lora_alpha, config.lora_dropout,
+                                 config.lora_targets.split(",") if config.lora_targets else None)
+    return {"targets": targets, "rank": config.lora_rank, "alpha": config.lora_alpha, "merged": config.lora_merge}
+
+
 def make_loaders(splits: DataSplits, feed: Feed, config: TrainConfig, workers: int):
     class_index = {c: i for i, c in enumerate(splits.classes)}
     order = feed.order(splits.train, config.batch_size)
@@ -121,7 +128,7 @@ def train(config: TrainConfig, log=print, resume: bool = False) -> RunResult:
     wall_start = time.perf_counter()
     strategy = get_strategy(config.strategy)
     if not config.data:
-        raise UserError("no data given: pass an image folder or a CSV manifest")
+        raise UserError("no data given: pass an image folder, a CSV manifest, or (for a text backbone) a table of texts")
     set_seed(config.seed)
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
@@ -137,11 +144,7 @@ def train(config: TrainConfig, log=print, resume: bool = False) -> RunResult:
     # model
     model = Classifier(backbone, len(classes), config.dropout).to(memory_format=torch.channels_last)
     head_init = init_head(model.head, backbone, classes, config.head_init, log)  # report: head_init=source
-    lora = None
-    if strategy.name == "lora":
-        targets = model.add_adapters(config.lora_rank, config.lora_alpha, config.lora_dropout,
-                                     config.lora_targets.split(",") if config.lora_targets else None)
-        lora = {"targets": targets, "rank": config.lora_rank, "alpha": config.lora_alpha, "merged": config.lora_merge}
+    lora = add_lora(model, config) if strategy.name == "lora" else None
     stages = strategy.stages(model.groups_with_parameters(), config.epochs, config.strategy_options())
     accelerator = make_accelerator(device, precision, config.grad_accum, config.compile)
     normalize = feed.prepare.to(accelerator.device)
