@@ -20,7 +20,7 @@ def adapted(tmp_path_factory):
     corpus = folder / "reviews.txt"
     corpus.write_text("\n".join(text.replace("\n", " ") for text, _ in load_reviews()[:120]) + "\n\n")
     config = AdaptConfig(data=str(corpus), backbone="minilm-l6", max_steps=6, batch_size=16, max_length=48, lr=5e-4,
-                         heldout_fraction=0.2, out=str(folder / "out"))
+                         heldout_fraction=0.2, head_warmup_steps=4, out=str(folder / "out"))
     return adapt(config, log=lambda message: None)
 
 
@@ -51,7 +51,9 @@ def test_adapt_writes_a_backbone_folder_with_perplexity_before_and_after(adapted
     record = json.loads((adapted.out / "adapt.json").read_text())
     assert record["steps"] == 6 and record["documents"] == 120 and record["heldout_documents"] == 24
     assert record["new_lm_head"]  # the sentence-transformers checkpoint has no masked-LM head
-    assert record["perplexity_after"] < record["perplexity_before"]
+    # the new head trained alone first (encoder frozen), then the whole model: perplexity falls both times
+    assert record["head_warmup_steps"] == 4
+    assert record["perplexity_after"] < record["perplexity_before"] < record["perplexity_untrained_head"]
     for name in ("config.json", "model.safetensors", "tokenizer.json", "1_Pooling/config.json"):
         assert (adapted.out / name).is_file(), name
 

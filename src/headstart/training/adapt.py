@@ -48,6 +48,11 @@ class AdaptConfig:
     mlm_probability: float = 0.15
     whole_word: bool = False
     heldout_fraction: float = 0.05  # documents kept aside to measure perplexity
+    # a checkpoint without its masked-LM head (sentence-transformers models) gets a new one; it first
+    # trains alone for this many steps, the encoder frozen, so that the encoder's first updates do not
+    # follow a random head's gradients, and "before" is the encoder's perplexity, not the random head's
+    head_warmup_steps: int = 100
+    head_warmup_lr: float = 1e-3
     seed: int = 0
     # the task split's settings, with tapt: the same as `train` uses, so no test text is adapted on
     val_fraction: float = 0.1
@@ -142,6 +147,12 @@ def adapt(config: AdaptConfig, log=print) -> AdaptResult:
     scheduler = build_scheduler(optimizer, total_steps, config.warmup, "cosine")
     model, optimizer = accelerator.prepare(model, optimizer)
 
+    untrained_head = None
+    if new_head and config.head_warmup_steps:
+        untrained_head = perplexity(model, heldout_batches, accelerator)
+        warm_up_new_head(accelerator.unwrap_model(model), tokenized, train, collator, config, accelerator)
+        log(f"the new masked-LM head trained alone for {config.head_warmup_steps} steps (encoder frozen): held-out "
+            f"perplexity {untrained_head:.1f} with the random head")
     before = perplexity(model, heldout_batches, accelerator)
     log(f"adapt {config.backbone} on {described}: {len(train)} to train on, {n_heldout} held out; "
         f"held-out perplexity {before:.2f}")
@@ -177,7 +188,9 @@ def adapt(config: AdaptConfig, log=print) -> AdaptResult:
         if step >= total_steps:
             break
     record = {"config": asdict(config), "source": str(source), "data": described, "documents": len(docs),
-              "heldout_documents": n_heldout, "new_lm_head": new_head, "steps": step, "history": history,
+              "heldout_documents": n_heldout, "new_lm_head": new_head, "perplexity_untrained_head": untrained_head,
+              "head_warmup_steps": config.head_warmup_steps if untrained_head is not None else 0,
+              "steps": step, "history": history,
               "perplexity_before": before, "perplexity_after": history[-1]["heldout_perplexity"],
               "wall_seconds": time.perf_counter() - started}
     write_json(out / ADAPT_RECORD, record)
@@ -185,6 +198,28 @@ def adapt(config: AdaptConfig, log=print) -> AdaptResult:
     log(f"held-out perplexity {before:.2f} -> {record['perplexity_after']:.2f}; adapted backbone: {out} "
         f"(train with --backbone {out})")
     return AdaptResult(out, record)
+
+
+def warm_up_new_head(model, tokenized: list[list[int]], train: list[int], collator, config: AdaptConfig,
+                     accelerator) -> None:
+    """Train only the masked-LM head (the parameters outside the base model) for head_warmup_steps."""
+    prefix = model.base_model_prefix + "."
+    head = [p for n, p in model.named_parameters() if not n.startswith(prefix)]
+    frozen = [p for n, p in model.named_parameters() if n.startswith(prefix)]
+    for p in frozen:
+        p.requires_grad_(False)
+    optimizer = torch.optim.AdamW(head, lr=config.head_warmup_lr, weight_decay=0.0)
+    model.train()
+    for step in range(config.head_warmup_steps):
+        chosen = [train[i] for i in torch.randint(len(train), (config.batch_size,)).tolist()]
+        batch = {k: v.to(accelerator.device) for k, v in collator([{"input_ids": tokenized[i]} for i in chosen]).items()}
+        with accelerator.autocast():
+            loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    for p in frozen:
+        p.requires_grad_(True)
 
 
 def save_backbone(model, tokenizer, source: str, out: Path) -> None:
