@@ -9,6 +9,7 @@ before and after, on the same masked batches both times.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
 import time
@@ -79,6 +80,18 @@ def adapt_documents(config: AdaptConfig, log) -> tuple[list[str], list[tuple[str
     return docs, skipped, f"{config.data} ({len(docs)} documents)"
 
 
+@contextlib.contextmanager
+def transformers_errors_only():
+    from transformers.utils import logging
+
+    level = logging.get_verbosity()
+    logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(level)
+
+
 def masking_collator(tokenizer, probability: float = 0.15, whole_word: bool = False):
     """Pads a list of {"input_ids"} and masks it for the masked-LM loss (labels -100 where not masked)."""
     from transformers import DataCollatorForLanguageModeling
@@ -120,7 +133,8 @@ def adapt(config: AdaptConfig, log=print) -> AdaptResult:
         log(f"warning: skipped {where}: {reason}")
     quiet_transformers()
     tokenizer = AutoTokenizer.from_pretrained(source)
-    model, info = AutoModelForMaskedLM.from_pretrained(source, dtype=torch.float32, output_loading_info=True)
+    with transformers_errors_only():  # its load report of missing keys: said below in one line
+        model, info = AutoModelForMaskedLM.from_pretrained(source, dtype=torch.float32, output_loading_info=True)
     new_head = sorted(k for k in info["missing_keys"] if not k.startswith(model.base_model_prefix + "."))
     if new_head:
         log(f"{config.backbone} came without its masked-LM head: a new one is initialised and trained "
