@@ -11,7 +11,8 @@ import headstart
 from headstart.backbones import create_backbone
 from headstart.data.rotten_tomatoes import load_reviews, materialise_rotten_tomatoes
 from headstart.errors import UserError
-from headstart.training.adapt import AdaptConfig, adapt, masking_collator
+from headstart.backbones.text_encoders import text_model_source
+from headstart.training.adapt import AdaptConfig, adapt, masked_lm_loss, masking_collator
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +46,18 @@ def test_masking_chooses_15_percent_of_tokens_and_replaces_them_80_10_10():
     assert masked == pytest.approx(0.8, abs=0.01)
     assert kept == pytest.approx(0.1 + 0.1 / tokenizer.vocab_size, abs=0.01)  # a random token can be the same one
     assert 1 - masked - kept == pytest.approx(0.1, abs=0.01)
+
+
+def test_the_masked_positions_only_loss_is_the_models_own_loss():
+    from transformers import AutoModelForMaskedLM
+
+    backbone = create_backbone("minilm-l6")
+    model = AutoModelForMaskedLM.from_pretrained(text_model_source("minilm-l6"), dtype=torch.float32).eval()
+    ids = backbone.tokenizer([t for t, _ in load_reviews()[:16]], truncation=True, max_length=48)["input_ids"]
+    torch.manual_seed(0)
+    batch = masking_collator(backbone.tokenizer)([{"input_ids": i} for i in ids])
+    with torch.no_grad():
+        assert masked_lm_loss(model, batch).item() == pytest.approx(model(**batch).loss.item(), rel=1e-5)
 
 
 def test_adapt_writes_a_backbone_folder_with_perplexity_before_and_after(adapted):

@@ -104,6 +104,30 @@ def masked_batches(tokenized: list[list[int]], collator, batch_size: int, order:
             for b in range(0, len(order), batch_size)]
 
 
+def masked_lm_head(model):
+    """The one module that maps hidden states to vocabulary logits (BERT's `cls`, RoBERTa's `lm_head`),
+    or None where the head is several modules (DistilBERT, ELECTRA)."""
+    heads = [module for name, module in model.named_children() if name != model.base_model_prefix]
+    return heads[0] if len(heads) == 1 else None
+
+
+def masked_lm_loss(model, batch: dict, reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy over the masked tokens only. The vocabulary projection is as costly as the whole
+    6-layer MiniLM encoder when run on every token, so where the head is one module it runs only at
+    the masked positions (15% of them); the loss is the same as the model's own."""
+    labels = batch["labels"]
+    masked = labels != -100
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    head = masked_lm_head(model)
+    if head is None:
+        logits = model(**inputs).logits[masked]
+    else:
+        logits = head(model.base_model(**inputs).last_hidden_state[masked])
+    if not masked.any():  # a batch of very short texts can have no masked token
+        return logits.sum() * 0.0
+    return torch.nn.functional.cross_entropy(logits.float(), labels[masked], reduction=reduction)
+
+
 @torch.no_grad()
 def perplexity(model, batches: list[dict], accelerator) -> float:
     """exp(mean cross-entropy over the masked tokens) of `batches`, masked once and reused."""
@@ -112,11 +136,8 @@ def perplexity(model, batches: list[dict], accelerator) -> float:
     for batch in batches:
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}
         with accelerator.autocast():
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        labels = batch["labels"]
-        masked = labels != -100
-        total += torch.nn.functional.cross_entropy(logits[masked].float(), labels[masked], reduction="sum").item()
-        count += int(masked.sum())
+            total += masked_lm_loss(model, batch, reduction="sum").item()
+        count += int((batch["labels"] != -100).sum())
     return math.exp(total / max(1, count))
 
 
@@ -183,7 +204,7 @@ def adapt(config: AdaptConfig, log=print) -> AdaptResult:
             batch = collator([{"input_ids": tokenized[i]} for i in epoch_order[b:b + config.batch_size]])
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             with accelerator.autocast():
-                loss = model(**batch).loss
+                loss = masked_lm_loss(model, batch)
             if not torch.isfinite(loss):
                 raise UserError(f"the masked-LM loss became {loss.item()} at step {step + 1}; lower --lr (now {config.lr})")
             accelerator.backward(loss)
@@ -228,7 +249,7 @@ def warm_up_new_head(model, tokenized: list[list[int]], train: list[int], collat
         chosen = [train[i] for i in torch.randint(len(train), (config.batch_size,)).tolist()]
         batch = {k: v.to(accelerator.device) for k, v in collator([{"input_ids": tokenized[i]} for i in chosen]).items()}
         with accelerator.autocast():
-            loss = model(**batch).loss
+            loss = masked_lm_loss(model, batch)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
