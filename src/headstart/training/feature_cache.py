@@ -173,8 +173,12 @@ def build_in_parts(model, request: CacheRequest, images, normalize, accelerator,
     """Several processes: each computes the outputs of its contiguous part of the batches into
     <root>/.<key>.partial-<main pid>-parts/part-<rank>.npy; then the main process merges them into
     a cache folder and publishes it, and removes the parts."""
-    parts = Path(root) / distributed.from_main(lambda: f".{key}.partial-{os.getpid()}-parts")
-    parts.mkdir(parents=True, exist_ok=True)
+    def make_folder() -> Path:
+        folder = Path(root) / f".{key}.partial-{os.getpid()}-parts"
+        folder.mkdir(parents=True)
+        return folder
+
+    parts = distributed.from_main(make_folder)
     batches = distributed.part(math.ceil(len(request.samples) / batch_size))
     features = compute(model, request, images, normalize, accelerator, batch_size, seed,
                        parts / f"part-{distributed.rank()}.npy", batches)
