@@ -16,6 +16,7 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms import v2 as T
 
 from ..backbones import Preprocessing
+from ..training import distributed
 from .sources import Sample
 
 INTERPOLATION = {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC,
@@ -107,8 +108,16 @@ class EpochOrder(Sampler):
 
 
 def make_loader(dataset: Dataset, batch_size: int, workers: int, order: EpochOrder | None = None,
-                collate: Callable | None = None) -> DataLoader:
-    """Batches in `order` (a training loader) or in the dataset's own order (evaluation)."""
+                collate: Callable | None = None, sharded: bool = False) -> DataLoader:
+    """Batches in `order` (a training loader) or in the dataset's own order (evaluation). With
+    `sharded`, in several processes (training/distributed.py): this process's part of each global
+    batch of `order`, or its contiguous part of the dataset."""
+    if sharded and distributed.active():
+        if order is not None:
+            return DataLoader(dataset, batch_sampler=distributed.RankBatches(order, batch_size), num_workers=workers,
+                              collate_fn=collate)
+        return DataLoader(dataset, batch_size=batch_size, sampler=distributed.part(len(dataset)), num_workers=workers,
+                          collate_fn=collate)
     # workers are not kept between epochs: new ones take their seeds from the epoch's generator
     return DataLoader(dataset, batch_size=batch_size, sampler=order, num_workers=workers, drop_last=False,
                       collate_fn=collate)
@@ -145,10 +154,10 @@ class Feed:
         return EpochOrder(len(samples), lengths, batch_size)
 
     def loader(self, samples: list[Sample], class_index: dict[str, int], batch_size: int, workers: int,
-               train: bool = False, order: EpochOrder | None = None) -> DataLoader:
+               train: bool = False, order: EpochOrder | None = None, sharded: bool = False) -> DataLoader:
         transform = self.train_transform if train else self.eval_transform
         return make_loader(DecodedSamples(samples, self.inputs, class_index, transform), batch_size, workers, order,
-                           self.collate)
+                           self.collate, sharded)
 
 
 def image_feed(images: dict[str, torch.Tensor], prep: Preprocessing, augment: bool = True, crop_scale: float = 0.85,

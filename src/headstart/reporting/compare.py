@@ -17,6 +17,7 @@ import csv
 import hashlib
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -28,7 +29,9 @@ from ..backbones import create_backbone
 from ..config import TrainConfig, config_from_dict
 from ..errors import UserError
 from ..strategies import STRATEGIES
+from ..training import distributed
 from ..training.checkpoint import write_json, write_text
+from ..training.environment import resolve_device
 from .report import RESOURCES, build_report, run_record
 
 RECORD = "compare.json"
@@ -36,6 +39,7 @@ FAILURE = "failure.txt"  # a run's one-line error, written by its process
 DEFAULT_STRATEGIES = ("head", "gradual", "full", "discriminative", "lp-ft", "scratch")
 PER_RUN = ("strategy", "seed", "head_init", "out")  # what compare sets per run; the rest is the budget
 PEAK_HOW = "ru_maxrss of the run's own process (os.wait4), the highest over its attempts"
+PEAK_HOW_SHARED = "ru_maxrss of the main process of a multi-process comparison, up to this run's end (runs share it)"
 
 
 def default_strategies(backbone: str) -> list[str]:
@@ -145,33 +149,70 @@ def run_in_process(config: dict, resume: bool, run_dir: Path) -> dict:
 
 def compare(settings: dict, strategies: list[str] | None = None, seeds: list[int] = (0, 1, 2),
             head_inits: list[str] = ("xavier",), split_seed: int = 0, out: str | Path | None = None, log=print) -> Path:
-    """Run what is missing of the comparison in `out` and write its report; returns the report's path."""
+    """Run what is missing of the comparison in `out` and write its report; returns the report's path.
+
+    Launched as several processes (torchrun, accelerate launch): the runs train one after the
+    other in these processes, all of them together on each run (training/distributed.py); only
+    the main process reads and writes the comparison's record, and logs."""
     budget = budget_settings(settings, split_seed)
     names = strategies or default_strategies(settings.get("backbone") or TrainConfig().backbone)
     entries = plan(list(names), list(seeds), list(head_inits))
-    out = Path(out) if out else Path("runs") / f"compare-{datetime.now():%Y%m%d-%H%M%S}"
-    record = load_record(out, budget)
-    check_data_unchanged(out, record, budget)
-    known = {tuple(r["key"]) for r in record["runs"]}
-    record["runs"] += [{"key": e.key(), "label": e.label, "folder": e.folder, "attempts": []}
-                       for e in entries if tuple(e.key()) not in known]
-    write_json(out / RECORD, record)
-    todo = [r for r in record["runs"] if not is_finished(out / r["folder"])]
+    several = distributed.active()
+    if several:
+        distributed.init(resolve_device(budget["device"]))
+        if not distributed.is_main():
+            log = _quiet
+
+    def start() -> tuple[Path, dict, list[dict]]:
+        folder = Path(out) if out else Path("runs") / f"compare-{datetime.now():%Y%m%d-%H%M%S}"
+        record = load_record(folder, budget)
+        check_data_unchanged(folder, record, budget)
+        known = {tuple(r["key"]) for r in record["runs"]}
+        record["runs"] += [{"key": e.key(), "label": e.label, "folder": e.folder, "attempts": []}
+                           for e in entries if tuple(e.key()) not in known]
+        write_json(folder / RECORD, record)
+        return folder, record, [r for r in record["runs"] if not is_finished(folder / r["folder"])]
+
+    out, record, todo = distributed.from_main(start)
     log(f"compare: {len(record['runs'])} runs in {out}, {len(record['runs']) - len(todo)} finished already")
     for i, r in enumerate(todo, 1):
         strategy, head_init, seed = r["key"]
         run_dir = out / r["folder"]
-        resume = (run_dir / "resume.pt").is_file()
+        resume = distributed.from_main(lambda: (run_dir / "resume.pt").is_file())
         log(f"compare: [{i}/{len(todo)}] {r['label']} seed {seed}: {'resuming' if resume else 'starting'} ({run_dir})")
         config = {**budget, "strategy": strategy, "head_init": head_init, "seed": seed, "out": str(run_dir)}
-        attempt = run_in_process(config, resume, run_dir)
-        r["attempts"].append(attempt)
-        write_json(out / RECORD, record)
-        if attempt["error"]:
-            log(f"compare: {r['label']} seed {seed} failed: {attempt['error']}")
-        else:  # stop at once when the data changed under the comparison (a new split)
-            check_same_split_and_budget(out, [x for x in record["runs"] if is_finished(out / x["folder"])], budget)
-    return write_comparison_report(out, log)
+        attempt = run_here(config, resume) if several else run_in_process(config, resume, run_dir)
+
+        def record_attempt() -> None:
+            r["attempts"].append(attempt)
+            write_json(out / RECORD, record)
+            if attempt["error"]:
+                log(f"compare: {r['label']} seed {seed} failed: {attempt['error']}")
+            else:  # stop at once when the data changed under the comparison (a new split)
+                check_same_split_and_budget(out, [x for x in record["runs"] if is_finished(out / x["folder"])], budget)
+
+        distributed.from_main(record_attempt)
+    return distributed.from_main(lambda: write_comparison_report(out, log))
+
+
+def run_here(config: dict, resume: bool) -> dict:
+    """Train one run in this process (a comparison launched as several processes, each of which
+    takes part in every run). Its peak memory is this process's so far: no longer the run's own."""
+    from ..training.run import train
+
+    started = time.perf_counter()
+    try:
+        train(config_from_dict(config, source="compare"), log=print if distributed.is_main() else _quiet, resume=resume)
+        error = None
+    except UserError as e:
+        error = " ".join(str(e).split())
+    return {"resumed": resume, "exit_status": 0 if error is None else 2, "wall_seconds": time.perf_counter() - started,
+            "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,  # Linux: KiB
+            "peak_rss_how": PEAK_HOW_SHARED, "error": error}
+
+
+def _quiet(*args, **kwargs) -> None:
+    """The log of a process other than the main one."""
 
 
 def load_record(out: Path, budget: dict) -> dict:
@@ -251,7 +292,8 @@ def write_comparison_report(out: str | Path, log=print) -> Path:
             report_seconds = read_json(run_dir / RESOURCES).get("report_seconds", 0.0) if (run_dir / RESOURCES).is_file() else 0.0
             wall = sum(a["wall_seconds"] for a in attempts) - report_seconds if attempts else None
             rec = run_record(run_dir, r["label"], seed, wall_seconds=wall,
-                             peak_rss_bytes=max(peaks) if peaks else None, peak_rss_how=PEAK_HOW if peaks else None)
+                             peak_rss_bytes=max(peaks) if peaks else None,
+                             peak_rss_how=attempts[-1].get("peak_rss_how", PEAK_HOW) if peaks else None)
             r["result"] = {"metrics": rec["metrics"], "wall_seconds": rec["wall_seconds"],
                            "train_images_per_s": rec["train_images_per_s"],
                            "images_per_s_end_to_end": rec["images_per_s_end_to_end"],

@@ -79,6 +79,7 @@ def environment_record(device: str, precision: str) -> dict:
         "processor": _cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "processes": int(os.environ.get("WORLD_SIZE", "1")),  # launched as several (training/distributed.py)
         "device": device if device == "cpu" else torch.cuda.get_device_name(0),
         "mixed_precision": precision,
         "packages": versions,

@@ -17,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +32,9 @@ from accelerate.utils import send_to_device
 
 from ..cache_folders import publish
 from ..data.pipeline import DecodedSamples, EpochOrder, Feed, make_loader
+from ..errors import UserError
 from ..paths import headstart_home
+from . import distributed
 from .checkpoint import write_json
 
 FEATURES, META = "features.npy", "meta.json"
@@ -127,46 +131,109 @@ def bytes_per_view(model: nn.Module, depth: int, example) -> int | None:
 def load_or_build(model: nn.Module, request: CacheRequest, images: dict, normalize: nn.Module, accelerator,
                   batch_size: int, seed: int, root: Path, log) -> np.ndarray:
     """The memory-mapped (views, images, ...) float32 outputs of the prefix: from disk when a
-    complete cache with this key exists, else computed now and written."""
+    complete cache with this key exists, else computed now and written. In several processes
+    each computes its part of the batches, and the main process merges the parts and publishes
+    the cache (build_in_parts)."""
     key = cache_key(model, request, images)
     final = Path(root) / key
-    if (final / FEATURES).is_file():
+    if distributed.from_main(lambda: (final / FEATURES).is_file()):
         log(f"feature cache: reusing {final}")
-        return np.load(final / FEATURES, mmap_mode="r")
+        return open_published(final)
     started = time.perf_counter()
 
-    def build(folder: Path) -> None:
-        features = compute(model, request, images, normalize, accelerator, batch_size, seed, folder / FEATURES)
+    def build(folder: Path, parts: Path | None = None) -> None:
+        if parts is None:
+            features = compute(model, request, images, normalize, accelerator, batch_size, seed, folder / FEATURES)
+        else:
+            features = merge_parts(parts, folder / FEATURES)
         features.flush()
         del features
         write_json(folder / META, {**request.description, "depth": request.depth, "views": request.views,
                                    "images": len(request.samples), "key": key})
 
-    final = publish(root, key, build)
-    features = np.load(final / FEATURES, mmap_mode="r")
+    if distributed.active():
+        final = build_in_parts(model, request, images, normalize, accelerator, batch_size, seed, root, key, build)
+    else:
+        final = publish(root, key, build)
+    features = open_published(final)
     log(f"feature cache: wrote {final} ({features.shape[1]} samples x {features.shape[0]} views, "
         f"{features.nbytes / 2**20:.0f} MiB, {time.perf_counter() - started:.1f} s)")
     return features
 
 
+def open_published(final: Path) -> np.ndarray:
+    if not (final / FEATURES).is_file():  # another process's cache is not on this machine's disk
+        raise UserError(f"feature cache {final} is not readable from this process: with several machines, put "
+                        "cache_dir (or HEADSTART_HOME) on a file system they share, or set feature_cache false")
+    return np.load(final / FEATURES, mmap_mode="r")
+
+
+def build_in_parts(model, request: CacheRequest, images, normalize, accelerator, batch_size: int, seed: int,
+                   root: Path, key: str, build) -> Path:
+    """Several processes: each computes the outputs of its contiguous part of the batches into
+    <root>/.<key>.partial-<main pid>-parts/part-<rank>.npy; then the main process merges them into
+    a cache folder and publishes it, and removes the parts."""
+    def make_folder() -> Path:
+        folder = Path(root) / f".{key}.partial-{os.getpid()}-parts"
+        folder.mkdir(parents=True)
+        return folder
+
+    parts = distributed.from_main(make_folder)
+    batches = distributed.part(math.ceil(len(request.samples) / batch_size))
+    features = compute(model, request, images, normalize, accelerator, batch_size, seed,
+                       parts / f"part-{distributed.rank()}.npy", batches)
+    if features is not None:
+        features.flush()
+        del features
+    distributed.barrier()  # every part written
+
+    def merge() -> Path:
+        try:
+            return publish(root, key, lambda folder: build(folder, parts))
+        finally:
+            shutil.rmtree(parts, ignore_errors=True)
+
+    return distributed.from_main(merge)
+
+
+def merge_parts(parts: Path, path: Path) -> np.ndarray:
+    """The parts' rows, in rank order, in one (views, images, ...) memory-mapped array."""
+    arrays = [np.load(p, mmap_mode="r") for p in sorted(parts.glob("part-*.npy"), key=lambda p: int(p.stem[5:]))]
+    first = arrays[0]
+    features = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32,
+                                         shape=(first.shape[0], sum(a.shape[1] for a in arrays), *first.shape[2:]))
+    row = 0
+    for a in arrays:
+        features[:, row:row + a.shape[1]] = a
+        row += a.shape[1]
+    return features
+
+
 @torch.no_grad()
 def compute(model: nn.Module, request: CacheRequest, images: dict, normalize: nn.Module, accelerator,
-            batch_size: int, seed: int, path: Path) -> np.ndarray:
+            batch_size: int, seed: int, path: Path, batches: range | None = None) -> np.ndarray | None:
+    """The prefix's outputs for all samples, or (several processes) for the batches numbered
+    `batches` only; None when that is no batch at all. Every process still transforms every
+    sample, so the augmented views come from the same random stream as in one process."""
     model.eval()  # the training loop sets each group's mode again at the start of every epoch
     features = None
     dataset = DecodedSamples(request.samples, images, {}, request.transform)
+    first_row = batches.start * batch_size if batches is not None else 0
+    rows = len(request.samples) if batches is None else min(len(request.samples), batches.stop * batch_size) - first_row
     # augmented views come from their own seeded random stream: the training run's stays untouched
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for view in range(request.views):
             row = 0
-            for x, _ in make_loader(dataset, batch_size, workers=0, collate=request.collate):
+            for b, (x, _) in enumerate(make_loader(dataset, batch_size, workers=0, collate=request.collate)):
+                if batches is not None and b not in batches:
+                    continue
                 with accelerator.autocast():
                     out = model.body.run(normalize(send_to_device(x, accelerator.device)), 0, request.depth)
                 out = out.float().cpu().contiguous().numpy()
                 if features is None:
                     features = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32,
-                                                         shape=(request.views, len(request.samples), *out.shape[1:]))
+                                                         shape=(request.views, rows, *out.shape[1:]))
                 features[view, row:row + len(out)] = out
                 row += len(out)
     return features
@@ -206,5 +273,6 @@ def cached_stage_inputs(net: nn.Module, depth: int, epochs: int, splits, feed: F
         features = load_or_build(net, request, feed.inputs, feed.prepare, accelerator, config.batch_size, config.seed,
                                  root, log)
         dataset = CachedFeatures(features, [class_index[s.label] for s in request.samples], config.seed)
-        loaders.append(accelerator.prepare(make_loader(dataset, config.batch_size, 0, request_order)))
+        loaders.append(distributed.prepare_loader(accelerator, make_loader(dataset, config.batch_size, 0, request_order,
+                                                                           sharded=True)))
     return SkipPrefix(net, depth), ChannelsLast(), loaders[0], order, loaders[1]

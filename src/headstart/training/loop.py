@@ -3,6 +3,7 @@ mixed precision and gradient accumulation."""
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from dataclasses import dataclass
 
@@ -12,6 +13,7 @@ from accelerate import Accelerator
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import distributed
 from .resume import restore_rng
 
 
@@ -40,7 +42,7 @@ def train_one_epoch(model: nn.Module, normalize: nn.Module, loader, optimizer, s
     checkpoint(progress) runs after every that many optimiser steps."""
     progress = progress or EpochProgress()
     start = time.perf_counter() - progress.seconds
-    bar = tqdm(loader, desc=description, leave=False, disable=None, dynamic_ncols=True)
+    bar = tqdm(loader, desc=description, leave=False, disable=None if distributed.is_main() else True, dynamic_ncols=True)
     for images, labels in bar:
         if rng_state is not None:
             # only now: creating the loader's iterator draws from the generator, as it did
@@ -51,8 +53,13 @@ def train_one_epoch(model: nn.Module, normalize: nn.Module, loader, optimizer, s
             with accelerator.autocast():
                 logits = model(normalize(images))
                 loss = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
-            if not torch.isfinite(loss):
-                raise NonFiniteLoss(f"the training loss became {loss.item()} ({description})")
+            n = labels.shape[0]
+            # in several processes: the whole global batch's (every process stops together on a bad loss)
+            seen, correct, loss_sum = distributed.batch_totals(n, (logits.argmax(1) == labels).sum().item(), loss.item() * n)
+            if not math.isfinite(loss_sum):
+                raise NonFiniteLoss(f"the training loss became {loss_sum / seen} ({description})")
+            if distributed.active():  # DDP averages over processes: weighted so the step is the whole batch's mean
+                loss = loss * (n * distributed.world_size() / seen)
             accelerator.backward(loss)
             optimizer.step()
             stepped = accelerator.sync_gradients
@@ -61,12 +68,11 @@ def train_one_epoch(model: nn.Module, normalize: nn.Module, loader, optimizer, s
                 if after_step is not None:
                     after_step()
             optimizer.zero_grad(set_to_none=True)
-        n = labels.shape[0]
         progress.batches += 1
         progress.steps += int(stepped)
-        progress.seen += n
-        progress.total_loss += loss.item() * n
-        progress.correct += (logits.argmax(1) == labels).sum().item()
+        progress.seen += seen
+        progress.total_loss += loss_sum
+        progress.correct += correct
         progress.seconds = time.perf_counter() - start
         bar.set_postfix(loss=f"{progress.total_loss / progress.seen:.4f}", acc=f"{progress.correct / progress.seen:.3f}",
                         img_s=f"{progress.seen / progress.seconds:.1f}")

@@ -35,6 +35,8 @@ from ..strategies import Stage, apply_trainable, get_strategy, set_train_mode, t
 from .averaging import averaged_weights, make_ema
 from .checkpoint import copy_atomic, load_weights, save_weights, write_json, write_text
 from .environment import deterministic_mode, environment_record, resolve_device, resolve_precision
+from . import distributed
+from .distributed import is_main
 from .feature_cache import CachedFeatures, cached_stage_inputs, frozen_prefix_depth
 from .loop import EpochProgress, NonFiniteLoss, predict_logits, train_one_epoch
 from .optim import build_optimizer, build_scheduler
@@ -105,12 +107,37 @@ def add_lora(model: Classifier, config: TrainConfig) -> dict:
 def make_loaders(splits: DataSplits, feed: Feed, config: TrainConfig, workers: int):
     class_index = {c: i for i, c in enumerate(splits.classes)}
     order = feed.order(splits.train, config.batch_size)
-    train_loader = feed.loader(splits.train, class_index, config.batch_size, workers, train=True, order=order)
-    eval_loaders = {name: feed.loader(samples, class_index, config.batch_size, workers)
+    train_loader = feed.loader(splits.train, class_index, config.batch_size, workers, train=True, order=order, sharded=True)
+    eval_loaders = {name: feed.loader(samples, class_index, config.batch_size, workers, sharded=True)
                     for name, samples in (("val", splits.val), ("test", splits.test)) if samples}
     if "val" not in eval_loaders:
         raise UserError("the validation split is empty: raise val_fraction or add a val/ folder")
     return train_loader, order, eval_loaders
+
+
+def write_run_files(run_dir: Path, config: TrainConfig, classes, backbone: Backbone, groups: list[dict], prep,
+                    head_init, strategy, stages, lora, splits: DataSplits, device: str, precision: str) -> None:
+    """What a run folder holds from the start: config.json, skipped.csv, a text run's tokenizer."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "config.json", {
+        "config": config.to_dict(),
+        "classes": classes,
+        "backbone": {"name": config.backbone, "pretrained": backbone.pretrained, "weights": backbone.weights_source,
+                     "arch_config": backbone.arch_config, "width": backbone.width, "layer_groups": groups},
+        "preprocessing": prep.to_dict(),
+        "head_init": head_init,
+        "strategy": {"name": strategy.name, "summary": strategy.summary, "stages": [s.to_dict() for s in stages],
+                     "lora": lora},
+        "data": splits.to_dict(),
+        "environment": environment_record(device, precision),
+    })
+    write_text(run_dir / "skipped.csv", rows_to_csv(["path", "reason"], splits.skipped))
+    if backbone.tokenizer is not None:  # a run folder carries its tokenizer: reloading it needs no network
+        backbone.tokenizer.save_pretrained(run_dir / TOKENIZER)
+
+
+def _quiet(*args, **kwargs) -> None:
+    """The log of a process other than the main one."""
 
 
 def drop_undecodable(splits: DataSplits, images: dict) -> DataSplits:
@@ -132,11 +159,16 @@ def train(config: TrainConfig, log=print, resume: bool = False) -> RunResult:
     set_seed(config.seed)
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
+    distributed.init(device)  # launched as several processes (torchrun, accelerate launch): join them
+    main = distributed.is_main()  # only the main process writes files and logs
+    if not main:
+        log = _quiet
 
-    backbone = create_backbone(config.backbone, pretrained=strategy.pretrained)
-    config = config.with_kind_defaults(backbone.modality)
-    prep = preprocessing_for(backbone, config)
-    splits, feed = load_data(config, backbone, prep, log)
+    with distributed.main_first():  # it fills the caches (data set, decoded images); the others then read them
+        backbone = create_backbone(config.backbone, pretrained=strategy.pretrained)
+        config = config.with_kind_defaults(backbone.modality)
+        prep = preprocessing_for(backbone, config)
+        splits, feed = load_data(config, backbone, prep, log)
     classes = splits.classes
     workers = config.workers if config.workers is not None else (0 if device == "cpu" else 4)
     train_loader, order, eval_loaders = make_loaders(splits, feed, config, workers)
@@ -148,35 +180,28 @@ def train(config: TrainConfig, log=print, resume: bool = False) -> RunResult:
     stages = strategy.stages(model.groups_with_parameters(), config.epochs, config.strategy_options())
     accelerator = make_accelerator(device, precision, config.grad_accum, config.compile)
     normalize = feed.prepare.to(accelerator.device)
-    model, train_loader = accelerator.prepare(model, train_loader)
-    eval_loaders = {k: accelerator.prepare(v) for k, v in eval_loaders.items()}
+    if distributed.active():  # device and precision only: fit() wraps the model in DDP stage by stage
+        model = accelerator.prepare_model(model, evaluation_mode=True)
+        train_loader = distributed.prepare_loader(accelerator, train_loader)
+    else:
+        model, train_loader = accelerator.prepare(model, train_loader)
+    eval_loaders = {k: distributed.prepare_loader(accelerator, v) for k, v in eval_loaders.items()}
 
-    run_dir = Path(config.out) if config.out else default_run_dir(config)
+    run_dir = Path(config.out) if config.out else distributed.from_main(lambda: default_run_dir(config))
     fingerprint = run_fingerprint(config.to_dict(), [s.path for s in splits.train])
-    state = load_state(run_dir / RESUME, fingerprint) if resume else None
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "config.json", {
-        "config": config.to_dict(),
-        "classes": classes,
-        "backbone": {"name": config.backbone, "pretrained": backbone.pretrained, "weights": backbone.weights_source,
-                     "arch_config": backbone.arch_config, "width": backbone.width,
-                     "layer_groups": model_groups(accelerator.unwrap_model(model))},
-        "preprocessing": prep.to_dict(),
-        "head_init": head_init,
-        "strategy": {"name": strategy.name, "summary": strategy.summary, "stages": [s.to_dict() for s in stages],
-                     "lora": lora},
-        "data": splits.to_dict(),
-        "environment": environment_record(device, precision),
-    })
-    write_text(run_dir / "skipped.csv", rows_to_csv(["path", "reason"], splits.skipped))
-    if backbone.tokenizer is not None:  # a run folder carries its tokenizer: reloading it needs no network
-        backbone.tokenizer.save_pretrained(run_dir / TOKENIZER)
+    state = distributed.from_main(lambda: load_state(run_dir / RESUME, fingerprint)) if resume else None
+    if main:
+        write_run_files(run_dir, config, classes, backbone, model_groups(accelerator.unwrap_model(model)), prep,
+                        head_init, strategy, stages, lora, splits, device, precision)
     log(f"run folder: {run_dir}")
     log(f"data: {len(splits.train)} train / {len(splits.val)} val / {len(splits.test)} test {backbone.modality}s, "
         f"{len(classes)} classes ({splits.split_source} split), {len(splits.skipped)} skipped")
     size = f"{prep.max_length} tokens" if backbone.modality == "text" else f"{prep.input_size}px"
     log(f"backbone {config.backbone} ({backbone.weights_source}), {size}, strategy {strategy.name}, "
         f"{config.epochs} epochs, {device} {'float32' if precision == 'no' else precision}")
+    if distributed.active():
+        log(f"{distributed.world_size()} processes: each global batch of {config.batch_size} split between them "
+            f"(about {config.batch_size / distributed.world_size():g} each), learning rates as configured")
 
     uncached = StageInputs(model, normalize, train_loader, order, eval_loaders["val"])
     net = accelerator.unwrap_model(model)
@@ -201,25 +226,31 @@ def train(config: TrainConfig, log=print, resume: bool = False) -> RunResult:
         or stop_reason.startswith("stopped")
     model_epoch = best_epoch if use_best else len(history)
     net = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
-    if lora and config.lora_merge:  # the run's model: the adapters folded into the weights beside them
+    if not main:  # the main process's weights arrive below; the adapters are folded in to take them
+        if lora and config.lora_merge:
+            net.merge_adapters()
+    elif lora and config.lora_merge:  # the run's model: the adapters folded into the weights beside them
         load_weights(run_dir / (BEST if use_best else LAST), net)
         net.merge_adapters()
         save_weights(run_dir / MODEL, net)
     else:
         copy_atomic(run_dir / (BEST if use_best else LAST), run_dir / MODEL)
         load_weights(run_dir / MODEL, net)
+    distributed.broadcast_weights(net)
     metrics: dict = {"model_epoch": model_epoch, "final_model": "best" if use_best else "last",
                      "best_epoch": best_epoch, "monitor": config.monitor, "stop_reason": stop_reason,
                      "resumed_after_epoch": state["epoch"] if state else None}
     for name, loader in eval_loaders.items():
-        logits, labels = predict_logits(net, normalize, loader, accelerator)
+        logits, labels = distributed.gather_rows(*predict_logits(net, normalize, loader, accelerator))
         metrics[name] = classification_metrics(logits, labels, classes)
-        if name == "test":
+        if name == "test" and main:
             write_predictions(run_dir / "test_predictions.csv", splits.test, logits, classes, feed.texts)
     report = "test" if "test" in metrics else "val"
     metrics["history"] = history
     metrics["wall_seconds"] = time.perf_counter() - wall_start
     metrics["train_images_per_s"] = sum(h["train_images_per_s"] for h in history) / max(1, len(history))
+    if not main:
+        return RunResult(run_dir, metrics, net, classes)
     write_json(run_dir / "metrics.json", metrics)
     write_text(run_dir / "history.csv", rows_to_csv(list(history[0]), [list(h.values()) for h in history]) if history else "")
     plot_learning_curves(history, run_dir / "learning_curves.png")
@@ -262,6 +293,8 @@ def fit(net, stages: list[Stage], inputs_for, accelerator: Accelerator, config: 
 
     def save_resume(finished: int, stage_index: int, optimizer, scheduler, partial: dict | None = None) -> None:
         """The state to resume from after epoch `finished`, or inside the next one with `partial`."""
+        if not is_main():
+            return
         with resumable_on_failure(run_dir):
             save_state(run_dir / RESUME, fingerprint=fingerprint, epoch=finished, stage_index=stage_index,
                        history=history, best_val=best_val, best_epoch=best_epoch, model=net, optimizer=optimizer,
@@ -284,6 +317,7 @@ def fit(net, stages: list[Stage], inputs_for, accelerator: Accelerator, config: 
             continue
         apply_trainable(net, stage.trainable)
         inputs = inputs_for(stage)
+        train_model = distributed.wrap(inputs.model)  # several processes: DDP over this stage's trainable parameters
         steps_per_epoch = math.ceil(len(inputs.train_loader) / config.grad_accum)
         optimizer = accelerator.prepare(build_optimizer(net, stage, config.optimizer, config.weight_decay, config.momentum))
         scheduler = build_scheduler(optimizer, stage.epochs * steps_per_epoch, config.warmup, config.schedule)
@@ -311,7 +345,7 @@ def fit(net, stages: list[Stage], inputs_for, accelerator: Accelerator, config: 
                             {"epoch": epoch, "progress": dataclasses.asdict(progress), "rng": rng_state()})
 
             try:
-                record |= train_one_epoch(inputs.model, inputs.prepare, inputs.train_loader, optimizer, scheduler, accelerator,
+                record |= train_one_epoch(train_model, inputs.prepare, inputs.train_loader, optimizer, scheduler, accelerator,
                                           config.label_smoothing, f"epoch {epoch}/{config.epochs} [{stage.name}]",
                                           after_step=(lambda: ema.update_parameters(net)) if ema else None,
                                           progress=progress, rng_state=partial["rng"] if partial else None,
@@ -322,23 +356,27 @@ def fit(net, stages: list[Stage], inputs_for, accelerator: Accelerator, config: 
                 log(f"warning: {e}; keeping the best epoch so far ({best_epoch}); lower --lr")
                 return history, best_epoch, f"stopped: {e}"
             partial = None
+            distributed.broadcast_weights(net, buffers_only=True)  # BatchNorm statistics: the main process's
             with averaged_weights(net, ema):  # validate and save the average, when there is one
-                val = classification_metrics(*predict_logits(inputs.model, inputs.prepare, inputs.val_loader, accelerator), classes)
+                val = classification_metrics(*distributed.gather_rows(
+                    *predict_logits(inputs.model, inputs.prepare, inputs.val_loader, accelerator)), classes)
                 record |= {"val_loss": val["loss"], "val_accuracy": val["accuracy"],
                            "val_balanced_accuracy": val["balanced_accuracy"], "val_macro_f1": val["macro_f1"]}
                 history.append(record)
                 improved = is_better(val, best_val, config.monitor)
                 if improved:
                     best_val, best_epoch = val, epoch
-                with resumable_on_failure(run_dir):
-                    save_weights(run_dir / LAST, net)
-                    if improved:
-                        save_weights(run_dir / BEST, net)
+                if is_main():
+                    with resumable_on_failure(run_dir):
+                        save_weights(run_dir / LAST, net)
+                        if improved:
+                            save_weights(run_dir / BEST, net)
             save_resume(epoch, stage_index, optimizer, scheduler)
             log(f"epoch {epoch:>2}/{config.epochs} {stage.name:<16} train loss {record['train_loss']:.4f} "
                 f"acc {record['train_accuracy']:.3f} | val loss {val['loss']:.4f} acc {val['accuracy']:.3f} "
                 f"| {record['train_images_per_s']:.1f} samples/s{'  *' if improved else ''}")
-            write_json(run_dir / "history.json", history)
+            if is_main():
+                write_json(run_dir / "history.json", history)
             if early_stop(epoch):
                 log(early_stop(epoch))
                 return history, best_epoch, early_stop(epoch)
@@ -364,8 +402,9 @@ def resumable_on_failure(run_dir: Path):
 def make_accelerator(device: str, precision: str, grad_accum: int, compile: bool = False) -> Accelerator:
     """compile: the model that prepare() returns is compiled with torch.compile (inductor)."""
     # Accelerate keeps one state per process and refuses a second Accelerator with another
-    # precision; in a single process (API users, several runs in one session) start afresh.
-    if AcceleratorState._shared_state and AcceleratorState().num_processes == 1:
+    # precision; start afresh (API users, several runs in one session, a comparison). In several
+    # processes the process group stays: Accelerate finds it initialised and uses it again.
+    if AcceleratorState._shared_state:
         AcceleratorState._reset_state(reset_partial_state=True)
     return Accelerator(cpu=device == "cpu", mixed_precision=precision, gradient_accumulation_steps=grad_accum,
                        dynamo_backend="inductor" if compile else "no")
