@@ -121,9 +121,7 @@ def compare(
     values = _settings(data, config, dict(backbone=backbone, epochs=epochs, image_size=image_size, batch_size=batch_size,
                                           time_budget_s=minutes * 60 if minutes is not None else None), set_)
     if data is None and "data" not in values:  # the embedded ELPV cells, with the demo's recipe
-        from .data.elpv import materialise_elpv
-
-        values = {**{k: v for k, v in DEMO_OVERRIDES.items() if k != "strategy"}, "data": str(materialise_elpv()), **values}
+        values = {**{k: v for k, v in DEMO_OVERRIDES.items() if k != "strategy"}, "data": str(_embedded_elpv()), **values}
     run_compare(values, strategies=_comma_list(strategies) if strategies else None,
                 seeds=[_int(s, "--seeds") for s in _comma_list(seeds)], head_inits=_comma_list(head_init),
                 split_seed=split_seed, out=out)
@@ -304,15 +302,28 @@ def demo(out: Optional[str] = typer.Option(None, help="Run folder (default runs/
     from datetime import datetime
 
     from .config import config_from_dict
-    from .data.elpv import materialise_elpv
+    from .training import distributed
     from .training.run import train as run_training
 
-    data = materialise_elpv()
-    typer.echo(f"ELPV solar cells in {data} (CC BY-NC-SA 4.0, from package elpv-dataset)")
-    values = {**DEMO_OVERRIDES, "data": str(data), "out": out or f"runs/demo-{datetime.now():%Y%m%d-%H%M%S}"}
+    data = _embedded_elpv()
+    if distributed.is_main():
+        typer.echo(f"ELPV solar cells in {data} (CC BY-NC-SA 4.0, from package elpv-dataset)")
+    out = out or distributed.from_main(lambda: f"runs/demo-{datetime.now():%Y%m%d-%H%M%S}")  # one folder for all processes
+    values = {**DEMO_OVERRIDES, "data": str(data), "out": out}
     if epochs:
         values["epochs"] = epochs
     run_training(config_from_dict(values))
+
+
+def _embedded_elpv() -> Path:
+    """The ELPV cells on disk; launched as several processes, the main one writes them first."""
+    from .data.elpv import materialise_elpv
+    from .training import distributed
+    from .training.environment import resolve_device
+
+    distributed.init(resolve_device("auto"))
+    with distributed.main_first():
+        return materialise_elpv()
 
 
 def main() -> None:
