@@ -137,6 +137,10 @@ def train(config: TrainConfig, log=print, resume: bool = False) -> RunResult:
     config = config.with_kind_defaults(backbone.modality)
     prep = preprocessing_for(backbone, config)
     splits, feed = load_data(config, backbone, prep, log)
+    if config.exclude_audit:
+        from ..audit.exclude import exclude_flagged
+
+        exclude_flagged(splits, config.exclude_audit, config.data, log)
     classes = splits.classes
     workers = config.workers if config.workers is not None else (0 if device == "cpu" else 4)
     train_loader, order, eval_loaders = make_loaders(splits, feed, config, workers)
