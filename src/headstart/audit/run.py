@@ -48,6 +48,9 @@ class AuditResult:
     flags: list[Flag]
     record: dict
     quality: dict[str, float] = field(default_factory=dict)  # every audited sample's label quality score
+    samples: list = field(default_factory=list)  # the usable samples, in the order of the arrays below
+    features: np.ndarray | None = None  # their pooled body features
+    probabilities: np.ndarray | None = None  # their out-of-sample class probabilities
 
 
 def split_settings(settings: dict) -> tuple[dict, AuditSettings]:
@@ -141,7 +144,7 @@ def audit(data, backbone: str | None = None, out=None, log=print, **settings) ->
     flags += dup_flags
     lap("duplicates")
 
-    quality, probe = {}, None
+    quality, probe, probabilities = {}, None, None
     if s.label_issues:
         labels = np.array([splits.classes.index(x.label) for x in samples])
         probabilities = out_of_sample_probabilities(features, labels, s.folds, config.seed, s.probe_c)
@@ -176,7 +179,7 @@ def audit(data, backbone: str | None = None, out=None, log=print, **settings) ->
 
     texts_by_name = texts or {}
     write_outputs(out, record, flags, samples, splits_list, texts_by_name, timings, started, s, log)
-    return AuditResult(out, flags, record, quality)
+    return AuditResult(out, flags, record, quality, samples, features, probabilities if s.label_issues else None)
 
 
 def body_features_of(net, samples, feed, config: TrainConfig, log) -> np.ndarray:
