@@ -114,24 +114,53 @@ def ranking_summary(quality: dict[str, float], flipped: set[str]) -> dict:
             "precision_top_n_flipped": float(precision[len(flipped) - 1])}
 
 
+COPY_REASONS = ("duplicate", "leak", "conflicting_labels", "near_duplicate")
+
+
+def copies_found(by_reason: dict[str, set[str]], planted: dict) -> tuple[dict[str, int], int]:
+    """How many planted copies were flagged, by the reason given (a copy is found when either file
+    is flagged as a copy: when val is carved from train after planting, the two may land in train
+    and val, and the copy is then rightly a leak; when the original has a natural copy with the
+    other label, the group is one of conflicting labels); and how many planted leaks were flagged
+    as leaks on their train copy."""
+    found: dict[str, int] = {}
+    for pair in planted["copies"]:
+        reason = next((r for r in COPY_REASONS if set(pair) & by_reason.get(r, set())), None)
+        if reason:
+            found[reason] = found.get(reason, 0) + 1
+    return found, sum(b in by_reason.get("leak", set()) for _, b in planted["leaks"])
+
+
+def rescore_copies(which: str, entry: dict, base: Path, seed: int) -> None:
+    """Score the copies and leaks again from the audit folder's flagged.csv (planting is seeded,
+    so it gives the same items and names again)."""
+    work = base / "bench-audit" / which
+    shutil.rmtree(work, ignore_errors=True)
+    planted = plant_elpv(work, seed) if which == "elpv" else plant_rt(work, seed)
+    by_reason: dict[str, set[str]] = {}
+    with open(base / "bench-audit" / f"{which}-home" / "audit" / "flagged.csv", newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            by_reason.setdefault(row["reason"], set()).add(row["path"])
+    found, leaks = copies_found(by_reason, planted)
+    entry.update({"exact_duplicates_found": sum(found.values()), "exact_duplicates_found_as": found, "leaks_found": leaks,
+                  "copies_rescored": "from the audit's flagged.csv by --rescore-copies"})
+
+
 def score(result, planted: dict) -> dict:
     flipped = set(planted["flipped"])
     by_reason: dict[str, set[str]] = {}
     for f in result.flags:
         by_reason.setdefault(f.reason, set()).add(f.path)
     issues = by_reason.get("label_issue", set())
-    # a copy counts as found when either file is flagged as a copy: when val is carved from train
-    # after planting, the two may land in train and val, and the copy is then (rightly) a leak
-    copy_flags = by_reason.get("duplicate", set()) | by_reason.get("leak", set())
-    found_copies = sum(bool({a, b} & copy_flags) for a, b in planted["copies"])
-    found_leaks = sum(b in by_reason.get("leak", set()) for _, b in planted["leaks"])
+    found_copies, found_leaks = copies_found(by_reason, planted)
     return {
         "items": result.record["counts"]["usable"], "flipped": len(flipped),
         "cleanlab_set": {"flagged": len(issues), "true_flips": len(issues & flipped),
                          "precision": len(issues & flipped) / max(1, len(issues)), "recall": len(issues & flipped) / len(flipped)},
         "ranking": ranking_summary(result.quality, flipped),
         "flipped_flagged_as_conflicting_labels": len(by_reason.get("conflicting_labels", set()) & flipped),
-        "planted_exact_duplicates": len(planted["copies"]), "exact_duplicates_found": found_copies,
+        "planted_exact_duplicates": len(planted["copies"]), "exact_duplicates_found": sum(found_copies.values()),
+        "exact_duplicates_found_as": found_copies,
         "planted_leaks": len(planted["leaks"]), "leaks_found": found_leaks,
         "all_flags": result.record["counts"]["by_reason"],
         "probe_out_of_sample_accuracy": result.record["label_probe"]["out_of_sample_accuracy"],
@@ -175,12 +204,20 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("which", nargs="*", default=["elpv", "rt"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rescore-copies", action="store_true", help="score the copies and leaks again from the last audit folders")
     args = parser.parse_args()
     out_path = RESULTS / "audit.json"
     kept = json.loads(out_path.read_text())["data_sets"] if out_path.is_file() else {}
     # a data set not run now keeps its entry from the last run
     record = {"protocol": __doc__, "seed": args.seed, "data_sets": {k: v for k, v in kept.items() if k not in args.which}}
     base = headstart_home()
+    if args.rescore_copies:
+        record = {**json.loads(out_path.read_text()), "seed": args.seed}
+        for which in args.which:
+            rescore_copies(which, record["data_sets"][which], base, args.seed)
+            print(which, record["data_sets"][which]["exact_duplicates_found_as"], record["data_sets"][which]["leaks_found"])
+        write_results(out_path, record)
+        return
     for which in args.which:
         os.environ["HEADSTART_HOME"] = str(base)
         work, cold = base / "bench-audit" / which, base / "bench-audit" / f"{which}-home"

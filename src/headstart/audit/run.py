@@ -84,7 +84,7 @@ def default_backbone(data: str) -> str:
             header = [c.strip().lower() for c in f.readline().split(",")]
         if "path" not in header:
             return "minilm-l6"
-    if path.is_dir() and (path / "dataset_dict.json").is_file() or (path / "dataset_info.json").is_file():
+    if path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "dataset_info.json").is_file()):
         return "minilm-l6"
     return "mobilenet_v2"
 
