@@ -220,7 +220,7 @@ def test_a_run_records_its_head_init_and_writes_its_report(source_head_run):
     assert report["forgetting"]["head"]["cka"]["stage4"] == pytest.approx(1.0, abs=1e-6)
 
 
-def open_in_chromium(page: Path, screenshot: Path) -> dict:
+def open_in_chromium(page: Path, screenshot: Path, sections: list[str] = SECTIONS) -> dict:
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
@@ -236,7 +236,7 @@ def open_in_chromium(page: Path, screenshot: Path) -> dict:
         driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
         try:
             driver.get(page.resolve().as_uri())
-            found = {s: bool(driver.execute_script("return document.getElementById(arguments[0]) !== null", s)) for s in SECTIONS}
+            found = {s: bool(driver.execute_script("return document.getElementById(arguments[0]) !== null", s)) for s in sections}
             images = driver.execute_script(
                 "return Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.src.slice(0, 22)])")
             external = driver.execute_script(

@@ -2,6 +2,8 @@
 __version__ = "0.1.0"
 
 from .config import TrainConfig  # noqa: E402
+# the audit package's function, bound after the package: headstart.audit(...) audits
+from .audit import audit  # noqa: E402
 
 
 def train(data: str, **settings):
@@ -35,4 +37,4 @@ def predict(run_dir, inputs, top_k: int = 3):
     return _predict(run_dir, list(inputs), top_k)
 
 
-__all__ = ["TrainConfig", "train", "resume", "load_run", "evaluate", "predict"]
+__all__ = ["TrainConfig", "train", "audit", "resume", "load_run", "evaluate", "predict"]

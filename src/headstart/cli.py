@@ -58,12 +58,13 @@ def train(
     set_: list[str] = typer.Option([], "--set", help="Any setting as key=value (repeatable), e.g. --set lr_decay=2.0."),
     out: Optional[str] = typer.Option(None, help="Run folder (default runs/<time>-<backbone>-<strategy>)."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="A run folder whose training stopped: go on after its last finished epoch, with its own settings."),
+    exclude_audit: Optional[str] = typer.Option(None, "--exclude-audit", help="An audit folder (headstart audit): leave out the items its flagged.csv marks excluded."),
 ):
     """Fine-tune a backbone on DATA and write a run folder: model, metrics, plots, config."""
     from .training.run import train as run_training
 
     options = dict(backbone=backbone, strategy=strategy, epochs=epochs, lr=lr, image_size=image_size,
-                   batch_size=batch_size, seed=seed, vflip=vflip, out=out)
+                   batch_size=batch_size, seed=seed, vflip=vflip, out=out, exclude_audit=exclude_audit)
     if resume is not None:
         given = [k for k, v in options.items() if v is not None] + (["DATA"] if data else []) \
             + (["--config"] if config else []) + (["--set"] if set_ else [])
@@ -73,6 +74,25 @@ def train(
         run_training(config_of_run(resume), resume=True)
         return
     run_training(_build_config(data, config, options, set_))
+
+
+@app.command()
+def audit(
+    data: str = typer.Argument(..., help="Image folder or CSV manifest (path,label), or a table of texts (text,label), as for train."),
+    backbone: Optional[str] = typer.Option(None, help="Whose features the near-duplicate and label checks use (default: mobilenet_v2 for images, minilm-l6 for texts)."),
+    out: Optional[str] = typer.Option(None, help="Audit folder (default runs/audit-<time>)."),
+    near_threshold: Optional[float] = typer.Option(None, help="Centred feature cosine above which two items are near copies (default 0.995 images, 0.95 texts)."),
+    folds: Optional[int] = typer.Option(None, help="K of the K-fold linear probes (default 5)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML or JSON file of settings (split, image size, text columns)."),
+    set_: list[str] = typer.Option([], "--set", help="A train setting (split, image_size, text_column, ...) or an audit setting (probe_c, filter_by, tiny_class, label_issues) as key=value."),
+):
+    """Check DATA before training: unusable files, duplicates, conflicting labels, train/test leaks, class balance,
+    likely label errors. Writes audit.html, flagged.csv, audit.json and clean.csv; deletes nothing."""
+    from .audit import audit as run_audit
+
+    values = _settings(data, config, dict(near_threshold=near_threshold, folds=folds), set_)
+    values.pop("data")
+    run_audit(data, backbone=backbone, out=out, **values)
 
 
 @app.command()

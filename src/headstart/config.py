@@ -125,6 +125,8 @@ class TrainConfig:
     device: str = "auto"
     workers: int | None = None  # data-loader processes; None: 0 on a CPU (they would steal its cores), 4 on a GPU
     out: str | None = None  # run folder; None: runs/<time>-<backbone>-<strategy>
+    # an audit folder (headstart audit): the items its flagged.csv marks excluded are left out of every split
+    exclude_audit: str | None = None
 
     def with_kind_defaults(self, kind: str) -> "TrainConfig":
         """This config with every key left at None set to the default for `kind` ("image" or "text")."""

@@ -112,3 +112,19 @@ def thumbnail(path: str | Path, size: int = 112) -> bytes | None:
     buf = io.BytesIO()
     im.save(buf, format="PNG")
     return buf.getvalue()
+
+
+def class_counts(balance: dict[str, dict[str, int]]) -> bytes:
+    """Items per class, stacked by split (the audit's class balance)."""
+    classes = list(balance)
+    fig, ax = plt.subplots(figsize=(min(11, 3 + 0.5 * len(classes)), 3.2))
+    bottom = np.zeros(len(classes))
+    for i, split in enumerate(("train", "val", "test")):
+        values = np.array([balance[c][split] for c in classes], dtype=float)
+        ax.bar(classes, values, bottom=bottom, label=split, color=f"C{i}")
+        bottom += values
+    ax.set(ylabel="items")
+    ax.tick_params(axis="x", rotation=30 if len(classes) > 4 else 0)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    return to_png(fig)

@@ -192,11 +192,7 @@ def build_report(runs: list[dict], out_dir: str | Path, title: str, budget: dict
         "forgetting": forgetting, "head_init": head_init,
     }
     write_json(out_dir / "report.json", numbers)
-    env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
-                      autoescape=select_autoescape(["html", "j2"]), undefined=StrictUndefined,
-                      trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(percent=percent, mean_pm_std=mean_pm_std, mib=mib, minutes=minutes)
-    html = env.get_template("report.html.j2").render(
+    html = template_environment().get_template("report.html.j2").render(
         title=title, created=numbers["created"], recommendation=line, rows=rows, budget=budget, notes=notes or [],
         split=split_name, classes=classes, images=images, per_class=per_class, worst=worst, forgetting=forgetting,
         head_init=head_init, metrics=METRICS,
@@ -204,6 +200,15 @@ def build_report(runs: list[dict], out_dir: str | Path, title: str, budget: dict
     path = out_dir / "report.html"
     write_text(path, html)
     return path
+
+
+def template_environment() -> Environment:
+    """The pages' templates (report.html.j2, audit.html.j2; both extend base.html.j2) and filters."""
+    env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
+                      autoescape=select_autoescape(["html", "j2"]), undefined=StrictUndefined,
+                      trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(percent=percent, mean_pm_std=mean_pm_std, mib=mib, minutes=minutes)
+    return env
 
 
 def text_excerpt(path: str, limit: int = 300) -> str:

@@ -168,7 +168,13 @@ def train(config: TrainConfig, log=print, resume: bool = False) -> RunResult:
         backbone = create_backbone(config.backbone, pretrained=strategy.pretrained)
         config = config.with_kind_defaults(backbone.modality)
         prep = preprocessing_for(backbone, config)
+        if config.exclude_audit:  # a wrong audit folder is refused before any decoding
+            from ..audit.exclude import exclude_flagged, read_exclusions
+
+            read_exclusions(config.exclude_audit, config.data)
         splits, feed = load_data(config, backbone, prep, log)
+        if config.exclude_audit:
+            exclude_flagged(splits, config.exclude_audit, config.data, log)
     classes = splits.classes
     workers = config.workers if config.workers is not None else (0 if device == "cpu" else 4)
     train_loader, order, eval_loaders = make_loaders(splits, feed, config, workers)
