@@ -42,8 +42,8 @@ def image_header(path: str) -> tuple[tuple[int, int], str] | None:
         return None
 
 
-def image_shape_flags(samples, min_side: int = MIN_SIDE, max_side: int = MAX_SIDE, max_aspect: float = MAX_ASPECT
-                      ) -> tuple[list[Flag], dict]:
+def image_shape_flags(samples, splits: list[str], min_side: int = MIN_SIDE, max_side: int = MAX_SIDE,
+                      max_aspect: float = MAX_ASPECT) -> tuple[list[Flag], dict]:
     """Flags for images that decode but are oddly sized or shaped, or in a mode unlike the rest;
     and a summary of the modes and sizes seen."""
     with ThreadPoolExecutor(max_workers=4) as pool:
@@ -51,11 +51,11 @@ def image_shape_flags(samples, min_side: int = MIN_SIDE, max_side: int = MAX_SID
     modes = Counter(h[1] for h in headers if h)
     usual_mode, usual_count = modes.most_common(1)[0] if modes else ("", 0)
     flags = []
-    for s, header in zip(samples, headers):
+    for s, split, header in zip(samples, splits, headers):
         if header is None:
             continue
         (width, height), mode = header
-        common = {"label": s.label, "split": getattr(s, "split", "")}
+        common = {"label": s.label, "split": split}
         if min(width, height) < min_side or max(width, height) > max_side:
             flags.append(Flag(s.path, "extreme_size", f"{width}x{height} pixels (allowed sides {min_side} to {max_side})", **common))
         elif max(width, height) / min(width, height) > max_aspect:

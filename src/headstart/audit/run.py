@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import TrainConfig, config_from_dict
+from ..config import config_from_dict
 from ..errors import UserError
 from .duplicates import content_hash, duplicate_flags, near_pairs
 from .files import image_shape_flags, skipped_flags
@@ -98,6 +98,7 @@ def audit(data, backbone: str | None = None, out=None, log=print, **settings) ->
     text columns, cache, device) and AuditSettings keys."""
     from ..backbones import create_backbone
     from ..training.run import load_data, preprocessing_for
+    from .features import body_features
 
     started = time.perf_counter()
     timings: dict[str, float] = {}
@@ -115,9 +116,7 @@ def audit(data, backbone: str | None = None, out=None, log=print, **settings) ->
     config = config.with_kind_defaults(net.modality)
     prep = preprocessing_for(net, config)
     splits, feed = load_data(config, net, prep, log=lambda line: None if line.startswith("warning: skipped") else log(line))
-    samples = splits.all_samples()
-    split_of = {s_.path: name for name in ("train", "val", "test") for s_ in getattr(splits, name)}
-    splits_list = [split_of[x.path] for x in samples]
+    samples, splits_list = splits.all_samples(), splits.split_names()
     log(f"audit of {data}: {len(samples)} {net.modality}s in {len(splits.classes)} classes, "
         f"{len(splits.skipped)} unusable, backbone {config.backbone}")
     lap("load")
@@ -125,9 +124,7 @@ def audit(data, backbone: str | None = None, out=None, log=print, **settings) ->
     flags = skipped_flags(splits.skipped)
     file_summary = {}
     if net.modality == "image":
-        for x, split in zip(samples, splits_list):
-            x.split = split
-        shape_flags, file_summary = image_shape_flags(samples)
+        shape_flags, file_summary = image_shape_flags(samples, splits_list)
         flags += shape_flags
     lap("file checks")
 
@@ -135,7 +132,7 @@ def audit(data, backbone: str | None = None, out=None, log=print, **settings) ->
     hashes = [content_hash(x.path, texts[x.path] if texts else None) for x in samples]
     lap("hashing")
 
-    features = body_features_of(net, samples, feed, config, log)
+    features = body_features(net, samples, feed, config, log)[0]
     lap("features")
 
     threshold = s.near_threshold if s.near_threshold is not None else NEAR_THRESHOLD[net.modality]
@@ -159,7 +156,7 @@ def audit(data, backbone: str | None = None, out=None, log=print, **settings) ->
     lap("label issues")
 
     excluded = {f.path for f in flags if f.excluded}
-    balance = class_balance(splits, s.tiny_class)
+    balance = class_balance(splits)
     record = {
         "data": os.path.abspath(str(data)), "backbone": config.backbone, "kind": net.modality,
         "created": datetime.now().isoformat(timespec="seconds"),
@@ -182,12 +179,6 @@ def audit(data, backbone: str | None = None, out=None, log=print, **settings) ->
     return AuditResult(out, flags, record, quality, samples, features, probabilities if s.label_issues else None)
 
 
-def body_features_of(net, samples, feed, config: TrainConfig, log) -> np.ndarray:
-    from .features import body_features
-
-    return body_features(net, samples, feed, config, log)[0]
-
-
 def reason_counts(flags: list[Flag]) -> dict:
     counts: dict[str, dict[str, int]] = {}
     for f in flags:
@@ -197,7 +188,7 @@ def reason_counts(flags: list[Flag]) -> dict:
     return counts
 
 
-def class_balance(splits, tiny: int) -> dict:
+def class_balance(splits) -> dict:
     per = {name: Counter(x.label for x in getattr(splits, name)) for name in ("train", "val", "test")}
     return {c: {"total": sum(per[n][c] for n in per), **{n: per[n][c] for n in per}} for c in splits.classes}
 

@@ -42,6 +42,10 @@ class DataSplits:
     def all_samples(self) -> list[Sample]:
         return self.train + self.val + self.test
 
+    def split_names(self) -> list[str]:
+        """The split of each of all_samples(), in their order."""
+        return ["train"] * len(self.train) + ["val"] * len(self.val) + ["test"] * len(self.test)
+
     def to_dict(self) -> dict:
         """A JSON-ready summary for the run folder."""
         def counts(samples: list[Sample]) -> dict:
