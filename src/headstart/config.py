@@ -64,6 +64,9 @@ class TrainConfig:
     # decay of an exponential moving average of the weights (and BatchNorm statistics), updated
     # every optimiser step; validation, checkpoints and the final model use the average. 0: off
     ema: float = 0.0
+    # mixup's Beta(alpha, alpha): each training input (image, or cached feature) blended with another
+    # of its batch, and the loss with it (Zhang et al. 2018). 0: off. Images only
+    mixup: float = 0.0
     freeze_bn_stats: bool = False  # BatchNorm keeps its pretrained statistics even where its group trains
     # texts: the table's columns; tokens kept per text (None: the backbone's, at most 256); how token
     # vectors become one (None: the backbone's own, e.g. mean for sentence-transformers models)
@@ -219,7 +222,7 @@ def _check_ranges(c: TrainConfig) -> None:
         ("lr_decay", c.lr_decay is None or c.lr_decay > 0), ("max_length", c.max_length is None or c.max_length >= 2),
         ("lora_rank", c.lora_rank >= 1), ("lora_alpha", c.lora_alpha > 0), ("lora_dropout", 0 <= c.lora_dropout < 1),
         ("cache_views", c.cache_views >= 1), ("checkpoint_steps", c.checkpoint_steps >= 0), ("ema", 0 <= c.ema < 1), ("cache_max_gb", c.cache_max_gb >= 0),
-        ("time_budget_s", c.time_budget_s >= 0),
+        ("time_budget_s", c.time_budget_s >= 0), ("mixup", c.mixup >= 0),
     ]
     for key, ok in checks:
         if not ok:

@@ -33,13 +33,24 @@ class EpochProgress:
     seconds: float = 0.0
 
 
+def mix_batch(x: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """mixup (Zhang et al. 2018): each input blended with another of the batch, weight lam ~ Beta(alpha,
+    alpha). Returns the blended batch, the order of the partners and lam. Draws from torch's global
+    generator, whose state a mid-epoch checkpoint keeps."""
+    lam = float(torch.distributions.Beta(alpha, alpha).sample())
+    partner = torch.randperm(x.shape[0]).to(x.device)
+    return lam * x + (1 - lam) * x[partner], partner, lam
+
+
 def train_one_epoch(model: nn.Module, normalize: nn.Module, loader, optimizer, scheduler,
                     accelerator: Accelerator, label_smoothing: float, description: str,
                     after_step=None, progress: EpochProgress | None = None, rng_state=None,
-                    checkpoint_steps: int = 0, checkpoint=None) -> dict:
+                    checkpoint_steps: int = 0, checkpoint=None, mixup: float = 0.0) -> dict:
     """One pass over `loader`. A resumed epoch passes the `progress` and `rng_state` its checkpoint
     kept (the loader then holds only the batches not yet trained on); with `checkpoint_steps`,
-    checkpoint(progress) runs after every that many optimiser steps."""
+    checkpoint(progress) runs after every that many optimiser steps. With `mixup` > 0 (images and
+    cached features only), inputs are blended pairwise and so is the loss; training accuracy then
+    counts the label with the larger weight."""
     progress = progress or EpochProgress()
     start = time.perf_counter() - progress.seconds
     bar = tqdm(loader, desc=description, leave=False, disable=None if distributed.is_main() else True, dynamic_ncols=True)
@@ -50,12 +61,19 @@ def train_one_epoch(model: nn.Module, normalize: nn.Module, loader, optimizer, s
             restore_rng(rng_state)
             rng_state = None
         with accelerator.accumulate(model):
+            x, target = normalize(images), labels
+            if mixup:
+                x, partner, lam = mix_batch(x, mixup)
             with accelerator.autocast():
-                logits = model(normalize(images))
+                logits = model(x)
                 loss = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
+                if mixup:
+                    loss = lam * loss + (1 - lam) * F.cross_entropy(logits.float(), labels[partner],
+                                                                    label_smoothing=label_smoothing)
+                    target = labels if lam >= 0.5 else labels[partner]
             n = labels.shape[0]
             # in several processes: the whole global batch's (every process stops together on a bad loss)
-            seen, correct, loss_sum = distributed.batch_totals(n, (logits.argmax(1) == labels).sum().item(), loss.item() * n)
+            seen, correct, loss_sum = distributed.batch_totals(n, (logits.argmax(1) == target).sum().item(), loss.item() * n)
             if not math.isfinite(loss_sum):
                 raise NonFiniteLoss(f"the training loss became {loss_sum / seen} ({description})")
             if distributed.active():  # DDP averages over processes: weighted so the step is the whole batch's mean

@@ -167,6 +167,8 @@ def train(config: TrainConfig, log=print, resume: bool = False) -> RunResult:
     with distributed.main_first():  # it fills the caches (data set, decoded images); the others then read them
         backbone = create_backbone(config.backbone, pretrained=strategy.pretrained)
         config = config.with_kind_defaults(backbone.modality)
+        if config.mixup and backbone.modality == "text":
+            raise UserError("mixup blends pixels (or image features): it does not apply to texts; leave mixup at 0")
         prep = preprocessing_for(backbone, config)
         if config.exclude_audit:  # a wrong audit folder is refused before any decoding
             from ..audit.exclude import exclude_flagged, read_exclusions
@@ -355,7 +357,8 @@ def fit(net, stages: list[Stage], inputs_for, accelerator: Accelerator, config: 
                                           config.label_smoothing, f"epoch {epoch}/{config.epochs} [{stage.name}]",
                                           after_step=(lambda: ema.update_parameters(net)) if ema else None,
                                           progress=progress, rng_state=partial["rng"] if partial else None,
-                                          checkpoint_steps=config.checkpoint_steps, checkpoint=checkpoint)
+                                          checkpoint_steps=config.checkpoint_steps, checkpoint=checkpoint,
+                                          mixup=config.mixup)
             except NonFiniteLoss as e:
                 if best_epoch is None:
                     raise UserError(f"{e} before the first epoch ended; lower --lr (now {config.lr})") from e
