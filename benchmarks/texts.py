@@ -5,6 +5,10 @@ with and without domain-adaptive pretraining on R52's training texts.
     .venv/bin/python benchmarks/texts.py rt [--strategies head,discriminative,...] [--seeds 0,1,2] [--set key=value] [--keep]
     .venv/bin/python benchmarks/texts.py r8 [--seeds 0,1,2] [--adapt-epochs 1] [--set key=value] [--keep]
 
+R8 rows: the unadapted backbone, and the backbone adapted for --adapt-epochs epochs ("minilm-l6 + DAPT"
+for one epoch, "minilm-l6 + DAPT (N epochs)" otherwise); with --keep, runs with another number of
+adaptation epochs are kept beside them, each with its own adaptation record and adapted folder.
+
 Writes benchmarks/results/texts-rt.json or texts-r8.json (every run's metrics and wall time, the
 machine) and prints the Markdown table the README shows. The split follows the seed (R8: its own
 train/test split, val carved from train by the seed); every strategy of a seed sees the same split.
@@ -85,27 +89,32 @@ def main() -> None:
     kept = json.loads(out.read_text()) if args.keep and out.is_file() else {}
     if kept and kept["settings"] != settings:
         raise SystemExit(f"--keep: {out} was measured with other settings: {kept['settings']}")
-    runs, extra = kept.get("runs", []), kept.get("adapt", None)
+    runs = kept.get("runs", [])
+    # adaptation records by epochs (a file written before there were several holds one, of 1 epoch)
+    adapts = kept.get("adapts") or ({"1": kept["adapt"]} if kept.get("adapt") else {})
     done = {(r["strategy"], r["seed"]) for r in runs}
     seeds = [int(s) for s in args.seeds.split(",")]
 
     def record() -> None:
         write_results(out, {"benchmark": {"rt": "Rotten Tomatoes, minilm-l6", "r8": "Reuters R8, minilm-l6, DAPT on R52"}[args.task],
-                            "settings": settings, "runs": runs, "adapt": extra, "table_markdown": table(runs)})
+                            "settings": settings, "runs": runs, "adapts": adapts, "table_markdown": table(runs)})
 
     if args.task == "rt":
         data = materialise_rotten_tomatoes()
         plan = [(name, seed) for seed in seeds for name in ["tfidf-svm"] + args.strategies.split(",")]
     else:
         data, unlabeled = materialise_reuters()
-        adapted = Path("runs") / "benchmark" / "texts-r8" / "adapted-minilm-l6"
-        if extra is None:
-            result = adapt(AdaptConfig(data=str(unlabeled), backbone="minilm-l6", epochs=args.adapt_epochs,
+        epochs = args.adapt_epochs
+        suffix = "" if epochs == 1 else f"-{epochs}-epochs"
+        adapted = Path("runs") / "benchmark" / "texts-r8" / f"adapted-minilm-l6{suffix}"
+        dapt = "minilm-l6 + DAPT" + ("" if epochs == 1 else f" ({epochs} epochs)")
+        if str(epochs) not in adapts:
+            result = adapt(AdaptConfig(data=str(unlabeled), backbone="minilm-l6", epochs=epochs,
                                        max_length=settings.get("max_length", 128), out=str(adapted)))
-            extra = {k: result.record[k] for k in ("documents", "steps", "perplexity_before", "perplexity_after",
-                                                    "wall_seconds", "data")}
+            adapts[str(epochs)] = {k: result.record[k] for k in ("documents", "steps", "perplexity_before",
+                                                                 "perplexity_after", "history", "wall_seconds", "data")}
             record()
-        plan = [(name, seed) for seed in seeds for name in ("tfidf-svm", "minilm-l6", "minilm-l6 + DAPT")]
+        plan = [(name, seed) for seed in seeds for name in ("tfidf-svm", "minilm-l6", dapt)]
     for name, seed in plan:
         if (name, seed) in done:
             continue
@@ -114,11 +123,12 @@ def main() -> None:
             runs.append({"strategy": name, "seed": seed, "test": tfidf_svm(data, settings, seed),
                          "wall_seconds": time.perf_counter() - started})
         else:
-            run_dir = Path("runs") / "benchmark" / f"texts-{args.task}" / f"{name.replace(' + ', '-')}-seed{seed}"
+            run_dir = Path("runs") / "benchmark" / f"texts-{args.task}" / \
+                f"{name.replace(' + ', '-').replace(' (', '-').replace(' epochs)', '-epochs')}-seed{seed}"
             options = {**settings, "seed": seed, "out": str(run_dir)}
             if args.task == "rt":
                 options["strategy"] = name
-            elif name == "minilm-l6 + DAPT":
+            elif name == dapt:
                 options["backbone"] = str(adapted)
             runs.append(run_record(name, seed, run_dir, headstart.train(str(data), **options), started))
         print(json.dumps(runs[-1]), flush=True)
