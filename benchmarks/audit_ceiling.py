@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from audit import ranking_summary
 from common import write_results
 
 RUNS = Path(__file__).parent / "runs" / "benchmark" / "texts-rt"
@@ -40,15 +41,13 @@ def given_label_probability(run: Path) -> tuple[np.ndarray, np.ndarray, list[str
 
 
 def recall_at_half_precision(probabilities: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> float:
+    """Flip FLIP of the labels at random; the ranking's largest recall of them at precision >= 50%."""
     n = len(labels)
     flipped = np.zeros(n, bool)
     flipped[rng.permutation(n)[:round(FLIP * n)]] = True
     given = np.where(flipped, 1 - labels, labels)
     quality = probabilities[np.arange(n), given]
-    hits = np.cumsum(flipped[np.argsort(quality, kind="stable")])
-    precision, recall = hits / np.arange(1, n + 1), hits / flipped.sum()
-    ok = precision >= 0.5
-    return float(recall[ok].max()) if ok.any() else 0.0
+    return ranking_summary(dict(enumerate(quality.tolist())), set(np.flatnonzero(flipped).tolist()))["max_recall_at_precision_0.5"]
 
 
 def main() -> None:

@@ -51,9 +51,10 @@ def main() -> None:
     copies = {b for _, b in planted["copies"]} | {b for _, b in planted["leaks"]}
     paths = sorted(str(p) for p in work.glob("*/*/*.png") if str(p) not in copies)
     labels = np.array([Path(p).parent.name == "defective" for p in paths]).astype(int)
-    body = create_backbone("mobilenet_v2").body.eval()
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    backbone = create_backbone("mobilenet_v2")
+    body = backbone.body.eval()
+    mean = torch.tensor(backbone.preprocessing.mean).view(1, 3, 1, 1)
+    std = torch.tensor(backbone.preprocessing.std).view(1, 3, 1, 1)
     parts: dict[str, list] = {}
     started = time.perf_counter()
     with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
