@@ -23,7 +23,7 @@ from headstart.data.pipeline import DecodedSamples, Normalize, eval_transform, m
 from headstart.head_init import init_head
 from headstart.model import Classifier
 from headstart.reporting.cka import group_features, linear_cka
-from headstart.reporting.compare import compare
+from headstart.reporting.compare import compare, folder_lock
 from headstart.reporting.summary import recommendation, table_rows
 
 TINY = ["--image-size", "64", "--batch-size", "8", "--epochs", "1", "--set", "val_fraction=0.2", "--set", "test_fraction=0.25"]
@@ -110,6 +110,20 @@ def test_a_comparison_goes_on_where_it_stopped(comparison):
     assert (out / "full-seed0" / "model.safetensors").stat().st_mtime_ns == comparison["first"]["full_model_mtime"]
     assert "resuming after epoch 1 of 1" in comparison["stdout"]
     assert (out / "head-seed0" / "model.safetensors").is_file()
+    # a run's wall time is its own, its attempts added up through resume.pt
+    assert runs["head-seed0"]["result"]["wall_seconds"] == read(out / "head-seed0" / "metrics.json")["wall_seconds"]
+
+
+def test_a_second_comparison_on_a_busy_folder_is_refused_in_one_line(comparison):
+    out = comparison["out"]
+    before = (out / "compare.json").read_text()
+    with folder_lock(out):  # this process holds the folder, as a comparison that is running does
+        result = headstart_cli("compare", comparison["data"], "--strategies", "head", *TINY, *MOVING,
+                               "--seeds", "0,1,2", "--out", out)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert f"{out} is in use by another comparison (pid {os.getpid()} on " in result.stderr
+    assert (out / "compare.json").read_text() == before and not (out / "head-seed2").exists()
 
 
 def test_a_comparison_refuses_other_settings_and_reports_failed_runs(comparison, tmp_path):

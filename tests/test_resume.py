@@ -109,8 +109,16 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_metrics(elpv, tmp_path):
 def test_resume_refuses_a_changed_run_or_a_damaged_state(elpv, tmp_path):
     run = tmp_path / "run"
     headstart.train(elpv, out=str(run), **{**SETTINGS, "strategy": "head", "epochs": 2})
+    # the earlier attempts' wall time travels in the state: say they took 1000 s
+    state = torch.load(run / RESUME, weights_only=True)
+    records = json.loads(state["records"])
+    assert 0 < records["wall_seconds"] < 1000
+    state["records"] = json.dumps({**records, "wall_seconds": 1000.0})
+    torch.save(state, run / RESUME)
+    started = time.perf_counter()
     resumed = headstart.resume(run)  # nothing left to train: evaluates the finished run again
     assert resumed.metrics["resumed_after_epoch"] == 2
+    assert 1000 < resumed.metrics["wall_seconds"] < 1000 + time.perf_counter() - started
 
     record = json.loads((run / "config.json").read_text())
     record["config"]["lr"] = 0.5

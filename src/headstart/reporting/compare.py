@@ -8,19 +8,23 @@ several seeds, then one report.
 Every run trains in its own process, so its peak memory (ru_maxrss of that process, from
 os.wait4) is its own. Running the same command again with --out that folder goes on where it
 stopped: finished runs are skipped, a run with resume.pt and no model is resumed after its last
-finished epoch, a missing one starts. All runs use the split of `split_seed` while their
+finished epoch, a missing one starts. One comparison process works in a folder at a time (a lock
+on out/compare.lock); a second is refused. All runs use the split of `split_seed` while their
 training seed changes; a folder whose runs do not share the split and settings is refused.
 """
 from __future__ import annotations
 
 import csv
+import fcntl
 import hashlib
 import json
 import os
 import resource
+import socket
 import subprocess
 import sys
 import time
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -32,9 +36,10 @@ from ..strategies import STRATEGIES
 from ..training import distributed
 from ..training.checkpoint import write_json, write_text
 from ..training.environment import resolve_device
-from .report import RESOURCES, build_report, run_record
+from .report import build_report, run_record
 
 RECORD = "compare.json"
+LOCK = "compare.lock"  # held by the process that runs the comparison in this folder
 FAILURE = "failure.txt"  # a run's one-line error, written by its process
 DEFAULT_STRATEGIES = ("head", "gradual", "full", "discriminative", "lp-ft", "scratch")
 PER_RUN = ("strategy", "seed", "head_init", "out")  # what compare sets per run; the rest is the budget
@@ -163,36 +168,66 @@ def compare(settings: dict, strategies: list[str] | None = None, seeds: list[int
         if not distributed.is_main():
             log = _quiet
 
-    def start() -> tuple[Path, dict, list[dict]]:
-        folder = Path(out) if out else Path("runs") / f"compare-{datetime.now():%Y%m%d-%H%M%S}"
-        record = load_record(folder, budget)
-        check_data_unchanged(folder, record, budget)
-        known = {tuple(r["key"]) for r in record["runs"]}
-        record["runs"] += [{"key": e.key(), "label": e.label, "folder": e.folder, "attempts": []}
-                           for e in entries if tuple(e.key()) not in known]
-        write_json(folder / RECORD, record)
-        return folder, record, [r for r in record["runs"] if not is_finished(folder / r["folder"])]
+    with ExitStack() as held:  # the folder's lock, taken by the main process, until the comparison ends
+        def start() -> tuple[Path, dict, list[dict]]:
+            folder = Path(out) if out else Path("runs") / f"compare-{datetime.now():%Y%m%d-%H%M%S}"
+            if folder.is_dir() and not (folder / RECORD).is_file() and any(p.name != LOCK for p in folder.iterdir()):
+                raise UserError(f"{folder} exists and is not a comparison folder (no {RECORD}); choose another --out")
+            held.enter_context(folder_lock(folder))
+            record = load_record(folder, budget)
+            check_data_unchanged(folder, record, budget)
+            known = {tuple(r["key"]) for r in record["runs"]}
+            record["runs"] += [{"key": e.key(), "label": e.label, "folder": e.folder, "attempts": []}
+                               for e in entries if tuple(e.key()) not in known]
+            write_json(folder / RECORD, record)
+            return folder, record, [r for r in record["runs"] if not is_finished(folder / r["folder"])]
 
-    out, record, todo = distributed.from_main(start)
-    log(f"compare: {len(record['runs'])} runs in {out}, {len(record['runs']) - len(todo)} finished already")
-    for i, r in enumerate(todo, 1):
-        strategy, head_init, seed = r["key"]
-        run_dir = out / r["folder"]
-        resume = distributed.from_main(lambda: (run_dir / "resume.pt").is_file())
-        log(f"compare: [{i}/{len(todo)}] {r['label']} seed {seed}: {'resuming' if resume else 'starting'} ({run_dir})")
-        config = {**budget, "strategy": strategy, "head_init": head_init, "seed": seed, "out": str(run_dir)}
-        attempt = run_here(config, resume) if several else run_in_process(config, resume, run_dir)
+        out, record, todo = distributed.from_main(start)
+        log(f"compare: {len(record['runs'])} runs in {out}, {len(record['runs']) - len(todo)} finished already")
+        for i, r in enumerate(todo, 1):
+            run_one(out, record, r, i, len(todo), budget, several, log)
+        return distributed.from_main(lambda: write_comparison_report(out, log))
 
-        def record_attempt() -> None:
-            r["attempts"].append(attempt)
-            write_json(out / RECORD, record)
-            if attempt["error"]:
-                log(f"compare: {r['label']} seed {seed} failed: {attempt['error']}")
-            else:  # stop at once when the data changed under the comparison (a new split)
-                check_same_split_and_budget(out, [x for x in record["runs"] if is_finished(out / x["folder"])], budget)
 
-        distributed.from_main(record_attempt)
-    return distributed.from_main(lambda: write_comparison_report(out, log))
+def run_one(out: Path, record: dict, r: dict, i: int, n: int, budget: dict, several: bool, log) -> None:
+    """Train (or resume) one run of the comparison and record the attempt."""
+    strategy, head_init, seed = r["key"]
+    run_dir = out / r["folder"]
+    resume = distributed.from_main(lambda: (run_dir / "resume.pt").is_file())
+    log(f"compare: [{i}/{n}] {r['label']} seed {seed}: {'resuming' if resume else 'starting'} ({run_dir})")
+    config = {**budget, "strategy": strategy, "head_init": head_init, "seed": seed, "out": str(run_dir)}
+    attempt = run_here(config, resume) if several else run_in_process(config, resume, run_dir)
+
+    def record_attempt() -> None:
+        r["attempts"].append(attempt)
+        write_json(out / RECORD, record)
+        if attempt["error"]:
+            log(f"compare: {r['label']} seed {seed} failed: {attempt['error']}")
+        else:  # stop at once when the data changed under the comparison (a new split)
+            check_same_split_and_budget(out, [x for x in record["runs"] if is_finished(out / x["folder"])], budget)
+
+    distributed.from_main(record_attempt)
+
+
+@contextmanager
+def folder_lock(folder: Path):
+    """Hold the comparison folder for this process: a second `compare` on it would train the same
+    runs again and overwrite compare.json. An flock, so the system releases it however the process
+    ends; the file keeps the holder's pid and host for the refusal."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / LOCK, "a+", encoding="utf-8") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise UserError(f"{folder} is in use by another comparison ({holder}); wait for it to end, "
+                            f"or choose another --out") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        f.flush()
+        yield
 
 
 def run_here(config: dict, resume: bool) -> dict:
@@ -218,8 +253,6 @@ def _quiet(*args, **kwargs) -> None:
 def load_record(out: Path, budget: dict) -> dict:
     path = out / RECORD
     if not path.is_file():
-        if out.is_dir() and any(out.iterdir()):
-            raise UserError(f"{out} exists and is not a comparison folder (no {RECORD}); choose another --out")
         return {"budget": budget, "runs": []}
     record = read_json(path)
     record["budget"] = shared_settings(record["budget"])
@@ -287,12 +320,9 @@ def write_comparison_report(out: str | Path, log=print) -> Path:
         attempts = r["attempts"]
         if is_finished(run_dir):
             peaks = [a["peak_rss_bytes"] for a in attempts]
-            # the processes' time less that of the run's report (written by the last one); with no attempt
-            # recorded (this folder's record was lost), the run's own measure from metrics.json
-            report_seconds = read_json(run_dir / RESOURCES).get("report_seconds", 0.0) if (run_dir / RESOURCES).is_file() else 0.0
-            wall = sum(a["wall_seconds"] for a in attempts) - report_seconds if attempts else None
-            rec = run_record(run_dir, r["label"], seed, wall_seconds=wall,
-                             peak_rss_bytes=max(peaks) if peaks else None,
+            # wall time: the run's own (metrics.json), which adds up its attempts through resume.pt; the
+            # attempts recorded here miss those whose comparison process was killed with them
+            rec = run_record(run_dir, r["label"], seed, peak_rss_bytes=max(peaks) if peaks else None,
                              peak_rss_how=attempts[-1].get("peak_rss_how", PEAK_HOW) if peaks else None)
             r["result"] = {"metrics": rec["metrics"], "wall_seconds": rec["wall_seconds"],
                            "train_images_per_s": rec["train_images_per_s"],

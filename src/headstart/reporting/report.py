@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import resource
-import time
 from datetime import datetime
 from pathlib import Path
 
@@ -242,15 +241,12 @@ def report_run(run_dir: str | Path, fresh_forgetting: bool = False) -> Path:
 def write_run_report(run_dir: Path, log=print) -> Path | None:
     """Called at the end of training: records the process's peak memory, measures forgetting and
     writes the report. The run's own files are already whole, so a failure here only warns."""
-    started = time.perf_counter()
     try:
         resources = {"peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,  # Linux: KiB
                      "how": "ru_maxrss of the process that trained the run, read when training ended "
                             "(it includes whatever that process did before)"}
         write_json(Path(run_dir) / RESOURCES, resources)
         path = report_run(run_dir, fresh_forgetting=True)
-        # what the report and its forgetting measure took, for those who time the whole process
-        write_json(Path(run_dir) / RESOURCES, resources | {"report_seconds": time.perf_counter() - started})
     except Exception as e:  # noqa: BLE001 - the trained run must not be lost to a report problem
         log(f"warning: the report could not be written ({type(e).__name__}: {' '.join(str(e).split())}); "
             f"the run is complete; try again with: headstart report {run_dir}")

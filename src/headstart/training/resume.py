@@ -67,11 +67,13 @@ def run_fingerprint(config_dict: dict, train_paths: list[str]) -> str:
 
 def save_state(path: Path, *, fingerprint: str, epoch: int, stage_index: int, history: list[dict],
                best_val: dict | None, best_epoch: int | None, model, optimizer, scheduler, ema,
-               partial: dict | None = None) -> None:
+               wall_seconds: float, partial: dict | None = None) -> None:
     """`epoch`: the last finished epoch. `partial`: written in the middle of epoch epoch + 1, the
-    progress of that epoch and the random generators' state."""
+    progress of that epoch and the random generators' state. `wall_seconds`: the run's wall time
+    so far, its earlier attempts included, so that a resumed run reports the time it took in all."""
     # metrics go in as JSON text: they may hold numpy numbers, which weights_only loading refuses
-    records = json.dumps({"history": history, "best_val": best_val, "best_epoch": best_epoch}, default=float)
+    records = json.dumps({"history": history, "best_val": best_val, "best_epoch": best_epoch,
+                          "wall_seconds": wall_seconds}, default=float)
     state = {
         "fingerprint": fingerprint, "epoch": epoch, "stage_index": stage_index, "records": records,
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},

@@ -198,6 +198,11 @@ def train(config: TrainConfig, log=print, resume: bool = False) -> RunResult:
     run_dir = Path(config.out) if config.out else distributed.from_main(lambda: default_run_dir(config))
     fingerprint = run_fingerprint(config.to_dict(), [s.path for s in splits.train])
     state = distributed.from_main(lambda: load_state(run_dir / RESUME, fingerprint)) if resume else None
+    # time lost after the last saved state is not counted: the next attempt does that work again
+    earlier_attempts = state.get("wall_seconds", 0.0) if state else 0.0
+
+    def wall_so_far() -> float:
+        return earlier_attempts + time.perf_counter() - wall_start
     if main:
         write_run_files(run_dir, config, classes, backbone, model_groups(accelerator.unwrap_model(model)), prep,
                         head_init, strategy, stages, lora, splits, device, precision)
@@ -225,7 +230,7 @@ def train(config: TrainConfig, log=print, resume: bool = False) -> RunResult:
 
     with deterministic_mode(config.deterministic):
         history, best_epoch, stop_reason = fit(net, stages, inputs_for, accelerator, config, classes, run_dir, log,
-                                               fingerprint, state)
+                                               fingerprint, wall_so_far, state)
 
     # the run's model: the last epoch's weights, or the best by validation (early stopping, or a
     # run stopped by a diverging loss); evaluated in the run's precision and batch size, as
@@ -255,7 +260,7 @@ def train(config: TrainConfig, log=print, resume: bool = False) -> RunResult:
             write_predictions(run_dir / "test_predictions.csv", splits.test, logits, classes, feed.texts)
     report = "test" if "test" in metrics else "val"
     metrics["history"] = history
-    metrics["wall_seconds"] = time.perf_counter() - wall_start
+    metrics["wall_seconds"] = wall_so_far()
     metrics["train_images_per_s"] = sum(h["train_images_per_s"] for h in history) / max(1, len(history))
     if not main:
         return RunResult(run_dir, metrics, net, classes)
@@ -284,11 +289,12 @@ class StageInputs:
 
 
 def fit(net, stages: list[Stage], inputs_for, accelerator: Accelerator, config: TrainConfig,
-        classes: list[str], run_dir: Path, log, fingerprint: str, resume: dict | None = None
+        classes: list[str], run_dir: Path, log, fingerprint: str, wall_so_far, resume: dict | None = None
         ) -> tuple[list[dict], int | None, str]:
     """Train stage by stage; after every epoch validate, save the last and (if better) the best
     weights and the state to resume from. With `resume` (a state saved by an earlier run of the
     same config) the epochs it finished are skipped and training goes on from the next one.
+    `wall_so_far()` is the run's wall time until now, saved with the state.
     Returns the per-epoch history, the best epoch and why training ended."""
     history: list[dict] = []
     best_val, best_epoch, epoch = None, None, 0
@@ -306,7 +312,7 @@ def fit(net, stages: list[Stage], inputs_for, accelerator: Accelerator, config: 
         with resumable_on_failure(run_dir):
             save_state(run_dir / RESUME, fingerprint=fingerprint, epoch=finished, stage_index=stage_index,
                        history=history, best_val=best_val, best_epoch=best_epoch, model=net, optimizer=optimizer,
-                       scheduler=scheduler, ema=ema, partial=partial)
+                       scheduler=scheduler, ema=ema, wall_seconds=wall_so_far(), partial=partial)
 
     if resume:
         history, best_val, best_epoch = resume["history"], resume["best_val"], resume["best_epoch"]
