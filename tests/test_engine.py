@@ -292,7 +292,7 @@ def test_mixup_blends_pairs_of_inputs_and_trains(elpv, tmp_path):
     assert sorted(partner.tolist()) == list(range(len(x))) and 0 < lam < 1
     assert torch.allclose(mixed, lam * x + (1 - lam) * x[partner])
 
-    settings = dict(strategy="full", epochs=2, precision="fp32", out=str(tmp_path / "plain"), **TINY)
+    settings = dict(strategy="full", epochs=1, precision="fp32", out=str(tmp_path / "plain"), **TINY)
     plain = headstart.train(elpv, **settings).metrics
     mixed_run = headstart.train(elpv, **{**settings, "out": str(tmp_path / "mixup")}, mixup=0.4).metrics
     assert json.loads((tmp_path / "mixup" / "config.json").read_text())["config"]["mixup"] == 0.4

@@ -18,11 +18,13 @@ def tokenize_texts(texts: dict[str, str], tokenizer, max_length: int, chunk: int
         part = names[start:start + chunk]
         batch = [texts[n] for n in part]
         full = tokenizer(batch, truncation=False, verbose=False)["input_ids"]
-        cut = tokenizer(batch, truncation=True, max_length=max_length)["input_ids"]
-        for name, whole, ids in zip(part, full, cut):
-            tokens[name] = torch.tensor(ids, dtype=torch.long)
-            if len(whole) > len(ids):
-                truncated.append(name)
+        long = [name for name, ids in zip(part, full) if len(ids) > max_length]
+        # the long ones again, cut by the tokenizer itself (it knows which special tokens to keep)
+        cut = dict(zip(long, tokenizer([texts[n] for n in long], truncation=True, max_length=max_length)["input_ids"])) \
+            if long else {}
+        for name, ids in zip(part, full):
+            tokens[name] = torch.tensor(cut.get(name, ids), dtype=torch.long)
+        truncated += long
     return tokens, truncated
 
 
