@@ -25,6 +25,7 @@ from headstart.model import Classifier
 from headstart.reporting.cka import group_features, linear_cka
 from headstart.reporting.compare import compare, folder_lock
 from headstart.reporting.summary import recommendation, table_rows
+from headstart.training.loop import training_rate
 
 TINY = ["--image-size", "64", "--batch-size", "8", "--epochs", "1", "--set", "val_fraction=0.2", "--set", "test_fraction=0.25"]
 # the body must really move in one epoch for CKA to fall: every group trains, at a high rate
@@ -295,3 +296,12 @@ def test_the_recommendation_says_plainly_when_a_difference_is_not_established():
     assert recommended({"a": [0.95, 0.96], "b": [0.80, 0.81]}).endswith("the seeds' ranges do not overlap.")
     assert "single seed" in recommended({"a": [0.9], "b": [0.8]})
     assert "tie" in recommended({"a": [0.9, 0.8], "b": [0.8, 0.9]})
+
+
+def test_a_runs_training_rate_is_its_images_over_its_training_seconds():
+    """gradual's first stage trains from the feature cache in a fraction of a second: averaging the
+    epochs' rates would report thousands of images/s for a run that trained at about 30."""
+    history = [{"train_images_per_s": 10_000.0, "train_seconds": 0.2}] + \
+              [{"train_images_per_s": 30.0, "train_seconds": 60.0}] * 3
+    assert training_rate(history) == pytest.approx((2_000 + 3 * 1_800) / 180.2)
+    assert training_rate([]) == 0.0

@@ -14,6 +14,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from ..errors import UserError
 from ..evaluation.metrics import mean_std
 from ..training.checkpoint import write_json, write_text
+from ..training.loop import training_rate
 from . import figures
 from .forgetting import forgetting_of
 from .summary import METRICS, markdown_table, mean_pm_std, percent, recommendation, table_rows
@@ -52,7 +53,7 @@ def run_record(run_dir: str | Path, label: str | None = None, seed: int | None =
             "confusion_matrix": report["confusion_matrix"],
             "per_class": {c: {k: report["per_class"][c][k] for k in ("precision", "recall", "f1-score", "support")}
                           for c in record["classes"]},
-            "history": history, "wall_seconds": wall, "train_images_per_s": m["train_images_per_s"],
+            "history": history, "wall_seconds": wall, "train_images_per_s": training_rate(history),
             "images_per_s_end_to_end": seen / wall if wall else 0.0,
             "trainable_per_stage": {h["stage"]: h["trainable_params"] for h in history},
             "peak_rss_bytes": peak_rss_bytes, "peak_rss_how": peak_rss_how,

@@ -100,6 +100,13 @@ def train_one_epoch(model: nn.Module, normalize: nn.Module, loader, optimizer, s
             "train_seconds": progress.seconds, "train_images_per_s": progress.seen / progress.seconds}
 
 
+def training_rate(history: list[dict]) -> float:
+    """Training images per second over a run's epochs: all images seen over all training seconds.
+    Not the mean of the epochs' rates, which a few fast epochs (from the feature cache) inflate."""
+    seconds = sum(h["train_seconds"] for h in history)
+    return sum(h["train_images_per_s"] * h["train_seconds"] for h in history) / seconds if seconds else 0.0
+
+
 @torch.no_grad()
 def predict_logits(model: nn.Module, normalize: nn.Module, loader, accelerator: Accelerator,
                    mixed_precision: bool = True) -> tuple[torch.Tensor, torch.Tensor]:

@@ -38,7 +38,7 @@ from .environment import deterministic_mode, environment_record, resolve_device,
 from . import distributed
 from .distributed import is_main
 from .feature_cache import CachedFeatures, cached_stage_inputs, frozen_prefix_depth
-from .loop import EpochProgress, NonFiniteLoss, predict_logits, train_one_epoch
+from .loop import EpochProgress, NonFiniteLoss, predict_logits, train_one_epoch, training_rate
 from .optim import build_optimizer, build_scheduler
 from .resume import RESUME, load_state, rng_state, run_fingerprint, save_state, seed_epoch
 
@@ -261,7 +261,7 @@ def train(config: TrainConfig, log=print, resume: bool = False) -> RunResult:
     report = "test" if "test" in metrics else "val"
     metrics["history"] = history
     metrics["wall_seconds"] = wall_so_far()
-    metrics["train_images_per_s"] = sum(h["train_images_per_s"] for h in history) / max(1, len(history))
+    metrics["train_images_per_s"] = training_rate(history)
     if not main:
         return RunResult(run_dir, metrics, net, classes)
     write_json(run_dir / "metrics.json", metrics)
