@@ -35,7 +35,7 @@ lock:  ## re-resolve requirements.in into requirements.txt (a fresh venv, then p
 benchmark: $(STAMP)  ## every strategy on ELPV, mobilenet_v2 (discriminative over 3 seeds); writes benchmarks/results/strategies.json
 	$(BIN)/python benchmarks/strategies.py --repeat discriminative:1,2
 
-compare: $(STAMP)  ## every strategy x 3 seeds on ELPV, mobilenet_v2: runs/compare-elpv/report.html (about 2.5 CPU-hours; run it again to resume)
+compare: $(STAMP)  ## every strategy x 3 seeds on ELPV, mobilenet_v2, the demo budget: runs/compare-elpv/report.html (2.5 to 4 CPU-hours on 2 cores; run it again to resume)
 	$(BIN)/headstart compare --backbone mobilenet_v2 --out runs/compare-elpv
 
 clean:
