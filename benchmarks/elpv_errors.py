@@ -48,8 +48,8 @@ def cell_index(path: str) -> int:
 
 def run_rows(run_dir: Path, cells: dict) -> list[dict]:
     with open(run_dir / "test_predictions.csv", newline="", encoding="utf-8") as f:
-        return [{"grade": cells[cell_index(r["path"])][0], "type": cells[cell_index(r["path"])][1],
-                 "correct": r["label"] == r["predicted"]} for r in csv.DictReader(f)]
+        rows = list(csv.DictReader(f))
+    return [dict(zip(("grade", "type"), cells[cell_index(r["path"])]), correct=r["label"] == r["predicted"]) for r in rows]
 
 
 def tally(rows: list[dict], key: str) -> dict:
