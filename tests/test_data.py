@@ -553,3 +553,33 @@ def test_load_image_data_no_images(tmp_path):
     (tmp_path / "a" / "notes.txt").write_text("x")
     with pytest.raises(UserError, match="no images found in .*notes.txt: not an image file"):
         load_image_data(tmp_path)
+
+
+# ---------------------------------------------------------------- augmentation
+
+
+def test_quarter_turns_give_every_turn_of_the_crop_and_follow_the_seed(cells):
+    from headstart.backbones import Preprocessing
+    from headstart.data.pipeline import train_transform
+
+    prep = Preprocessing((0.5,) * 3, (0.5,) * 3, input_size=64, resize_size=64)
+    images, _ = decode_images([str(cells["defective"][0])], prep.resize_size)
+    image = next(iter(images.values()))
+    # full-area crops of a square image: what is left to draw is the turn
+    turning = train_transform(prep, crop_scale=1.0, hflip=False, vflip=False, quarter_turns=True)
+    upright = train_transform(prep, crop_scale=1.0, hflip=False, vflip=False)
+    base = upright(image)
+    turns = [torch.rot90(base, k, dims=(-2, -1)) for k in range(4)]
+    assert all(not torch.equal(turns[0], t) for t in turns[1:])  # a real cell is not symmetric under turns
+
+    seen = set()
+    for seed in range(40):
+        torch.manual_seed(seed)
+        out = turning(image)
+        matches = [k for k, t in enumerate(turns) if torch.equal(out, t)]
+        assert len(matches) == 1
+        seen.add(matches[0])
+        torch.manual_seed(seed)
+        assert torch.equal(turning(image), out)
+    assert seen == {0, 1, 2, 3}
+    assert "RandomQuarterTurn" in repr(turning) and "RandomQuarterTurn" not in repr(upright)

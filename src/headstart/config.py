@@ -91,6 +91,9 @@ class TrainConfig:
     hflip: bool = True
     augment: bool = True  # False: training images get the eval transform (resize, centre crop) only
     vflip: bool = False  # for data with no up and down: cells, tissue, satellite tiles
+    # also turn training images by a random multiple of 90 degrees: for data with no orientation at all
+    # (tissue, satellite tiles). With hflip and vflip, every symmetry of the square
+    quarter_turns: bool = False
     # keep every image decoded and resized on disk ($HEADSTART_HOME/decoded), keyed by the files' bytes,
     # so the next run on the same files skips decoding
     decoded_cache: bool = True

@@ -23,13 +23,26 @@ INTERPOLATION = {"bilinear": InterpolationMode.BILINEAR, "bicubic": Interpolatio
                  "nearest": InterpolationMode.NEAREST}
 
 
-def train_transform(prep: Preprocessing, crop_scale: float, hflip: bool, vflip: bool):
+class RandomQuarterTurn(torch.nn.Module):
+    """Turns a square image by 0, 90, 180 or 270 degrees, drawn from torch's generator (so from the
+    image's own seed under an EpochOrder, like the other random transforms)."""
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return torch.rot90(image, int(torch.randint(0, 4, ())), dims=(-2, -1))
+
+    def __repr__(self) -> str:
+        return "RandomQuarterTurn()"
+
+
+def train_transform(prep: Preprocessing, crop_scale: float, hflip: bool, vflip: bool, quarter_turns: bool = False):
     steps = [T.RandomResizedCrop(prep.input_size, scale=(crop_scale, 1.0),
                                  interpolation=INTERPOLATION.get(prep.interpolation, InterpolationMode.BILINEAR), antialias=True)]
     if hflip:
         steps.append(T.RandomHorizontalFlip())
     if vflip:
         steps.append(T.RandomVerticalFlip())
+    if quarter_turns:
+        steps.append(RandomQuarterTurn())  # after the crop, which is square
     return T.Compose(steps)
 
 
@@ -161,8 +174,8 @@ class Feed:
 
 
 def image_feed(images: dict[str, torch.Tensor], prep: Preprocessing, augment: bool = True, crop_scale: float = 0.85,
-               hflip: bool = True, vflip: bool = False) -> Feed:
-    train = train_transform(prep, crop_scale, hflip, vflip) if augment else eval_transform(prep)
+               hflip: bool = True, vflip: bool = False, quarter_turns: bool = False) -> Feed:
+    train = train_transform(prep, crop_scale, hflip, vflip, quarter_turns) if augment else eval_transform(prep)
     evaluate = eval_transform(prep)
     normalize = Normalize(prep)
     example = normalize(torch.zeros(1, 3, prep.input_size, prep.input_size, dtype=torch.uint8))

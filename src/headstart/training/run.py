@@ -91,7 +91,8 @@ def load_data(config: TrainConfig, backbone: Backbone, prep, log) -> tuple[DataS
             images, undecodable = decode_images(paths, prep.resize_size)
         splits.skipped.extend(undecodable)
         splits = drop_undecodable(splits, images)
-        feed = image_feed(images, prep, config.augment, config.crop_scale, config.hflip, config.vflip)
+        feed = image_feed(images, prep, config.augment, config.crop_scale, config.hflip, config.vflip,
+                          config.quarter_turns)
     for path, reason in splits.skipped:
         log(f"warning: skipped {path}: {reason}")
     return splits, feed
