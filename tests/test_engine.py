@@ -309,3 +309,33 @@ def test_mixup_on_texts_is_a_one_line_error(tmp_path):
     table.write_text("text,label\n" + "".join(f"review {i},{'good' if i % 2 else 'bad'}\n" for i in range(12)))
     with pytest.raises(UserError, match=r"^mixup blends pixels .* does not apply to texts; leave mixup at 0$"):
         headstart.train(table, backbone="minilm-l6", mixup=0.2, out=str(tmp_path / "run"))
+
+
+def test_fit_minutes_plans_the_epochs_from_timed_steps_and_leaves_the_model_alone(elpv, model):
+    from accelerate import Accelerator
+    from headstart.training.budget import TIMED_BATCHES, WARMUP_BATCHES, plan_epochs
+
+    x, y = tiny_batch(elpv)
+    batches = [(x, y)] * (WARMUP_BATCHES + TIMED_BATCHES)
+    stages = get_strategy("discriminative").stages(model.groups_with_parameters(), 14, StrategyOptions(lr=1e-3, frozen_groups=2))
+    before = snapshot(model)
+    plans = {}
+    for minutes in (1e-6, 1e6, 0.05):
+        config = TrainConfig(epochs=14, fit_minutes=minutes)
+        plans[minutes] = plan = plan_epochs(model, stages, torch.nn.Identity(), batches, 1000, 100, Accelerator(cpu=True), config)
+        assert plan.epoch_seconds == pytest.approx(1000 / plan.train_images_per_s + 100 / plan.eval_images_per_s)
+        assert plan.epochs == max(1, min(14, int(minutes * 60 // plan.epoch_seconds)))
+    assert plans[1e-6].epochs == 1 and plans[1e6].epochs == 14
+    assert all(p.eval_images_per_s > p.train_images_per_s for p in plans.values())  # no backward pass
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_fit_minutes_run_records_the_epochs_it_planned(elpv, tmp_path, capsys):
+    short = headstart.train(elpv, strategy="full", epochs=3, fit_minutes=1e-6, out=str(tmp_path / "short"), **TINY)
+    logged = capsys.readouterr().out.splitlines()
+    assert len(short.metrics["history"]) == 1
+    config = json.loads((tmp_path / "short" / "config.json").read_text())["config"]
+    assert (config["epochs"], config["fit_minutes"]) == (1, 1e-6)
+    assert any(line.startswith("fit_minutes 1e-06: ") and "so 1 of at most 3 epochs" in line for line in logged)
+    roomy = headstart.train(elpv, strategy="full", epochs=2, fit_minutes=1e3, out=str(tmp_path / "roomy"), **TINY)
+    assert len(roomy.metrics["history"]) == 2

@@ -117,6 +117,9 @@ class TrainConfig:
     # stop after the epoch at which the training steps' time (validation and caches not counted) reaches
     # this many seconds; 0: none. The schedule is still planned over `epochs`, so a stopped run ends above rate zero
     time_budget_s: float = 0.0
+    # plan the epochs so that training (validation included) takes about this many minutes on this machine:
+    # a few steps timed before training choose how many of `epochs` fit (training/budget.py). 0: off
+    fit_minutes: float = 0.0
     # also write the resume state every this many optimiser steps inside an epoch (0: at epoch ends only);
     # a resumed run then loses at most that many steps. Exact on the CPU (data-loader workers 0)
     checkpoint_steps: int = 0
@@ -225,7 +228,8 @@ def _check_ranges(c: TrainConfig) -> None:
         ("lr_decay", c.lr_decay is None or c.lr_decay > 0), ("max_length", c.max_length is None or c.max_length >= 2),
         ("lora_rank", c.lora_rank >= 1), ("lora_alpha", c.lora_alpha > 0), ("lora_dropout", 0 <= c.lora_dropout < 1),
         ("cache_views", c.cache_views >= 1), ("checkpoint_steps", c.checkpoint_steps >= 0), ("ema", 0 <= c.ema < 1), ("cache_max_gb", c.cache_max_gb >= 0),
-        ("time_budget_s", c.time_budget_s >= 0), ("mixup", c.mixup >= 0),
+        ("time_budget_s", c.time_budget_s >= 0),
+        ("fit_minutes", c.fit_minutes >= 0), ("mixup", c.mixup >= 0),
     ]
     for key, ok in checks:
         if not ok:

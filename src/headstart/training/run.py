@@ -33,6 +33,7 @@ from ..model import Classifier
 from ..reporting.report import write_run_report
 from ..strategies import Stage, apply_trainable, get_strategy, set_train_mode, trainable_parameter_count
 from .averaging import averaged_weights, make_ema
+from .budget import TIMED_BATCHES, WARMUP_BATCHES, plan_epochs
 from .checkpoint import copy_atomic, load_weights, save_weights, write_json, write_text
 from .environment import deterministic_mode, environment_record, resolve_device, resolve_precision
 from . import distributed
@@ -96,6 +97,14 @@ def load_data(config: TrainConfig, backbone: Backbone, prep, log) -> tuple[DataS
     for path, reason in splits.skipped:
         log(f"warning: skipped {path}: {reason}")
     return splits, feed
+
+
+def timing_batches(splits: DataSplits, feed: Feed, config: TrainConfig):
+    """Training batches for plan_epochs, the training samples repeated when there are too few."""
+    needed = (WARMUP_BATCHES + TIMED_BATCHES) * config.batch_size
+    samples = (splits.train * math.ceil(needed / len(splits.train)))[:needed]
+    class_index = {c: i for i, c in enumerate(splits.classes)}
+    return feed.loader(samples, class_index, config.batch_size, workers=0, train=True)
 
 
 def add_lora(model: Classifier, config: TrainConfig) -> dict:
@@ -189,6 +198,13 @@ def train(config: TrainConfig, log=print, resume: bool = False) -> RunResult:
     stages = strategy.stages(model.groups_with_parameters(), config.epochs, config.strategy_options())
     accelerator = make_accelerator(device, precision, config.grad_accum, config.compile)
     normalize = feed.prepare.to(accelerator.device)
+    if config.fit_minutes and not resume:  # a resumed run keeps the epochs it planned (config.json)
+        plan = distributed.from_main(lambda: plan_epochs(
+            model.to(accelerator.device), stages, normalize, timing_batches(splits, feed, config), len(splits.train),
+            len(splits.val), accelerator, config, distributed.world_size()))
+        log(plan.describe(config.fit_minutes, config.epochs))
+        config = dataclasses.replace(config, epochs=plan.epochs)
+        stages = strategy.stages(model.groups_with_parameters(), config.epochs, config.strategy_options())
     if distributed.active():  # device and precision only: fit() wraps the model in DDP stage by stage
         model = accelerator.prepare_model(model, evaluation_mode=True)
         train_loader = distributed.prepare_loader(accelerator, train_loader)
