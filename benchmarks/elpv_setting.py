@@ -6,9 +6,10 @@
 Runs `headstart compare` twice on the embedded ELPV cells (the demo's recipe, split seed 0): once
 with the defaults (the reference) and once with the given key=value settings (the candidate), one
 folder each under --runs. Folders already there are resumed, not redone, so an interrupted
-benchmark goes on where it stopped. With --side-by-side both comparisons run at once, one thread
-each (a 2-core machine does both in about the time of one with two threads; wall times are then
-not those of a run alone, and the JSON says so). The JSON holds every run's test metrics, the
+benchmark goes on where it stopped; --summarise runs nothing and tabulates the seeds both folders
+have finished. With --side-by-side both comparisons run at once, one thread each (a 2-core machine
+does both in about the time of one with two threads; wall times are then not those of a run
+alone, and the JSON says so). The JSON holds every run's test metrics, the
 per-seed difference candidate - reference, and mean and standard deviation over the seeds.
 """
 from __future__ import annotations
@@ -62,7 +63,8 @@ def runs_of(folder: Path) -> dict[int, dict]:
             "epochs": len(metrics["history"]),
             "wall_seconds": sum(a["wall_seconds"] for a in run["attempts"]),
             "train_images_per_s": metrics["train_images_per_s"],
-            "precision": config["environment"].get("precision"),
+            "precision": config["environment"].get("mixed_precision"),
+            "torch_threads": config["environment"].get("torch_threads"),
         }
     return found
 
@@ -80,6 +82,8 @@ def main() -> None:
     parser.add_argument("--runs", default="runs/elpv-setting", help="parent folder of the two comparison folders")
     parser.add_argument("--side-by-side", action="store_true", help="run both comparisons at once, one thread each")
     parser.add_argument("--reference", help="an existing reference comparison folder to use instead of running one")
+    parser.add_argument("--summarise", action="store_true",
+                        help="run nothing: summarise the seeds both folders have finished")
     parser.add_argument("--out", help="results JSON (default benchmarks/results/elpv-<settings>.json)")
     args = parser.parse_args()
 
@@ -89,7 +93,8 @@ def main() -> None:
     jobs = {"candidate": compare_command(candidate, args.strategy, args.seeds, args.settings)}
     if not args.reference:
         jobs = {"reference": compare_command(reference, args.strategy, args.seeds, []), **jobs}
-    run_comparisons(jobs, args.side_by_side)
+    if not args.summarise:
+        run_comparisons(jobs, args.side_by_side)
 
     ref, cand = runs_of(reference), runs_of(candidate)
     seeds = sorted(set(ref) & set(cand))
