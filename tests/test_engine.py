@@ -337,5 +337,8 @@ def test_fit_minutes_run_records_the_epochs_it_planned(elpv, tmp_path, capsys):
     config = json.loads((tmp_path / "short" / "config.json").read_text())["config"]
     assert (config["epochs"], config["fit_minutes"]) == (1, 1e-6)
     assert any(line.startswith("fit_minutes 1e-06: ") and "so 1 of at most 3 epochs" in line for line in logged)
+    resumed = headstart.resume(tmp_path / "short")  # keeps the planned epoch, timing nothing again
+    assert not any(line.startswith("fit_minutes") for line in capsys.readouterr().out.splitlines())
+    assert len(resumed.metrics["history"]) == 1
     roomy = headstart.train(elpv, strategy="full", epochs=2, fit_minutes=1e3, out=str(tmp_path / "roomy"), **TINY)
     assert len(roomy.metrics["history"]) == 2
