@@ -7,8 +7,10 @@ import json
 import os
 import shutil
 import subprocess
+import signal
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -148,6 +150,42 @@ def test_a_comparison_refuses_to_go_on_when_the_data_no_longer_splits_as_for_its
     finally:
         extra.unlink()
     assert not (comparison["out"] / "head-seed2").exists()
+
+
+def child_pids(pid: int) -> list[int]:
+    """The processes whose parent is `pid`, from Linux's /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (name)": state, ppid, ...
+        except OSError:  # the process ended while the loop ran
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_killing_a_comparison_stops_the_run_it_is_training(elpv, tmp_path):
+    """`kill` (SIGTERM) on `headstart compare` ends the run's own process too, instead of leaving it
+    training unseen."""
+    out = tmp_path / "cmp"
+    args = ["compare", elpv, "--strategies", "full", "--seeds", "0", "--image-size", "64", "--batch-size", "8",
+            "--epochs", "30", "--set", "val_fraction=0.2", "--set", "test_fraction=0.25", "--out", out]
+    log = tmp_path / "compare.log"
+    with log.open("w") as sink:
+        parent = subprocess.Popen([sys.executable, "-m", "headstart.cli", *map(str, args)],
+                                  env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=sink, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 300
+    while not (out / "full-seed0" / "config.json").is_file():  # written by the run's own process
+        assert parent.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    runs = child_pids(parent.pid)
+    assert len(runs) == 1
+    parent.send_signal(signal.SIGTERM)
+    assert parent.wait(timeout=120) == 128 + signal.SIGTERM
+    assert not Path(f"/proc/{runs[0]}").exists()  # ended and reaped, not orphaned
+    assert not (out / "full-seed0" / "model.safetensors").exists()
 
 
 def pretrained_features(elpv):

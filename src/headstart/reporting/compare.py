@@ -20,9 +20,11 @@ import hashlib
 import json
 import os
 import resource
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -132,6 +134,10 @@ def is_finished(run_dir: Path) -> bool:
     return (run_dir / "model.safetensors").is_file() and (run_dir / "metrics.json").is_file()
 
 
+def _exit_on_signal(signum, frame):
+    raise SystemExit(128 + signum)
+
+
 def run_in_process(config: dict, resume: bool, run_dir: Path) -> dict:
     """Train one run in a child process; its wall time, peak memory and exit status."""
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -139,12 +145,19 @@ def run_in_process(config: dict, resume: bool, run_dir: Path) -> dict:
     command = [sys.executable, "-m", "headstart.reporting.compare", json.dumps(config)] + (["--resume"] if resume else [])
     started = time.perf_counter()
     child = subprocess.Popen(command)
+    # `kill` (SIGTERM) would otherwise end this process alone and leave the run training, orphaned
+    on_sigterm = threading.current_thread() is threading.main_thread()
+    if on_sigterm:
+        previous = signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         _, status, usage = os.wait4(child.pid, 0)
-    except BaseException:  # interrupted: stop the child too; its resume.pt lets the next call go on
+    except BaseException:  # interrupted (Ctrl-C, SIGTERM): stop the child too; its resume.pt lets the next call go on
         child.terminate()
         child.wait()
         raise
+    finally:
+        if on_sigterm:
+            signal.signal(signal.SIGTERM, previous)
     child.returncode = os.waitstatus_to_exitcode(status)
     failure = (run_dir / FAILURE).read_text().strip() if (run_dir / FAILURE).is_file() else None
     return {"resumed": resume, "exit_status": child.returncode, "wall_seconds": time.perf_counter() - started,
