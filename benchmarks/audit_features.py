@@ -23,7 +23,7 @@ from PIL import Image
 from audit import plant_elpv, ranking_summary
 from common import write_results
 from headstart.audit.labels import out_of_sample_probabilities
-from headstart.backbones.registry import create_backbone
+from headstart.backbones import create_backbone
 from headstart.paths import headstart_home
 
 RESULTS = Path(__file__).parent / "results"

@@ -6,7 +6,7 @@ import platform
 import sys
 from pathlib import Path
 
-from headstart.training.environment import environment_record
+from headstart.runtime.environment import environment_record
 
 
 def write_results(out: str | Path, record: dict) -> None:

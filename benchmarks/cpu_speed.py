@@ -47,11 +47,11 @@ from headstart.config import TrainConfig
 from headstart.data import decode_images, load_image_data, materialise_elpv
 from headstart.data.pipeline import DecodedSamples, EpochOrder, Normalize, make_loader, train_transform
 from headstart.model import Classifier
-from headstart.strategies import apply_trainable, get_strategy, set_train_mode
-from headstart.training.environment import environment_record, resolve_precision
-from headstart.training.loop import train_one_epoch
+from headstart.strategies import StrategyOptions, apply_trainable, get_strategy, set_train_mode
+from headstart.runtime.environment import environment_record, resolve_precision
+from headstart.training.epoch import EpochOptions, train_one_epoch
 from headstart.training.optim import build_optimizer, build_scheduler
-from headstart.training.run import make_accelerator
+from headstart.runtime.accelerator import make_accelerator
 
 RESULTS = Path(__file__).parent / "results"
 RUNS = Path("runs") / "benchmark" / "cpu_speed"
@@ -140,7 +140,8 @@ def headstart_steps(splits, images, prep, batch_size: int, steps: int, precision
     frozen_groups=0: every group trains, the same work as the reference's step."""
     torch.manual_seed(0)
     model = Classifier(create_backbone("mobilenet_v2"), 2).to(memory_format=torch.channels_last)
-    options = dataclasses.replace(TrainConfig().with_kind_defaults("image").strategy_options(), frozen_groups=frozen_groups)
+    options = dataclasses.replace(StrategyOptions.from_config(TrainConfig().with_kind_defaults("image")),
+                                  frozen_groups=frozen_groups)
     stage = get_strategy("full").stages(model.group_names, 1, options)[0]
     apply_trainable(model, stage.trainable)
     set_train_mode(model, stage.trainable)
@@ -150,7 +151,8 @@ def headstart_steps(splits, images, prep, batch_size: int, steps: int, precision
     data = DecodedSamples(splits.train[:steps * batch_size], images, {c: i for i, c in enumerate(splits.classes)},
                          train_transform(prep, 0.85, True, True))
     model, optimizer, loader = accelerator.prepare(model, optimizer, make_loader(data, batch_size, 0, EpochOrder(len(data))))
-    return train_one_epoch(model, Normalize(prep), loader, optimizer, scheduler, accelerator, 0.1, "headstart")["train_images_per_s"]
+    return train_one_epoch(model, Normalize(prep), loader, optimizer, scheduler, accelerator,
+                           EpochOptions("headstart", label_smoothing=0.1))["train_images_per_s"]
 
 
 def reference_steps(train_set, batch_size: int, steps: int, workers: int) -> float:

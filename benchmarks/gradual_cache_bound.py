@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from common import write_results
-from headstart.backbones.registry import create_backbone
+from headstart.backbones import create_backbone
 from headstart.config import KIND_DEFAULTS
 from headstart.model import Classifier
 from headstart.strategies import get_strategy

@@ -29,7 +29,6 @@ from headstart.data.sources import load_image_data
 from headstart.evaluation.metrics import mean_std
 from headstart.inference import load_run
 from headstart.strategies import STRATEGIES
-from headstart.training.run import BEST, LAST
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -40,11 +39,11 @@ def split_fingerprint(run_dir: Path) -> str:
     return hashlib.sha256("\n".join(sorted(r.split(",")[0] for r in rows)).encode()).hexdigest()[:16]
 
 
-def checkpoint_test_accuracy(run_dir: Path, weights: str) -> float:
+def checkpoint_test_accuracy(run_dir: Path, checkpoint: str) -> float:
     """Test accuracy of one of a run's checkpoints (best.safetensors: the best epoch by validation;
     last.safetensors): shows what picking an epoch on the small validation split would have
     given. Reported beside, never instead of, the run's own model."""
-    run = load_run(run_dir, weights)
+    run = load_run(run_dir, checkpoint)
     config = config_from_dict(run.record["config"])
     test = load_image_data(config.data, val_fraction=config.val_fraction, test_fraction=config.test_fraction,
                            seed=config.seed).test
@@ -102,8 +101,8 @@ def main() -> None:
             "final_model": m["final_model"], "model_epoch": m["model_epoch"],
             "wall_seconds": time.perf_counter() - started,
             "train_images_per_s": m["train_images_per_s"], "split": split_fingerprint(out),
-            "best_epoch_by_val": m["best_epoch"], "best_epoch_test_accuracy": checkpoint_test_accuracy(out, BEST),
-            "last_epoch_test_accuracy": checkpoint_test_accuracy(out, LAST),
+            "best_epoch_by_val": m["best_epoch"], "best_epoch_test_accuracy": checkpoint_test_accuracy(out, "best"),
+            "last_epoch_test_accuracy": checkpoint_test_accuracy(out, "last"),
         })
         print(json.dumps(runs[-1]), flush=True)
 

@@ -285,7 +285,7 @@ def test_compile_option_trains_the_same_model(elpv, tmp_path):
 
 
 def test_mixup_blends_pairs_of_inputs_and_trains(elpv, tmp_path):
-    from headstart.training.loop import mix_batch
+    from headstart.training.epoch import mix_batch
     x, _ = tiny_batch(elpv)
     torch.manual_seed(0)
     mixed, partner, lam = mix_batch(x, 0.4)

@@ -23,7 +23,7 @@ from headstart.model import Classifier
 from headstart.strategies import apply_trainable
 from headstart.training.feature_cache import (CacheRequest, CachedFeatures, SkipPrefix, frozen_prefix_depth,
                                               load_or_build)
-from headstart.training.run import make_accelerator
+from headstart.runtime.accelerator import make_accelerator
 
 TINY = dict(image_size=64, batch_size=8, val_fraction=0.2, test_fraction=0.25)
 

@@ -27,7 +27,7 @@ from headstart.model import Classifier
 from headstart.reporting.cka import group_features, linear_cka
 from headstart.reporting.compare import compare, folder_lock
 from headstart.reporting.summary import recommendation, table_rows
-from headstart.training.loop import training_rate
+from headstart.evaluation.metrics import training_rate
 
 TINY = ["--image-size", "64", "--batch-size", "8", "--epochs", "1", "--set", "val_fraction=0.2", "--set", "test_fraction=0.25"]
 # the body must really move in one epoch for CKA to fall: every group trains, at a high rate

@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 import headstart
-from headstart.config import config_of_run
+from headstart.run_folder import config_of_run
 from headstart.errors import UserError
 from headstart.training.resume import RESUME, load_state, run_fingerprint
 

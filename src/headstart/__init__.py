@@ -8,23 +8,24 @@ from .audit import audit  # noqa: E402
 
 def train(data: str, **settings):
     """Fine-tune and return a RunResult (run_dir, metrics, model, classes). Settings are TrainConfig keys."""
+    from .api import run_training
     from .config import config_from_dict
-    from .training.run import train as run_training
 
     return run_training(config_from_dict({"data": str(data), **settings}))
 
 
 def resume(run_dir):
     """Go on with a run whose training stopped (killed, crashed), after its last finished epoch."""
-    from .config import config_of_run
-    from .training.run import train as run_training
+    from .api import run_training
+    from .run_folder import config_of_run
 
     return run_training(config_of_run(run_dir), resume=True)
 
 
-def load_run(run_dir):
+def load_run(run_dir, checkpoint: str = "model"):
+    """A finished run's model ("model"; or its "best" or "last" epoch), classes and preprocessing."""
     from .inference import load_run as _load_run
-    return _load_run(run_dir)
+    return _load_run(run_dir, checkpoint)
 
 
 def evaluate(run_dir, data=None) -> dict:

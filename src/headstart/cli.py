@@ -10,6 +10,9 @@ from typing import Optional
 import typer
 
 from .errors import UserError
+from .strategies import STRATEGIES, default_comparison
+
+DEFAULT_STRATEGIES = default_comparison()
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Fine-tune a pretrained model on your own labeled images or texts.")
@@ -51,7 +54,7 @@ def _settings(data: Optional[str], config_file: Optional[Path], options: dict, s
 def train(
     data: Optional[str] = typer.Argument(None, help="Image folder (one sub-folder per class; train/ val/ test/ optional) or CSV manifest (path,label); for a text backbone, a table (CSV, TSV, JSON lines, Parquet; columns text,label) or a datasets folder."),
     backbone: Optional[str] = typer.Option(None, help="Backbone name (see `headstart models`), or timm:<name>, torchvision:<name>, hf:<repo id or folder>."),
-    strategy: Optional[str] = typer.Option(None, help="head | gradual | full | discriminative | lp-ft | lora | scratch."),
+    strategy: Optional[str] = typer.Option(None, help=f"{' | '.join(STRATEGIES)}."),
     epochs: Optional[int] = typer.Option(None, help="Epochs in all, shared by the strategy's stages."),
     lr: Optional[float] = typer.Option(None, help="Peak learning rate of the head; lower layer groups get less."),
     image_size: Optional[int] = typer.Option(None, help="Input side in pixels (default: the backbone's own)."),
@@ -64,8 +67,8 @@ def train(
     resume: Optional[Path] = typer.Option(None, "--resume", help="A run folder whose training stopped: go on after its last finished epoch, with its own settings."),
     exclude_audit: Optional[str] = typer.Option(None, "--exclude-audit", help="An audit folder (headstart audit): leave out the items its flagged.csv marks excluded."),
 ):
-    """Fine-tune a backbone on DATA and write a run folder: model, metrics, plots, config."""
-    from .training.run import train as run_training
+    """Fine-tune a backbone on DATA and write a run folder: model, metrics, plots, config, report."""
+    from .api import run_training
 
     options = dict(backbone=backbone, strategy=strategy, epochs=epochs, lr=lr, image_size=image_size,
                    batch_size=batch_size, seed=seed, vflip=vflip, out=out, exclude_audit=exclude_audit)
@@ -74,7 +77,7 @@ def train(
             + (["--config"] if config else []) + (["--set"] if set_ else [])
         if given:
             raise UserError(f"--resume uses the run's own settings; do not pass {', '.join(given)}")
-        from .config import config_of_run
+        from .run_folder import config_of_run
         run_training(config_of_run(resume), resume=True)
         return
     run_training(_build_config(data, config, options, set_))
@@ -127,7 +130,7 @@ def adapt(
 def compare(
     data: Optional[str] = typer.Argument(None, help="Image folder or CSV manifest, as for train (default: the embedded ELPV cells, with the demo's settings)."),
     backbone: Optional[str] = typer.Option(None, help="Backbone name, as for train."),
-    strategies: Optional[str] = typer.Option(None, help="Comma-separated (default: head, gradual, full, discriminative, lp-ft, scratch)."),
+    strategies: Optional[str] = typer.Option(None, help=f"Comma-separated (default: {', '.join(DEFAULT_STRATEGIES)}, and lora for a backbone with attention layers)."),
     seeds: str = typer.Option("0,1,2", help="Training seeds, comma-separated; every seed uses the same split."),
     head_init: str = typer.Option("xavier", "--head-init", help="xavier, source, or xavier,source to run each strategy both ways."),
     split_seed: int = typer.Option(0, help="Seed of the train/val/test split shared by every run."),
@@ -140,7 +143,7 @@ def compare(
     out: Optional[str] = typer.Option(None, help="Comparison folder (default runs/compare-<time>); an existing one is resumed."),
 ):
     """Run several strategies on one data set and backbone, same split and budget, several seeds; write a report."""
-    from .reporting.compare import compare as run_compare
+    from .compare import compare as run_compare
 
     values = _settings(data, config, dict(backbone=backbone, epochs=epochs, image_size=image_size, batch_size=batch_size,
                                           time_budget_s=minutes * 60 if minutes is not None else None), set_)
@@ -328,8 +331,8 @@ def demo(out: Optional[str] = typer.Option(None, help="Run folder (default runs/
     from datetime import datetime
 
     from .config import config_from_dict
-    from .training import distributed
-    from .training.run import train as run_training
+    from .api import run_training
+    from .runtime import distributed
 
     data = _embedded_elpv()
     if distributed.is_main():
@@ -344,8 +347,8 @@ def demo(out: Optional[str] = typer.Option(None, help="Run folder (default runs/
 def _embedded_elpv() -> Path:
     """The ELPV cells on disk; launched as several processes, the main one writes them first."""
     from .data.elpv import materialise_elpv
-    from .training import distributed
-    from .training.environment import resolve_device
+    from .runtime import distributed
+    from .runtime.environment import resolve_device
 
     distributed.init(resolve_device("auto"))
     with distributed.main_first():

@@ -10,7 +10,6 @@ from typing import Any, get_type_hints
 import yaml
 
 from .errors import UserError
-from .strategies import StrategyOptions
 
 CHOICES = {
     "optimizer": ("adamw", "sgd"),
@@ -123,6 +122,8 @@ class TrainConfig:
     # also write the resume state every this many optimiser steps inside an epoch (0: at epoch ends only);
     # a resumed run then loses at most that many steps. Exact on the CPU (data-loader workers 0)
     checkpoint_steps: int = 0
+    # keep resume.pt once the run has finished (it holds the optimiser's state: about 3x the model's size)
+    keep_resume_state: bool = False
     # write report.html and report.json at the end of the run; their forgetting measure runs the held-out
     # images through the pretrained and the fine-tuned body (at 224 px on a CPU: seconds to a minute)
     report: bool = True
@@ -140,11 +141,6 @@ class TrainConfig:
     def with_kind_defaults(self, kind: str) -> "TrainConfig":
         """This config with every key left at None set to the default for `kind` ("image" or "text")."""
         return dataclasses.replace(self, **{k: v for k, v in KIND_DEFAULTS[kind].items() if getattr(self, k) is None})
-
-    def strategy_options(self) -> StrategyOptions:
-        return StrategyOptions(lr=self.lr, head_lr_mult=self.head_lr_mult, lr_decay=self.lr_decay,
-                               ft_lr_mult=self.ft_lr_mult, unfreeze_lr_mult=self.unfreeze_lr_mult,
-                               lp_fraction=self.lp_fraction, frozen_groups=self.frozen_groups)
 
     def data_split_seed(self) -> int:
         return self.seed if self.split_seed is None else self.split_seed
@@ -187,18 +183,6 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
             continue
     names = " or ".join(t.__name__ for t in allowed if t is not type(None))
     raise UserError(f"config key {key!r} must be {names}, got {value!r}")
-
-
-def config_of_run(run_dir: str | Path) -> TrainConfig:
-    """The config a run folder was made with, writing to that folder again (to resume it)."""
-    record = Path(run_dir) / "config.json"
-    if not record.is_file():
-        raise UserError(f"{run_dir}: not a run folder (no config.json)")
-    try:
-        values = json.loads(record.read_text())["config"]
-    except (ValueError, KeyError) as e:
-        raise UserError(f"{record}: cannot be read ({type(e).__name__}: {e})") from None
-    return config_from_dict({**values, "out": str(run_dir)}, source=str(record))
 
 
 def config_from_dict(d: dict[str, Any], source: str = "config") -> TrainConfig:

@@ -23,7 +23,7 @@ from torch import nn
 from .data.pipeline import Normalize
 from .errors import UserError
 from .inference import LoadedRun, build_classifier, load_run
-from .training.checkpoint import save_weights, write_atomic, write_json
+from .files import save_weights, write_atomic, write_json
 
 FILES = {"onnx": "model.onnx", "torchscript": "model.pt", "safetensors": "model.safetensors"}
 PREPROCESSING = "preprocessing.json"

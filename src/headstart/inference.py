@@ -2,27 +2,25 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 import torch
 
+from . import run_folder
 from .backbones import Preprocessing, TextPreprocessing, create_backbone, preprocessing_from_dict
 from .backbones.text_encoders import load_tokenizer
 from .config import config_from_dict
-from .data.images import decode_bytes, decode_images
-from .data.pipeline import Feed, Normalize, eval_transform, image_feed
-from .data.sources import DataSplits, Sample, list_images, load_image_data
-from .data.text_pipeline import text_feed, tokenize_texts
-from .data.texts import load_text_data
+from .data.images import decode_bytes
+from .data.kinds import kind_of
+from .data.pipeline import Feed, Normalize, eval_transform
+from .data.sources import DataSplits, Sample
 from .errors import UserError
 from .evaluation.metrics import classification_metrics
+from .files import load_weights, write_json
 from .model import Classifier
-from .training.checkpoint import load_weights, write_json
-from .training.environment import cpu_supports_bf16
-from .training.run import MODEL, TOKENIZER
+from .runtime.environment import cpu_supports_bf16
 
 
 @dataclass
@@ -35,15 +33,17 @@ class LoadedRun:
     tokenizer: object | None = None  # a text run's, from its folder
 
     @property
+    def kind(self):
+        """The kind of data the run reads (data/kinds.py)."""
+        return kind_of(self.preprocessing)
+
+    @property
     def modality(self) -> str:
-        return "text" if self.tokenizer is not None else "image"
+        return self.kind.name
 
     def feed(self, inputs: dict) -> Feed:
         """Decoded images, or texts by name (tokenized here), made ready for the model."""
-        if self.tokenizer is None:
-            return image_feed(inputs, self.preprocessing)
-        tokens, _ = tokenize_texts(inputs, self.tokenizer, self.preprocessing.max_length)
-        return text_feed(tokens, self.tokenizer, self.preprocessing)
+        return self.kind.feed(inputs, self.preprocessing, self.tokenizer)
 
     @torch.no_grad()
     def logits(self, samples: list[Sample], inputs: dict, precision: str | None = None) -> torch.Tensor:
@@ -84,14 +84,16 @@ class LoadedRun:
         return [{"label": self.classes[int(i)], "probability": round(float(p), 6)} for p, i in zip(top.values, top.indices)]
 
 
-def load_run(run_dir: str | Path, weights: str = MODEL) -> LoadedRun:
+def load_run(run_dir: str | Path, checkpoint: str = "model") -> LoadedRun:
+    """A finished run's model ("model"; or the weights of its "best" or "last" epoch)."""
     run_dir = Path(run_dir)
-    config_path, weights_path = run_dir / "config.json", run_dir / weights
+    config_path, weights_path = run_dir / run_folder.CONFIG, run_folder.checkpoint_path(run_dir, checkpoint)
     if not config_path.is_file() or not weights_path.is_file():
-        raise UserError(f"{run_dir} is not a finished headstart run (needs config.json and {weights})")
+        raise UserError(f"{run_dir} is not a finished headstart run (needs {run_folder.CONFIG} and {weights_path.name})")
     record = json.loads(config_path.read_text())
     prep = preprocessing_from_dict(record["preprocessing"])
-    tokenizer = load_tokenizer(str(run_dir / TOKENIZER), f"the run {run_dir}") if isinstance(prep, TextPreprocessing) else None
+    tokenizer = load_tokenizer(str(run_dir / run_folder.TOKENIZER), f"the run {run_dir}") \
+        if isinstance(prep, TextPreprocessing) else None
     return LoadedRun(run_dir, build_classifier(record, weights_path), record["classes"], prep, record, tokenizer)
 
 
@@ -119,14 +121,8 @@ def run_data(run: LoadedRun, data: str | None) -> tuple[DataSplits, dict, list]:
     """A run's own splits (data None) or every sample of `data`, with the samples' decoded images or
     texts by path, and what was skipped."""
     config = config_from_dict(run.record["config"])
-    fractions = dict(val_fraction=config.val_fraction, test_fraction=config.test_fraction, seed=config.data_split_seed()) \
-        if data is None else dict(val_fraction=0, test_fraction=0, seed=0)
-    if run.modality == "text":
-        splits, texts = load_text_data(data or config.data, config.text_column, config.label_column, **fractions)
-        return splits, texts, list(splits.skipped)
-    splits = load_image_data(data or config.data, **fractions)
-    images, undecodable = decode_images([s.path for s in splits.all_samples()], run.preprocessing.resize_size)
-    return splits, images, [*splits.skipped, *undecodable]
+    fractions = (config.val_fraction, config.test_fraction, config.data_split_seed()) if data is None else (0, 0, 0)
+    return run.kind.read(data or config.data, config, *fractions, run.preprocessing)
 
 
 def evaluate_run(run_dir: str | Path, data: str | None = None) -> dict:
@@ -147,32 +143,12 @@ def evaluate_run(run_dir: str | Path, data: str | None = None) -> dict:
     return result
 
 
-def gather_images(inputs: list) -> tuple[list[str], list[tuple[str, str]]]:
-    """Files as given, folders searched recursively for images; what is not an image is listed."""
-    found, skipped = [], []
-    for item in map(str, inputs):  # paths as str, the keys decoding returns
-        if os.path.isdir(item):
-            found += list_images(Path(item), skipped)
-        elif os.path.isfile(item):
-            found.append(item)
-        else:
-            raise UserError(f"no such file or folder: {item}")
-    return found, skipped
-
-
 def predict(run_dir: str | Path, inputs: list[str], top_k: int = 3) -> tuple[list[dict], list[tuple[str, str]]]:
     """Top-k classes with probabilities for each image (inputs: files and folders) or, for a text
     run, each text (inputs: the texts themselves; the rows' "path" is "text N"). Unreadable images
     and empty texts are returned as skipped."""
     run = load_run(run_dir)
-    if run.modality == "text":
-        decoded = {f"text {i + 1}": t for i, t in enumerate(inputs) if t.strip()}
-        skipped = [(f"text {i + 1}", "empty text") for i, t in enumerate(inputs) if not t.strip()]
-        paths = list(decoded)
-    else:
-        paths, skipped = gather_images(inputs)
-        decoded, undecodable = decode_images(paths, run.preprocessing.resize_size)
-        skipped += undecodable
+    paths, decoded, skipped = run.kind.prediction_inputs(inputs, run.preprocessing)
     samples = [Sample(p, "") for p in paths if p in decoded]
     if not samples:
         return [], skipped

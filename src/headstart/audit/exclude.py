@@ -49,9 +49,16 @@ def read_exclusions(audit_dir, data) -> dict[str, str]:
     return {name: f"excluded by the audit {audit_dir} ({', '.join(dict.fromkeys(why))})" for name, why in reasons.items()}
 
 
-def exclude_flagged(splits, audit_dir, data, log) -> int:
-    """Remove the audit's excluded items from every split (recorded in splits.skipped); returns how many."""
+def audit_filter(audit_dir, data):
+    """A filter for the splits of `data` (data/kinds.py) that leaves out what the audit in
+    `audit_dir` marks excluded. The audit folder is read and checked now, before any decoding."""
     why = read_exclusions(audit_dir, data)
+    return lambda splits, log: exclude_flagged(splits, why, audit_dir, log)
+
+
+def exclude_flagged(splits, why: dict[str, str], audit_dir, log) -> int:
+    """Remove the excluded items (`why`: read_exclusions) from every split, recorded in
+    splits.skipped; returns how many."""
     removed = 0
     for name in ("train", "val", "test"):
         kept = []

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..config import TrainConfig
 from ..model import Classifier
-from ..training.environment import resolve_device, resolve_precision
+from ..runtime.environment import resolve_device, resolve_precision
 from ..training.feature_cache import CacheRequest, default_cache_root, load_or_build
 
 
@@ -20,7 +20,7 @@ def body_features(backbone, samples: list, feed, config: TrainConfig, log, views
                   augmented: bool = False) -> np.ndarray:
     """(views, samples, width) float32: the body's pooled output of each sample. With `augmented`,
     the views are the training transform's random crops and flips (seeded), else the eval transform."""
-    from ..training.run import make_accelerator
+    from ..runtime.accelerator import make_accelerator
 
     device = resolve_device(config.device)
     accelerator = make_accelerator(device, resolve_precision(config.precision, device), 1)

@@ -6,10 +6,9 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from ..files import rows_to_csv, write_json, write_text
 from ..reporting import figures
 from ..reporting.report import excerpt, template_environment
-from ..training.checkpoint import write_json, write_text
-from ..training.run import rows_to_csv
 from .flags import CLEAN, COLUMNS, FLAGGED, PAGE, REASONS, RECORD, Flag
 
 FILE_REASONS = ("empty_file", "truncated", "not_an_image", "unreadable", "bad_row", "empty_text", "undecodable_text",

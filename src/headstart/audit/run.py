@@ -97,7 +97,7 @@ def audit(data, backbone: str | None = None, out=None, log=print, **settings) ->
     """Audit `data` and write the audit folder. `settings`: TrainConfig keys (split, image size,
     text columns, cache, device) and AuditSettings keys."""
     from ..backbones import create_backbone
-    from ..training.run import load_data, preprocessing_for
+    from ..data.kinds import kind_of
     from .features import body_features
 
     started = time.perf_counter()
@@ -114,8 +114,9 @@ def audit(data, backbone: str | None = None, out=None, log=print, **settings) ->
     out = Path(out) if out else default_out()
     net = create_backbone(config.backbone)
     config = config.with_kind_defaults(net.modality)
-    prep = preprocessing_for(net, config)
-    splits, feed = load_data(config, net, prep, log=lambda line: None if line.startswith("warning: skipped") else log(line))
+    kind = kind_of(net)
+    prep = kind.preprocessing(net, config)
+    splits, feed = kind.load(config, net, prep, log=lambda line: None if line.startswith("warning: skipped") else log(line))
     samples, splits_list = splits.all_samples(), splits.split_names()
     log(f"audit of {data}: {len(samples)} {net.modality}s in {len(splits.classes)} classes, "
         f"{len(splits.skipped)} unusable, backbone {config.backbone}")

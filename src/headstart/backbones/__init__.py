@@ -1,5 +1,6 @@
 from .base import Backbone, BackboneSpec, GroupedBody, Preprocessing, TextPreprocessing, preprocessing_from_dict
-from .registry import create_backbone, get_spec, list_backbones, register, register_adapter
+from .create import create_backbone, get_spec, list_backbones
+from .registry import register, register_adapter
 
 __all__ = ["Backbone", "BackboneSpec", "GroupedBody", "Preprocessing", "TextPreprocessing", "create_backbone", "get_spec",
            "list_backbones", "preprocessing_from_dict", "register", "register_adapter"]

@@ -20,7 +20,7 @@ import torch
 from ..cache_folders import publish
 from ..errors import UserError
 from ..paths import headstart_home
-from ..training.checkpoint import write_json
+from ..files import write_json
 from .images import decode_images
 
 PIXELS, INDEX = "pixels.npy", "index.json"

@@ -39,3 +39,10 @@ def is_better(new: dict, best: dict | None, monitor: str) -> bool:
 def mean_std(values: list[float]) -> tuple[float, float]:
     a = np.asarray(values, dtype=float)
     return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
+
+
+def training_rate(history: list[dict]) -> float:
+    """Training images per second over a run's epochs: all images seen over all training seconds.
+    Not the mean of the epochs' rates, which a few fast epochs (from the feature cache) inflate."""
+    seconds = sum(h["train_seconds"] for h in history)
+    return sum(h["train_images_per_s"] * h["train_seconds"] for h in history) / seconds if seconds else 0.0

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from ..errors import UserError
-from ..training.checkpoint import write_json
+from ..files import write_json
 from .cka import group_features, linear_cka
 
 FILE = "forgetting.json"

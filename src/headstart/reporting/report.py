@@ -12,9 +12,10 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from ..errors import UserError
-from ..evaluation.metrics import mean_std
-from ..training.checkpoint import write_json, write_text
-from ..training.loop import training_rate
+from .. import run_folder
+from ..evaluation.metrics import mean_std, training_rate
+from ..files import write_json, write_text
+from ..run_folder import CONFIG, PREDICTIONS, read_json
 from . import figures
 from .forgetting import forgetting_of
 from .summary import METRICS, markdown_table, mean_pm_std, percent, recommendation, table_rows
@@ -29,16 +30,16 @@ def run_record(run_dir: str | Path, label: str | None = None, seed: int | None =
     """What the report needs of one run folder. A run that did not finish gets only its names
     and status."""
     run_dir = Path(run_dir)
-    record = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").is_file() else None
+    record = read_json(run_dir / CONFIG) if (run_dir / CONFIG).is_file() else None
     config = record["config"] if record else {}
     base = {"label": label or config.get("strategy", run_dir.name), "strategy": config.get("strategy"),
             "seed": config.get("seed", seed) if seed is None else seed, "head_init": config.get("head_init", "xavier"),
             "run_dir": str(run_dir), "status": status}
     if status != "finished":
         return base
-    if not (run_dir / "metrics.json").is_file():
+    if not (run_dir / run_folder.METRICS).is_file():
         raise UserError(f"{run_dir} is not a finished run (no metrics.json)")
-    m = json.loads((run_dir / "metrics.json").read_text())
+    m = read_json(run_dir / run_folder.METRICS)
     split = "test" if "test" in m else "val"
     history = m["history"]
     wall = wall_seconds if wall_seconds is not None else m["wall_seconds"]
@@ -57,7 +58,7 @@ def run_record(run_dir: str | Path, label: str | None = None, seed: int | None =
             "images_per_s_end_to_end": seen / wall if wall else 0.0,
             "trainable_per_stage": {h["stage"]: h["trainable_params"] for h in history},
             "peak_rss_bytes": peak_rss_bytes, "peak_rss_how": peak_rss_how,
-            "predictions": read_predictions(run_dir / "test_predictions.csv"),
+            "predictions": read_predictions(run_dir / PREDICTIONS),
             "forgetting": forgetting_of(run_dir, fresh=fresh_forgetting),
             "head_init_matches": record.get("head_init"),
             "settings": config, "model_epoch": m["model_epoch"], "final_model": m["final_model"]}

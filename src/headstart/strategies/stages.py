@@ -6,7 +6,7 @@ A stage says which layer groups train, at which learning rate each, for how many
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Callable
 
 from ..errors import UserError
@@ -36,6 +36,12 @@ class StrategyOptions:
     lp_fraction: float = 0.3  # `lp-ft`: share of the epochs spent on the linear probe
     frozen_groups: int = 0  # the lowest layer groups that stay frozen in every stage (pretrained strategies)
 
+    @classmethod
+    def from_config(cls, config) -> "StrategyOptions":
+        """The options from a run's config (a TrainConfig), field by field of the same name: a
+        strategy's new option is a field here and a key of the config, nothing else."""
+        return cls(**{f.name: getattr(config, f.name) for f in fields(cls)})
+
 
 @dataclass(frozen=True)
 class Strategy:
@@ -43,6 +49,7 @@ class Strategy:
     summary: str
     pretrained: bool
     make_stages: Callable[[list[str], int, StrategyOptions], list[Stage]]
+    adds_adapters: bool = False  # the run adds LoRA adapters to the body before the stages are made
 
     def stages(self, groups: list[str], epochs: int, options: StrategyOptions) -> list[Stage]:
         if epochs < 1:
@@ -112,7 +119,8 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in [
     Strategy("full", "everything trains; the head at 10x the body's rate (d2l)", True, _full),
     Strategy("discriminative", "everything trains; each group down learns 2.6x slower (ULMFiT)", True, _discriminative),
     Strategy("lp-ft", "linear probe, then everything at a low rate (Kumar et al. 2022)", True, _lp_ft),
-    Strategy("lora", "body frozen; low-rank adapters in its attention layers and the head train (Hu et al. 2021)", True, _lora),
+    Strategy("lora", "body frozen; low-rank adapters in its attention layers and the head train (Hu et al. 2021)", True, _lora,
+             adds_adapters=True),
     Strategy("scratch", "same architecture, random initialisation: the baseline", False, _scratch),
 ]}
 
@@ -121,3 +129,9 @@ def get_strategy(name: str) -> Strategy:
     if name not in STRATEGIES:
         raise UserError(f"unknown strategy {name!r}; known: {', '.join(STRATEGIES)}")
     return STRATEGIES[name]
+
+
+def default_comparison() -> list[str]:
+    """What `headstart compare` runs by default: every strategy but those that add adapters, which
+    need attention layers (compare adds them where the backbone has some)."""
+    return [name for name, s in STRATEGIES.items() if not s.adds_adapters]

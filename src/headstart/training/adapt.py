@@ -25,10 +25,10 @@ from ..backbones.text_encoders import quiet_transformers, text_model_source
 from ..data.texts import load_text_data
 from ..data.unlabeled import read_unlabeled
 from ..errors import UserError
-from .checkpoint import write_json
-from .environment import resolve_device, resolve_precision
+from ..files import rows_to_csv, write_json
+from ..runtime.accelerator import make_accelerator
+from ..runtime.environment import resolve_device, resolve_precision
 from .optim import build_scheduler
-from .run import make_accelerator, rows_to_csv
 
 ADAPT_RECORD = "adapt.json"
 

@@ -34,8 +34,8 @@ from ..cache_folders import publish
 from ..data.pipeline import DecodedSamples, EpochOrder, Feed, make_loader
 from ..errors import UserError
 from ..paths import headstart_home
-from . import distributed
-from .checkpoint import write_json
+from ..runtime import distributed
+from ..files import write_json
 
 FEATURES, META = "features.npy", "meta.json"
 

@@ -44,3 +44,10 @@ def lr_factor(step: int, total: int, warmup: float, kind: str) -> float:
 
 def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup: float, kind: str):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total_steps, warmup, kind))
+
+
+def stage_optimizer(net: nn.Module, stage: Stage, batches_per_epoch: int, config, accelerator):
+    """A stage's optimiser (prepared by Accelerate) and its schedule, which counts optimiser steps."""
+    steps_per_epoch = math.ceil(batches_per_epoch / config.grad_accum)
+    optimizer = accelerator.prepare(build_optimizer(net, stage, config.optimizer, config.weight_decay, config.momentum))
+    return optimizer, build_scheduler(optimizer, stage.epochs * steps_per_epoch, config.warmup, config.schedule)

@@ -25,11 +25,13 @@ import torch
 from accelerate.utils import set_seed
 
 from ..errors import UserError
-from .checkpoint import write_atomic
+from ..files import write_atomic
+from ..run_folder import RESUME
+from ..strategies import Stage
+from .stopping import BestEpoch
 
-RESUME = "resume.pt"
 # settings that may differ between the run and its resumption: where it writes, how it loads data
-NOT_FINGERPRINTED = {"out", "workers", "cache_dir", "checkpoint_steps"}
+NOT_FINGERPRINTED = {"out", "workers", "cache_dir", "checkpoint_steps", "keep_resume_state"}
 
 
 def seed_epoch(seed: int, epoch: int) -> None:
@@ -97,3 +99,45 @@ def load_state(path: Path, fingerprint: str) -> dict:
         raise UserError(f"{path}: the run's settings or data have changed since it was saved; "
                         "start a new run instead of resuming")
     return {**state, **json.loads(state.pop("records"))}
+
+
+class ResumePoint:
+    """Where a run starts: after `epoch` finished epochs of an earlier attempt, or inside epoch + 1
+    when that attempt saved its state there (`partial`); a new run starts at epoch 0. The stages
+    the earlier attempt finished are skipped; the one it stopped in takes the saved optimiser and
+    schedule."""
+
+    def __init__(self, state: dict | None = None):
+        self.state = state or {}
+        self.epoch = self.state.get("epoch", 0)
+        self.partial = self.state.get("partial")
+        self.pending = state is not None  # until the stage it stopped in has taken its state
+
+    def restore(self, net, ema, monitor: str) -> tuple[list[dict], BestEpoch]:
+        """The weights, the weight average, the history and the best epoch so far."""
+        if not self.state:
+            return [], BestEpoch(monitor)
+        net.load_state_dict(self.state["model"])
+        if ema is not None:
+            ema.load_state_dict(self.state["ema"])
+        return self.state["history"], BestEpoch(monitor, self.state["best_val"], self.state["best_epoch"])
+
+    def describe(self, epochs: int) -> str:
+        partial = self.partial
+        return (f"resuming after epoch {self.epoch} of {epochs}"
+                + (f", step {partial['progress']['steps']} of epoch {partial['epoch']}" if partial else ""))
+
+    def skips(self, stage_start: int, stage: Stage) -> bool:
+        """True for a stage the earlier attempt finished (a partial epoch is epoch + 1)."""
+        return self.pending and stage_start + stage.epochs <= self.epoch
+
+    def enter(self, stage_start: int, optimizer, scheduler) -> tuple[int, dict | None]:
+        """Where in the stage starting after epoch `stage_start` training begins: the number of its
+        epochs already done, and the partial state of the next one (or None)."""
+        if not self.pending:
+            return 0, None
+        self.pending = False
+        if self.epoch > stage_start or self.partial:  # it stopped inside this stage
+            optimizer.load_state_dict(self.state["optimizer"])
+            scheduler.load_state_dict(self.state["scheduler"])
+        return self.epoch - stage_start, self.partial

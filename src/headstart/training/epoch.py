@@ -6,6 +6,7 @@ import contextlib
 import math
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -13,12 +14,9 @@ from accelerate import Accelerator
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import distributed
+from ..runtime import distributed
 from .resume import restore_rng
-
-
-class NonFiniteLoss(RuntimeError):
-    """The loss became NaN or infinite: the learning rate is too high for this data, usually."""
+from .stopping import NonFiniteLoss
 
 
 @dataclass
@@ -42,18 +40,31 @@ def mix_batch(x: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor
     return lam * x + (1 - lam) * x[partner], partner, lam
 
 
-def train_one_epoch(model: nn.Module, normalize: nn.Module, loader, optimizer, scheduler,
-                    accelerator: Accelerator, label_smoothing: float, description: str,
-                    after_step=None, progress: EpochProgress | None = None, rng_state=None,
-                    checkpoint_steps: int = 0, checkpoint=None, mixup: float = 0.0) -> dict:
-    """One pass over `loader`. A resumed epoch passes the `progress` and `rng_state` its checkpoint
-    kept (the loader then holds only the batches not yet trained on); with `checkpoint_steps`,
-    checkpoint(progress) runs after every that many optimiser steps. With `mixup` > 0 (images and
-    cached features only), inputs are blended pairwise and so is the loss; training accuracy then
-    counts the label with the larger weight."""
-    progress = progress or EpochProgress()
+@dataclass
+class EpochOptions:
+    """How one epoch trains, besides the model, its data and its optimiser."""
+    description: str = ""  # the progress bar's
+    label_smoothing: float = 0.0
+    # mixup's Beta(alpha, alpha) (images and cached features only): inputs are blended pairwise and so is
+    # the loss; training accuracy then counts the label with the larger weight. 0: off
+    mixup: float = 0.0
+    after_step: Callable[[], None] | None = None  # after every optimiser step (the weight average's update)
+    checkpoint_steps: int = 0  # call checkpoint(progress) after every that many optimiser steps (0: never)
+    checkpoint: Callable[[EpochProgress], None] | None = None
+    # a resumed epoch: the running sums and the random generators' states its checkpoint kept (the
+    # loader then holds only the batches not yet trained on)
+    progress: EpochProgress | None = None
+    rng_state: dict | None = None
+
+
+def train_one_epoch(model: nn.Module, normalize: nn.Module, loader, optimizer, scheduler, accelerator: Accelerator,
+                    options: EpochOptions) -> dict:
+    """One pass over `loader`, `normalize` turning each batch into the model's input."""
+    o = options
+    progress = o.progress or EpochProgress()
+    rng_state = o.rng_state
     start = time.perf_counter() - progress.seconds
-    bar = tqdm(loader, desc=description, leave=False, disable=None if distributed.is_main() else True, dynamic_ncols=True)
+    bar = tqdm(loader, desc=o.description, leave=False, disable=None if distributed.is_main() else True, dynamic_ncols=True)
     for images, labels in bar:
         if rng_state is not None:
             # only now: creating the loader's iterator draws from the generator, as it did
@@ -62,20 +73,20 @@ def train_one_epoch(model: nn.Module, normalize: nn.Module, loader, optimizer, s
             rng_state = None
         with accelerator.accumulate(model):
             x, target = normalize(images), labels
-            if mixup:
-                x, partner, lam = mix_batch(x, mixup)
+            if o.mixup:
+                x, partner, lam = mix_batch(x, o.mixup)
             with accelerator.autocast():
                 logits = model(x)
-                loss = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
-                if mixup:
+                loss = F.cross_entropy(logits.float(), labels, label_smoothing=o.label_smoothing)
+                if o.mixup:
                     loss = lam * loss + (1 - lam) * F.cross_entropy(logits.float(), labels[partner],
-                                                                    label_smoothing=label_smoothing)
+                                                                    label_smoothing=o.label_smoothing)
                     target = labels if lam >= 0.5 else labels[partner]
             n = labels.shape[0]
             # in several processes: the whole global batch's (every process stops together on a bad loss)
             seen, correct, loss_sum = distributed.batch_totals(n, (logits.argmax(1) == target).sum().item(), loss.item() * n)
             if not math.isfinite(loss_sum):
-                raise NonFiniteLoss(f"the training loss became {loss_sum / seen} ({description})")
+                raise NonFiniteLoss(f"the training loss became {loss_sum / seen} ({o.description})")
             if distributed.active():  # DDP averages over processes: weighted so the step is the whole batch's mean
                 loss = loss * (n * distributed.world_size() / seen)
             accelerator.backward(loss)
@@ -83,8 +94,8 @@ def train_one_epoch(model: nn.Module, normalize: nn.Module, loader, optimizer, s
             stepped = accelerator.sync_gradients
             if stepped:  # the schedule counts optimiser steps, not micro-batches
                 scheduler.step()
-                if after_step is not None:
-                    after_step()
+                if o.after_step is not None:
+                    o.after_step()
             optimizer.zero_grad(set_to_none=True)
         progress.batches += 1
         progress.steps += int(stepped)
@@ -94,17 +105,10 @@ def train_one_epoch(model: nn.Module, normalize: nn.Module, loader, optimizer, s
         progress.seconds = time.perf_counter() - start
         bar.set_postfix(loss=f"{progress.total_loss / progress.seen:.4f}", acc=f"{progress.correct / progress.seen:.3f}",
                         img_s=f"{progress.seen / progress.seconds:.1f}")
-        if checkpoint is not None and checkpoint_steps and stepped and progress.steps % checkpoint_steps == 0:
-            checkpoint(progress)
+        if o.checkpoint is not None and o.checkpoint_steps and stepped and progress.steps % o.checkpoint_steps == 0:
+            o.checkpoint(progress)
     return {"train_loss": progress.total_loss / progress.seen, "train_accuracy": progress.correct / progress.seen,
             "train_seconds": progress.seconds, "train_images_per_s": progress.seen / progress.seconds}
-
-
-def training_rate(history: list[dict]) -> float:
-    """Training images per second over a run's epochs: all images seen over all training seconds.
-    Not the mean of the epochs' rates, which a few fast epochs (from the feature cache) inflate."""
-    seconds = sum(h["train_seconds"] for h in history)
-    return sum(h["train_images_per_s"] * h["train_seconds"] for h in history) / seconds if seconds else 0.0
 
 
 @torch.no_grad()

@@ -1,6 +1,8 @@
-"""Files of a run, written atomically: a crash never leaves a half-written file under its final name."""
+"""Files written atomically: a crash never leaves a half-written file under its final name."""
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import shutil
@@ -11,7 +13,7 @@ from typing import Any, Callable
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..errors import UserError
+from .errors import UserError
 
 
 def write_atomic(path: Path, write: Callable[[str], None]) -> None:
@@ -40,6 +42,19 @@ def copy_atomic(source: Path, destination: Path) -> None:
     write_atomic(destination, lambda tmp: shutil.copyfile(source, tmp))
 
 
+def link_atomic(source: Path, destination: Path) -> None:
+    """`destination` becomes a second name of `source`'s file (a hard link: no second copy on disk),
+    or a copy where the file system has no hard links. Replacing `source` later (write_atomic
+    renames a new file onto it) leaves `destination` as it was."""
+    def link(tmp: str) -> None:
+        os.unlink(tmp)
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+    write_atomic(destination, link)
+
+
 def write_json(path: Path, data: Any) -> None:
     def write(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as f:
@@ -62,3 +77,11 @@ def save_weights(path: Path, model: torch.nn.Module, metadata: dict[str, str] | 
 
 def load_weights(path: Path, model: torch.nn.Module) -> None:
     model.load_state_dict(load_file(str(path), device="cpu"), strict=True)
+
+
+def rows_to_csv(header: list[str], rows) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buf.getvalue()

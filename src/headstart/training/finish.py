@@ -1,0 +1,78 @@
+"""The end of a run: choose its model, measure it on the held-out splits, write the run folder's results."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import run_folder
+from ..evaluation.metrics import classification_metrics, summary_line, training_rate
+from ..evaluation.plots import plot_confusion_matrix, plot_learning_curves
+from ..files import load_weights
+from ..model import Classifier
+from ..runtime import distributed
+from .epoch import predict_logits
+from .fit import Fitted
+from .setup import Setup
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    metrics: dict
+    model: Classifier
+    classes: list[str]
+
+
+def model_source(config, fitted: Fitted) -> str:
+    """Which epoch becomes the run's model: the last (the end of the schedule), or the best by
+    validation with early stopping (or final_model=best), and after a diverging loss."""
+    use_best = config.final_model == "best" or (config.final_model == "auto" and config.patience > 0) \
+        or fitted.stop_reason.startswith("stopped")
+    return "best" if use_best else "last"
+
+
+def finish(run: Setup, fitted: Fitted) -> RunResult:
+    """The run's model, evaluated in the run's precision and batch size (as `headstart eval` and
+    `predict` do), and the run folder's results. The LoRA adapters are folded into the weights
+    beside them unless lora_merge is off."""
+    config, run_dir, log = run.config, run.run_dir, run.log
+    source = model_source(config, fitted)
+    net = run.accelerator.unwrap_model(run.model, keep_fp32_wrapper=False)
+    merge = bool(run.lora) and config.lora_merge
+    if distributed.is_main():  # the other processes take the main one's weights below
+        load_weights(run_dir / run_folder.CHECKPOINT_FILES[source], net)
+        if merge:
+            net.merge_adapters()
+        run_folder.write_model(run_dir, source, net if merge else None)
+    elif merge:  # the same architecture as the main process's, to take its weights
+        net.merge_adapters()
+    distributed.broadcast_weights(net)
+
+    history = fitted.history
+    model_epoch = fitted.best.epoch if source == "best" else len(history)
+    metrics: dict = {"model_epoch": model_epoch, "final_model": source, "best_epoch": fitted.best.epoch,
+                     "monitor": config.monitor, "stop_reason": fitted.stop_reason,
+                     "resumed_after_epoch": run.start.epoch if run.start.state else None}
+    prepare = run.train_inputs.prepare
+    for name, loader in run.eval_loaders.items():
+        logits, labels = distributed.gather_rows(*predict_logits(net, prepare, loader, run.accelerator))
+        metrics[name] = classification_metrics(logits, labels, run.classes)
+        if name == "test" and distributed.is_main():
+            run_folder.write_predictions(run_dir, run.splits.test, logits, run.classes, run.feed.texts)
+    metrics["history"] = history
+    metrics["wall_seconds"] = run.wall_seconds()
+    metrics["train_images_per_s"] = training_rate(history)
+    if not distributed.is_main():
+        return RunResult(run_dir, metrics, net, run.classes)
+
+    run_folder.write_results(run_dir, metrics, history, source)
+    if not config.keep_resume_state:
+        run_folder.remove_resume_state(run_dir)
+    shown = "test" if "test" in metrics else "val"
+    plot_learning_curves(history, run_dir / run_folder.CURVES)
+    plot_confusion_matrix(metrics[shown]["confusion_matrix"], run.classes, run_dir / run_folder.CONFUSION,
+                          f"{shown} split, epoch {model_epoch} ({source})")
+    log(f"{shown}: {summary_line(metrics[shown])}")
+    log(f"model (epoch {model_epoch}, {source}): {run_dir / run_folder.MODEL}; plots: {run_dir / run_folder.CURVES}, "
+        f"{run_dir / run_folder.CONFUSION}")
+    return RunResult(run_dir, metrics, net, run.classes)
