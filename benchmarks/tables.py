@@ -1,0 +1,647 @@
+"""Write the benchmark tables of README.md and docs/*.md from benchmarks/results/*.json.
+
+    python benchmarks/tables.py            # rewrite every table in place
+    python benchmarks/tables.py --check    # exit 1 if a page is out of date (what tests/test_docs.py runs)
+    python benchmarks/tables.py --list     # the tables and the pages that hold them
+
+A page asks for a table with a pair of marker comments:
+
+    <!-- table:strategies -->
+    (whatever is here is replaced)
+    <!-- /table:strategies -->
+
+Everything between the markers is replaced by the generated table and a caption line that links
+the JSON file each number came from, by a path relative to the page. Running it twice changes
+nothing. Every table below must be placed on some page, and every marker must name a table here.
+Standard library only, reads no model and trains nothing: it runs in well under a second.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = "benchmarks/results"
+MARKER = re.compile(r"<!-- table:([\w.-]+) -->(.*?)<!-- /table:\1 -->", re.DOTALL)
+OPENING = re.compile(r"<!-- table:([\w.-]+) -->")
+CLOSING = re.compile(r"<!-- /table:([\w.-]+) -->")
+FENCE = re.compile(r"^(```|~~~).*?^\1[ \t]*$", re.DOTALL | re.MULTILINE)
+# the order rows are listed in (a reference first, then headstart's own order); names not here come after
+STRATEGY_ORDER = ["tfidf-svm", "head", "gradual", "full", "discriminative", "lp-ft", "lora", "scratch"]
+
+
+# ---------------------------------------------------------------- formatting
+
+def pct(x: float, digits: int = 1) -> str:
+    return f"{100 * x:.{digits}f}%"
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof 1, as headstart's reports), 0 for one value."""
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def pct_mean_std(values: list[float]) -> str:
+    mean, std = mean_std(values)
+    return pct(mean) + (f" ± {100 * std:.1f}" if len(values) > 1 else "")
+
+
+def points(x: float) -> str:
+    """A difference of two shares, in percentage points with its sign."""
+    return f"{100 * x:+.1f}"
+
+
+def duration(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
+
+
+def ratio(x: float) -> str:
+    return f"{x:.1f}x" if x < 30 else f"{x:.0f}x"
+
+
+def count(n: float) -> str:
+    return f"{n / 1e6:.2f} M" if n >= 1e6 else f"{n:,.0f}"
+
+
+def gflops(flops: float) -> str:
+    return f"{flops / 1e9:.0f} GFLOP/s"
+
+
+def row(*cells) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def header(*cells) -> str:
+    return row(*cells) + "\n" + "|" + "---|" * len(cells)
+
+
+def by_strategy(runs: list[dict], key: str = "strategy") -> dict[str, list[dict]]:
+    names = list(dict.fromkeys(r[key] for r in runs))
+    names.sort(key=lambda n: STRATEGY_ORDER.index(n) if n in STRATEGY_ORDER else len(STRATEGY_ORDER))
+    return {n: [r for r in runs if r[key] == n] for n in names}
+
+
+def precision_name(value: str) -> str:
+    return {"no": "float32", "bf16": "bfloat16", "fp16": "float16"}.get(value, value)
+
+
+# ---------------------------------------------------------------- context
+
+class Page:
+    """One page being written: loads results and links them relative to the page."""
+
+    def __init__(self, root: Path, page: Path):
+        self.root, self.page = root, page
+        self.cache: dict[str, dict] = {}
+        self.used: list[str] = []
+
+    def load(self, name: str) -> dict:
+        if name not in self.cache:
+            path = self.root / RESULTS / name
+            if not path.is_file():
+                raise SystemExit(f"{path}: missing (a table of {self.page.name} reads it)")
+            self.cache[name] = json.loads(path.read_text())
+        if name not in self.used:
+            self.used.append(name)
+        return self.cache[name]
+
+    def results(self, pattern: str) -> list[str]:
+        return sorted(p.name for p in (self.root / RESULTS).glob(pattern))
+
+    def link(self, name: str) -> str:
+        target = os.path.relpath(self.root / RESULTS / name, self.page.parent)
+        return f"[{name}]({Path(target).as_posix()})"
+
+    def machine(self, name: str) -> str:
+        m = self.load(name)["machine"]
+        torch = m.get("packages", {}).get("torch")
+        device = "no GPU" if m["device"] == "cpu" else m["device"]
+        return f"{m['processor']}, {m['cpu_count']} cores, {device}" + (f", torch {torch}" if torch else "")
+
+    def cite(self, name: str, command: bool = True, machine: bool = True) -> str:
+        """A link to one JSON file, with the command that wrote it and the machine, as it records them."""
+        record = self.load(name)
+        extra = []
+        if command and record.get("command"):
+            extra.append(f"`{record['command']}`")
+        if machine and record.get("machine"):
+            extra.append(self.machine(name))
+        return self.link(name) + (f" ({'; '.join(extra)})" if extra else "")
+
+    def source(self, *names: str, command: bool = True, machine: bool = True) -> str:
+        """The caption line: which JSON file(s) the table's numbers come from."""
+        return "Source: " + ", ".join(self.cite(n, command, machine) for n in names) + "."
+
+
+TABLES = {}
+
+
+def table(name: str):
+    def register(fn):
+        TABLES[name] = fn
+        return fn
+    return register
+
+
+# ---------------------------------------------------------------- ELPV strategies
+
+def timed(runs: list[dict]) -> list[dict]:
+    """Runs whose wall time counts: those not measured beside other jobs (all, if every one was)."""
+    return [r for r in runs if not r.get("beside_other_jobs")] or runs
+
+
+@table("headline")
+def headline(p: Page) -> str:
+    record = p.load("strategies.json")
+    lines = [header("strategy", "test accuracy", "balanced accuracy", "macro-F1", "wall time per run", "seeds")]
+    for name, rs in by_strategy(record["runs"]).items():
+        wall = statistics.fmean(r["wall_seconds"] for r in timed(rs))
+        lines.append(row(f"`{name}`", *(pct_mean_std([r["test"][k] for r in rs])
+                                         for k in ("accuracy", "balanced_accuracy", "macro_f1")),
+                         duration(wall), len(rs)))
+    n = record["runs"][0]["test"]["n"]
+    m = record["machine"]
+    caption = (f"ELPV (binary), `{record['settings']['backbone']}`, {record['settings']['epochs']} epochs, "
+               f"{n} test images; mean ± standard deviation over seeds where there are several; wall time on a "
+               f"{m['cpu_count']}-core CPU, no GPU. Source: {p.link('strategies.json')}.")
+    return "\n".join(lines) + "\n\n" + caption
+
+
+@table("strategies")
+def strategies(p: Page) -> str:
+    record = p.load("strategies.json")
+    lines = [header("strategy", "test accuracy", "balanced accuracy", "macro-F1", "test accuracy per seed",
+                    "wall time per run", "seeds")]
+    for name, rs in by_strategy(record["runs"]).items():
+        per_seed = ", ".join(f"{pct(r['test']['accuracy'])} ({r['seed']})" for r in sorted(rs, key=lambda r: r["seed"]))
+        wall = statistics.fmean(r["wall_seconds"] for r in timed(rs))
+        lines.append(row(f"`{name}`", *(pct_mean_std([r["test"][k] for r in rs])
+                                         for k in ("accuracy", "balanced_accuracy", "macro_f1")),
+                         per_seed, duration(wall), len(rs)))
+    return "\n".join(lines) + "\n\n" + p.source("strategies.json")
+
+
+@table("final-model")
+def final_model(p: Page) -> str:
+    record = p.load("strategies.json")
+    lines = [header("run", "epochs", "best epoch by validation", "its test accuracy", "last epoch's test accuracy",
+                    "last minus best")]
+    for name, rs in by_strategy(record["runs"]).items():
+        for r in sorted(rs, key=lambda r: r["seed"]):
+            best, last = r["best_epoch_test_accuracy"], r["last_epoch_test_accuracy"]
+            lines.append(row(f"`{name}` seed {r['seed']}", r["model_epoch"], r["best_epoch_by_val"], pct(best), pct(last),
+                             points(last - best) if r["best_epoch_by_val"] != r["model_epoch"] else "same epoch"))
+    return "\n".join(lines) + "\n\n" + p.source("strategies.json", machine=False)
+
+
+@table("epochs")
+def epochs(p: Page) -> str:
+    lines = [header("epochs", "seed 0", "seed 1", "seed 2", "mean ± std", "wall time per run", "source")]
+    for name in ("strategies.json", "discriminative-20-epochs.json"):
+        record = p.load(name)
+        rs = [r for r in record["runs"] if r["strategy"] == "discriminative"]
+        acc = {r["seed"]: pct(r["test"]["accuracy"]) for r in rs}
+        t = timed(rs)
+        wall = duration(statistics.fmean(r["wall_seconds"] for r in t))
+        if len(t) < len(rs):
+            wall += f" (seed{'s' if len(t) > 1 else ''} {', '.join(str(r['seed']) for r in t)}: the others ran beside other jobs)"
+        lines.append(row(record["settings"]["epochs"], *(acc.get(s, "-") for s in (0, 1, 2)),
+                         pct_mean_std([r["test"]["accuracy"] for r in rs]), wall, p.link(name)))
+    return "\n".join(lines) + "\n\n" + p.source("strategies.json", "discriminative-20-epochs.json", machine=False)
+
+
+SINGLE_RUNS = ["discriminative-288px.json", "discriminative-frozen-bn-stats.json", "lp-ft-frozen-bn-stats.json"]
+BASE_KEYS = {"backbone", "strategy", "epochs", "test_fraction", "vflip", "crop_pct"}
+
+
+@table("single-runs")
+def single_runs(p: Page) -> str:
+    lines = [header("strategy", "setting", "epochs", "test accuracy", "balanced accuracy", "macro-F1",
+                    "best epoch by validation", "wall time", "source")]
+    for name in SINGLE_RUNS:
+        record = p.load(name)
+        changed = ", ".join(f"`{k}={v}`" for k, v in record["settings"].items() if k not in BASE_KEYS)
+        for r in record["runs"]:
+            lines.append(row(f"`{r['strategy']}`", changed, record["settings"]["epochs"],
+                             *(pct(r["test"][k]) for k in ("accuracy", "balanced_accuracy", "macro_f1")),
+                             r["best_epoch"], duration(r["wall_seconds"]), p.link(name)))
+    return "\n".join(lines) + "\n\n" + p.source(*SINGLE_RUNS, command=False, machine=False)
+
+
+# ---------------------------------------------------------------- ELPV settings against the reference
+
+def setting_files(p: Page) -> list[str]:
+    return [n for n in p.results("elpv-*.json") if not n.startswith("elpv-errors")]
+
+
+def reference_runs(p: Page) -> tuple[dict, list[str]]:
+    """The reference runs (the defaults, split seed 0), the same in every setting file."""
+    names = setting_files(p)
+    reference = p.load(names[0])["reference"]
+    for name in names[1:]:
+        other = {s: r["test"] for s, r in p.load(name)["reference"].items()}
+        if any(other.get(s) != r["test"] for s, r in reference.items() if s in other):
+            raise SystemExit(f"{name}: its reference runs differ from {names[0]}'s; the table assumes one reference")
+    return reference, names
+
+
+@table("elpv-reference")
+def elpv_reference(p: Page) -> str:
+    reference, names = reference_runs(p)
+    lines = [header("seed", "test accuracy", "balanced accuracy", "macro-F1", "precision", "threads", "wall time")]
+    for seed, r in sorted(reference.items(), key=lambda kv: int(kv[0])):
+        lines.append(row(seed, *(pct(r["test"][k]) for k in ("accuracy", "balanced_accuracy", "macro_f1")),
+                         precision_name(r["precision"]), r["torch_threads"], duration(r["wall_seconds"])))
+    runs = list(reference.values())
+    lines.append(row("mean ± std", *(pct_mean_std([r["test"][k] for r in runs])
+                                     for k in ("accuracy", "balanced_accuracy", "macro_f1")), "", "", ""))
+    return ("\n".join(lines) + f"\n\nSource: the `reference` runs recorded in each of "
+            + ", ".join(p.link(n) for n in names) + f" (the same runs in all; {p.machine(names[0])}).")
+
+
+@table("elpv-settings")
+def elpv_settings(p: Page) -> str:
+    reference, names = reference_runs(p)
+    lines = [header("setting", "seed 0: test accuracy (vs reference)", "seed 1: test accuracy (vs reference)",
+                    "mean difference, accuracy (points)", "mean difference, macro-F1 (points)",
+                    "training images/s, setting / reference", "side by side", "source")]
+    for name in names:
+        record = p.load(name)
+        cells = []
+        for seed in ("0", "1"):
+            c = record["candidate"].get(seed)
+            cells.append(f"{pct(c['test']['accuracy'])} ({points(c['test']['accuracy'] - reference[seed]['test']['accuracy'])})"
+                         if c else "-")
+        speed = statistics.fmean(c["train_images_per_s"] for c in record["candidate"].values())
+        ref_speed = statistics.fmean(reference[s]["train_images_per_s"] for s in record["candidate"])
+        diff = record["summary"]["difference"]
+        lines.append(row(", ".join(f"`{s}`" for s in record["settings"]), *cells,
+                         points(diff["accuracy"]["mean"]), points(diff["macro_f1"]["mean"]),
+                         f"{speed:.1f} / {ref_speed:.1f}", "yes" if record.get("side_by_side") else "no", p.link(name)))
+    cores = p.load(names[0])["machine"]["cpu_count"]
+    return ("\n".join(lines) + "\n\nReference: the defaults on the same split with the same seeds (table above). "
+            "Training images/s is the mean of the runs' own rates (training steps only), one thread per run; runs side "
+            f"by side shared the {cores} cores, so compare rates within a row. Source: "
+            + ", ".join(p.link(n) for n in names) + ".")
+
+
+@table("elpv-errors")
+def elpv_errors(p: Page) -> str:
+    names = p.results("elpv-errors-*.json")
+    first = next(iter(p.load(names[0])["strategies"].values()))
+    grades = list(first["by_grade"])
+    lines = [header("comparison", "strategy", "seeds", "test accuracy",
+                    *(f"grade {g} ({first['by_grade'][g]['n']} cells)" for g in grades),
+                    *(f"share of errors, grade {g}" for g in grades[-2:]),
+                    *(f"{t} cells ({first['by_type'][t]['n']}): share of errors" for t in list(first["by_type"])[-1:]))]
+    for name in names:
+        record = p.load(name)
+        for strategy, s in by_strategy([{"strategy": k, **v} for k, v in record["strategies"].items()]).items():
+            s = s[0]
+            lines.append(row(p.link(name), f"`{strategy}`", s["seeds"], pct(s["accuracy"]),
+                             *(pct(s["by_grade"][g]["accuracy"], 0) for g in grades),
+                             *(pct(s["by_grade"][g]["share_of_errors"], 0) for g in grades[-2:]),
+                             *(pct(s["by_type"][t]["share_of_errors"], 0) for t in list(s["by_type"])[-1:])))
+    return ("\n".join(lines) + "\n\nA grade is the experts' defect probability; the label is defective from 2/3 up. "
+            "Accuracy per grade is the share of those test cells classified correctly, averaged over the seeds. "
+            + p.source(*names, machine=False))
+
+
+# ---------------------------------------------------------------- texts
+
+def text_label(name: str) -> str:
+    return "TF-IDF + linear SVM (same split, fitted in the same run)" if name == "tfidf-svm" else f"`{name}`"
+
+
+def trainable(rs: list[dict], largest: float) -> str:
+    n = rs[0].get("trainable_params")
+    if n is None:
+        return "-"
+    return count(n) + (f" ({100 * n / largest:.2g}%)" if n < largest else "")
+
+
+@table("texts-rt")
+def texts_rt(p: Page) -> str:
+    record = p.load("texts-rt.json")
+    groups = by_strategy(record["runs"])
+    largest = max(r.get("trainable_params", 0) for r in record["runs"])
+    lines = [header("model", "test accuracy", "macro-F1", "test accuracy per seed", "wall time per run",
+                    "trainable parameters")]
+    for name, rs in groups.items():
+        rs = sorted(rs, key=lambda r: r["seed"])
+        lines.append(row(text_label(name), pct_mean_std([r["test"]["accuracy"] for r in rs]),
+                         pct_mean_std([r["test"]["macro_f1"] for r in rs]),
+                         ", ".join(f"{pct(r['test']['accuracy'])} ({r['seed']})" for r in rs),
+                         duration(statistics.fmean(r["wall_seconds"] for r in rs)), trainable(rs, largest)))
+    return "\n".join(lines) + "\n\n" + p.source("texts-rt.json")
+
+
+# R8's wall times of seeds 0 and 1 of the unadapted and one-epoch rows were taken while tests and other
+# benchmarks shared the 2 cores; seed 2 of every row ran alone, so the table shows seed 2's
+R8_WALL_SEED = 2
+
+
+@table("texts-r8")
+def texts_r8(p: Page) -> str:
+    record = p.load("texts-r8.json")
+    groups = by_strategy(record["runs"])
+    base = {r["seed"]: r["test"]["macro_f1"] for r in groups.get(record["settings"]["backbone"], [])}
+    lines = [header("model", "test accuracy", "macro-F1", "macro-F1 per seed",
+                    f"macro-F1 against `{record['settings']['backbone']}` alone, per seed (points)",
+                    f"wall time (seed {R8_WALL_SEED})")]
+    for name, rs in groups.items():
+        rs = sorted(rs, key=lambda r: r["seed"])
+        against = ("-" if name == "tfidf-svm" or name == record["settings"]["backbone"] else
+                   ", ".join(points(r["test"]["macro_f1"] - base[r["seed"]]) for r in rs if r["seed"] in base))
+        wall = [r["wall_seconds"] for r in rs if r["seed"] == R8_WALL_SEED]
+        lines.append(row(text_label(name), pct_mean_std([r["test"]["accuracy"] for r in rs]),
+                         pct_mean_std([r["test"]["macro_f1"] for r in rs]),
+                         ", ".join(f"{100 * r['test']['macro_f1']:.1f} ({r['seed']})" for r in rs),
+                         against, duration(wall[0]) if wall else "-"))
+    return "\n".join(lines) + "\n\n" + p.source("texts-r8.json")
+
+
+@table("texts-r8-adapt")
+def texts_r8_adapt(p: Page) -> str:
+    record = p.load("texts-r8.json")
+    lines = [header("adaptation epochs", "documents", "optimiser steps", "held-out perplexity before",
+                    "held-out perplexity after each epoch", "wall time")]
+    for n, a in sorted(record["adapts"].items(), key=lambda kv: int(kv[0])):
+        after = [h["heldout_perplexity"] for h in a.get("history", [])] or [a["perplexity_after"]]
+        lines.append(row(n, f"{a['documents']:,}", f"{a['steps']:,}", f"{a['perplexity_before']:.1f}",
+                         ", ".join(f"{x:.1f}" for x in after), duration(a["wall_seconds"])))
+    return "\n".join(lines) + "\n\n" + p.source("texts-r8.json", command=False, machine=False)
+
+
+# ---------------------------------------------------------------- audit
+
+AUDIT_NAMES = {"elpv": "ELPV", "rt": "Rotten Tomatoes"}
+
+
+def audit_sets(record: dict) -> list[tuple[str, dict]]:
+    order = list(AUDIT_NAMES)
+    return sorted(record["data_sets"].items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order))
+
+
+@table("audit")
+def audit(p: Page) -> str:
+    record = p.load("audit.json")
+    lines = [header("data set", "items", "flipped", "cleanlab's set: flagged / precision / recall",
+                    "best recall at precision ≥ 50%", "average precision", "planted copies found",
+                    "planted leaks found", "wall time, cold (load average before)")]
+    for key, d in audit_sets(record):
+        found_as = ", ".join(f"{n} {k}" for k, n in d.get("exact_duplicates_found_as", {}).items())
+        c = d["cleanlab_set"]
+        lines.append(row(f"{AUDIT_NAMES.get(key, key)}, `{d['backbone']}`", f"{d['items']:,}", d["flipped"],
+                         f"{c['flagged']:,} / {pct(c['precision'], 0)} / {pct(c['recall'], 0)}",
+                         pct(d["ranking"]["max_recall_at_precision_0.5"], 0), f"{d['ranking']['average_precision']:.2f}",
+                         f"{d['exact_duplicates_found']} of {d['planted_exact_duplicates']}" + (f" ({found_as})" if found_as else ""),
+                         f"{d['leaks_found']} of {d['planted_leaks']}",
+                         f"{duration(d['wall_seconds_cold'])} ({d['load_average_before'][0]:.1f})"))
+    return "\n".join(lines) + "\n\n" + p.source("audit.json")
+
+
+@table("audit-variants")
+def audit_variants(p: Page) -> str:
+    record = p.load("audit.json")
+    lines = [header("data set", "probe", "cleanlab filter", "flagged", "precision", "recall",
+                    "probe accuracy (given labels)", "recall at precision ≥ 50%")]
+    for key, d in audit_sets(record):
+        for v in d["variants"]:
+            lines.append(row(AUDIT_NAMES.get(key, key), v["probe"], v["filter_by"], f"{v['flagged']:,}",
+                             pct(v["precision"], 0), pct(v["recall"], 0), pct(v["out_of_sample_accuracy"]),
+                             pct(v["ranking"]["max_recall_at_precision_0.5"], 0)))
+    return "\n".join(lines) + "\n\n" + p.source("audit.json", command=False, machine=False)
+
+
+@table("audit-ceiling")
+def audit_ceiling(p: Page) -> str:
+    record = p.load("audit-ceiling.json")
+    lines = [header("probe, as good as", "test accuracy (mean of seeds)",
+                    "recall at precision ≥ 50%: mean of seeds (lowest, highest)", "seeds")]
+    for name, s in by_strategy([{"strategy": k, **v} for k, v in record["summary"].items()]).items():
+        s = s[0]
+        lines.append(row(f"`{name}`", pct(s["test_accuracy_mean"]),
+                         f"{pct(s['recall_at_precision_0.5_mean'], 0)} ({pct(s['min'], 0)}, {pct(s['max'], 0)})",
+                         s["seeds"]))
+    return (f"\n".join(lines) + f"\n\n{pct(record['flip'], 0)} of the test labels flipped at random, {record['draws']} "
+            f"draws per run. " + p.source("audit-ceiling.json"))
+
+
+@table("audit-features")
+def audit_features(p: Page) -> str:
+    record = p.load("audit-features.json")
+    groups: dict[str, list[dict]] = {}
+    for r in record["results"]:
+        groups.setdefault(r["features"], []).append(r)
+    cs = sorted({r["probe_c"] for r in record["results"]})
+    label = " / ".join(f"C={c:g}" for c in cs)
+    lines = [header("features of `mobilenet_v2`", "width", f"probe accuracy ({label})",
+                    f"recall at precision ≥ 50% ({label})")]
+    for name, rs in groups.items():
+        at = {r["probe_c"]: r for r in rs}
+        lines.append(row(name, f"{rs[0]['width']:,}",
+                         " / ".join(pct(at[c]["out_of_sample_accuracy"]) if c in at else "-" for c in cs),
+                         " / ".join(pct(at[c]["ranking"]["max_recall_at_precision_0.5"], 0) if c in at else "-" for c in cs)))
+    return (f"\n".join(lines) + f"\n\n{record['items']:,} ELPV cells, {record['flipped']} labels flipped. "
+            + p.source("audit-features.json"))
+
+
+# ---------------------------------------------------------------- speed
+
+def cache_view_label(settings: dict) -> str:
+    if settings.get("feature_cache") is False:
+        return "uncached (`feature_cache=false`): fresh crops and flips every epoch"
+    if settings.get("augment") is False:
+        return "cached, no augmentation (`augment=false`)"
+    n = settings.get("cache_views", 1)
+    return f"cached, {n} view{'s' if n > 1 else ''} (`cache_views={n}`)"
+
+
+@table("cache-views")
+def cache_views(p: Page) -> str:
+    record = p.load("cache_views.json")
+    # the JSON's note says its warm-cache row is no warm measurement (the cache had been cleared): left out
+    runs = [r for r in record["runs"] if "warm" not in r["variant"]]
+    base = next(r for r in runs if r["settings"].get("feature_cache") is False)
+    lines = [header(f"`{record['base']['strategy']}`, {record['base']['epochs']} epochs", "test accuracy",
+                    "balanced accuracy", "wall time", "vs uncached")]
+    for r in runs:
+        lines.append(row(cache_view_label(r["settings"]), pct(r["test_accuracy"]), pct(r["test_balanced_accuracy"]),
+                         f"{r['wall_seconds']:.0f} s", ratio(base["wall_seconds"] / r["wall_seconds"])))
+    seeds = ", ".join(str(s) for s in sorted({r["seed"] for r in runs}))
+    return ("\n".join(lines) + f"\n\nSeed {seeds}, one run each; every cached run starts from an empty cache, so its "
+            "time includes building it. " + p.source("cache_views.json"))
+
+
+CPU_ROWS = {
+    "reference_fp32": "reference loop, float32",
+    "headstart_fp32": "headstart, float32",
+    "headstart_bf16": "headstart, bfloat16 autocast, channels-last",
+    "headstart_bf16_frozen_groups_2": "headstart's default: bfloat16, stem and stage1 frozen (`frozen_groups` 2)",
+}
+
+
+@table("cpu-throughput")
+def cpu_throughput(p: Page) -> str:
+    t = p.load("cpu_speed.json")["throughput"]
+    ref = t["images_per_s"]["reference_fp32"]
+    lines = [header("training step, every layer group training", "images/s", "vs reference",
+                    "share of the CPU's measured matrix-product peak")]
+    for key, label in CPU_ROWS.items():
+        if key not in t["images_per_s"]:
+            continue
+        share = t["share_of_peak"].get(key)
+        peak = t["peak_matmul_flops"]["bf16" if "bf16" in key else "fp32"]
+        lines.append(row(label, f"{t['images_per_s'][key]:.1f}", ratio(t["images_per_s"][key] / ref),
+                         f"{pct(share)} of {gflops(peak)}" if share is not None else "(less work per image)"))
+    return (f"\n".join(lines) + f"\n\nMean of {len(t['rounds'])} alternating rounds; "
+            f"{t['training_flops_per_image'] / 1e9:.1f} GFLOP per training image. " + p.source("cpu_speed.json"))
+
+
+@table("cpu-head-runs")
+def cpu_head_runs(p: Page) -> str:
+    record = p.load("cpu_speed.json")
+    first, second = record["head_float32_final_metrics"], record["head"]
+    labels = {"reference": "reference loop, training and its test pass", "uncached": "headstart, feature cache off",
+              "cached": "headstart, first run (decoded-image and feature caches built)",
+              "cached_warm": "headstart, second run on the same data (both caches reused)"}
+
+    def cells(part: dict, key: str) -> list[str]:
+        ref = part["reference"]["wall_seconds_with_test"]
+        wall = ref if key == "reference" else part[key]["wall_seconds"]
+        return [f"{wall:.1f} s", ratio(ref / wall)]
+
+    lines = [header("`head`, 10 epochs", "final metrics in float32: wall time", "vs reference",
+                    "final metrics in the run's precision: wall time", "vs reference", "test accuracy (second)")]
+    for key, label in labels.items():
+        lines.append(row(label, *cells(first, key), *cells(second, key), pct(second[key]["test_accuracy"])))
+    return ("\n".join(lines) + "\n\nThe two measurements ran on different days; the machine was slower during the "
+            "second (compare ratios within a column, not seconds across columns). " + p.source("cpu_speed.json", command=False))
+
+
+@table("cpu-gradual")
+def cpu_gradual(p: Page) -> str:
+    g = p.load("cpu_speed.json")["gradual"]
+    lines = [header("`gradual`, 14 epochs", "wall time", "test accuracy", "balanced accuracy")]
+    for key, label in (("uncached", "feature cache off"), ("cached", "feature cache on (built in the run)")):
+        lines.append(row(label, f"{g[key]['wall_seconds']:.0f} s", pct(g[key]["test_accuracy"]),
+                         pct(g[key]["test_balanced_accuracy"])))
+    return "\n".join(lines) + "\n\n" + p.source("cpu_speed.json", command=False)
+
+
+@table("gradual-cache-bound")
+def gradual_cache_bound(p: Page) -> str:
+    record = p.load("gradual-cache-bound.json")
+    lines = [header("stage of `gradual`", "epochs", "groups that train", "frozen prefix (groups)", "cached output",
+                    "step from images", "from the cache", "saved")]
+    for s in record["stages"]:
+        step = s["step_seconds"]
+        lines.append(row(s["stage"], s["epochs"], ", ".join(s["trainable"]), s["frozen_prefix_depth"],
+                         "x".join(str(d) for d in s["cached_shape"]), f"{step['from images']:.2f} s",
+                         f"{step['from the cache']:.2f} s", ratio(step["from images"] / step["from the cache"])))
+    lines.append(row("the whole run, epoch-weighted", sum(s["epochs"] for s in record["stages"]), "", "", "", "", "",
+                     f"{record['bound']:.2f}x at most"))
+    return (f"\n".join(lines) + f"\n\nBatch {record['batch']}, {record['image_size']} px; each figure is the fastest "
+            f"round's mean step; load average {record['load_average'][0]:.1f} during the measurement (another job "
+            f"shared the cores), so the seconds are slow but the ratios are within one process. "
+            + p.source("gradual-cache-bound.json"))
+
+
+# ---------------------------------------------------------------- serving
+
+@table("serve-load")
+def serve_load(p: Page) -> str:
+    record = p.load("serve_load.json")
+    lines = [header("server", "clients", "requests", "errors", "p50 latency", "p95 latency", "requests/s",
+                    "requests per forward pass", "largest batch", "load average before")]
+    for m in record["measurements"]:
+        lines.append(row(m["server"], m["clients"], m["requests"], m["errors"], f"{m['latency_ms']['p50']:.0f} ms",
+                         f"{m['latency_ms']['p95']:.0f} ms", f"{m['requests_per_second']:.0f}",
+                         f"{m['requests'] / m['forward_passes']:.1f}", m["largest_batch"], f"{m['load_average_before']:.1f}"))
+    model = record["model"]
+    return (f"\n".join(lines) + f"\n\n`{model['backbone']}` at {model['input_size']} px, "
+            f"{precision_name(model['precision'])}. " + p.source("serve_load.json"))
+
+
+# ---------------------------------------------------------------- pages
+
+def pages(root: Path) -> list[Path]:
+    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+
+
+def code_spans(text: str) -> list[tuple[int, int]]:
+    """Where the fenced code blocks are: markers shown in them as examples are left alone."""
+    return [m.span() for m in FENCE.finditer(text)]
+
+
+def render(root: Path, path: Path) -> tuple[str, list[str]]:
+    """The page with every table written anew, and the names of its tables."""
+    text = path.read_text(encoding="utf-8")
+    spans = code_spans(text)
+
+    def outside(matches) -> list[str]:
+        return [m.group(1) for m in matches if not any(a <= m.start() < b for a, b in spans)]
+
+    opened, closed = outside(OPENING.finditer(text)), outside(CLOSING.finditer(text))
+    if sorted(opened) != sorted(closed):
+        raise SystemExit(f"{path}: table markers do not pair up (opened {opened}, closed {closed})")
+    found = []
+
+    def write(match: re.Match) -> str:
+        if any(a <= match.start() < b for a, b in spans):
+            return match.group(0)
+        name = match.group(1)
+        if name not in TABLES:
+            raise SystemExit(f"{path}: no table named {name!r}; known: {', '.join(sorted(TABLES))}")
+        found.append(name)
+        body = TABLES[name](Page(root, path)).strip()
+        return f"<!-- table:{name} -->\n{body}\n<!-- /table:{name} -->"
+
+    new = MARKER.sub(write, text)
+    if len(found) != len(opened):
+        raise SystemExit(f"{path}: table markers are nested or out of order")
+    return new, found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a page is out of date")
+    parser.add_argument("--list", action="store_true", help="print each table and the page that holds it")
+    parser.add_argument("--root", type=Path, default=ROOT, help="the repository (default: this file's)")
+    args = parser.parse_args(argv)
+    root = args.root.resolve()
+    stale, placed = [], {}
+    for path in pages(root):
+        new, found = render(root, path)
+        for name in found:
+            placed.setdefault(name, []).append(path.relative_to(root).as_posix())
+        if new != path.read_text(encoding="utf-8"):
+            stale.append(path.relative_to(root).as_posix())
+            if not args.check and not args.list:
+                path.write_text(new, encoding="utf-8")
+    if args.list:
+        for name in TABLES:
+            print(f"{name}: {', '.join(placed.get(name, ['(nowhere)']))}")
+        return 0
+    unplaced = [n for n in TABLES if n not in placed]
+    if unplaced:
+        print(f"tables placed on no page: {', '.join(unplaced)}", file=sys.stderr)
+        return 1
+    if args.check:
+        if stale:
+            print(f"out of date (run python benchmarks/tables.py): {', '.join(stale)}", file=sys.stderr)
+            return 1
+        print(f"{len(placed)} tables up to date")
+        return 0
+    print(f"rewrote {', '.join(stale)}" if stale else "every table was already up to date")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
