@@ -4,7 +4,7 @@
                                               [--repeat discriminative:1,2] [--set key=value]
 
 Writes benchmarks/results/strategies.json (every run's metrics, wall time, images/s, the machine)
-and prints the Markdown table that the README shows. A run marked "beside_other_jobs" (its wall
+and prints the Markdown table that docs/strategies.md shows. A run marked "beside_other_jobs" (its wall
 time was measured while other work shared the CPU) counts for accuracy only. All runs share the split (same seed, same
 fractions: 25% stratified test) and the epoch budget; nothing but the strategy changes.
 """

@@ -10,7 +10,7 @@ for one epoch, "minilm-l6 + DAPT (N epochs)" otherwise); with --keep, runs with 
 adaptation epochs are kept beside them, each with its own adaptation record and adapted folder.
 
 Writes benchmarks/results/texts-rt.json or texts-r8.json (every run's metrics and wall time, the
-machine) and prints the Markdown table the README shows. The split follows the seed (R8: its own
+machine) and prints the Markdown table docs/texts.md shows. The split follows the seed (R8: its own
 train/test split, val carved from train by the seed); every strategy of a seed sees the same split.
 """
 from __future__ import annotations

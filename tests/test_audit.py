@@ -9,13 +9,13 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from helpers import run_cli
 import headstart
 from headstart.errors import UserError
 from headstart.data.rotten_tomatoes import load_reviews
@@ -28,8 +28,7 @@ SECTIONS = ["summary", "balance", "files", "duplicates", "label-issues", "settin
 
 
 def cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "headstart.cli", *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300)
+    return run_cli(*args, env={"HF_HUB_OFFLINE": "1"})
 
 
 def flags_of(out: Path) -> list[dict]:

@@ -4,30 +4,19 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
-import pytest
 
-HEADSTART = [sys.executable, "-m", "headstart.cli"]
-TINY = ["--image-size", "64", "--batch-size", "8", "--epochs", "1", "--set", "val_fraction=0.2", "--set", "test_fraction=0.25"]
+from helpers import assert_one_line_error, run_cli
+
+TINY = ["--image-size", "64", "--batch-size", "8", "--epochs", "1", "--set", "val_fraction=0.2", "--set", "test_fraction=0.25",
+        "--set", "report=false"]
 
 
 def run(*args, cwd=None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([*HEADSTART, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+    return run_cli(*args, cwd=cwd, env={"HF_HUB_OFFLINE": "1"})
 
 
 def test_missing_folder(tmp_path):

@@ -141,7 +141,7 @@ def test_head_strategy_leaves_the_body_bit_for_bit_unchanged(head_run):
 
 def test_run_folder_holds_model_metrics_history_plots(head_run):
     d = head_run.run_dir
-    for name in ("config.json", "metrics.json", "history.json", "history.csv", "model.safetensors", "last.safetensors", "best.safetensors",
+    for name in ("config.json", "metrics.json", "history.json", "history.csv", "model.safetensors",
                  "learning_curves.png", "confusion_matrix.png", "test_predictions.csv", "skipped.csv"):
         assert (d / name).is_file(), name
     metrics = json.loads((d / "metrics.json").read_text())
@@ -155,7 +155,11 @@ def test_run_folder_holds_model_metrics_history_plots(head_run):
     assert not list(d.glob(".*.tmp"))  # no temporary files left behind
     # no early stopping: the run's model is the last epoch's (the end of the cosine schedule)
     assert metrics["final_model"] == "last" and metrics["model_epoch"] == 2
-    assert (d / "model.safetensors").read_bytes() == (d / "last.safetensors").read_bytes()
+    # each distinct set of weights once: the last epoch is the model; the best is another file, or the model too
+    assert metrics["checkpoints"]["last"] == "model.safetensors" and not (d / "last.safetensors").exists()
+    best = d / metrics["checkpoints"]["best"]
+    assert (best.name == "model.safetensors") == (metrics["best_epoch"] == 2) and best.is_file()
+    assert not (d / "resume.pt").exists()  # removed once the run finished (keep_resume_state keeps it)
 
 
 def test_saved_model_reloads_and_predicts_the_same_logits(head_run, elpv):
@@ -331,7 +335,8 @@ def test_fit_minutes_plans_the_epochs_from_timed_steps_and_leaves_the_model_alon
 
 
 def test_fit_minutes_run_records_the_epochs_it_planned(elpv, tmp_path, capsys):
-    short = headstart.train(elpv, strategy="full", epochs=3, fit_minutes=1e-6, out=str(tmp_path / "short"), **TINY)
+    short = headstart.train(elpv, strategy="full", epochs=3, fit_minutes=1e-6, out=str(tmp_path / "short"),
+                            keep_resume_state=True, **TINY)
     logged = capsys.readouterr().out.splitlines()
     assert len(short.metrics["history"]) == 1
     config = json.loads((tmp_path / "short" / "config.json").read_text())["config"]

@@ -3,14 +3,12 @@ files give PyTorch's logits on real ELPV images, from 0-1 pixels, at any batch s
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import onnxruntime
 import pytest
 import torch
 
+from helpers import run_cli
 import headstart
 from headstart.data import decode_images
 from headstart.data.sources import Sample
@@ -84,8 +82,7 @@ def test_preprocessing_json_describes_the_input_and_safetensors_rebuilds_the_cla
 
 def test_cli_export_and_its_one_line_errors(run_dir, tmp_path):
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "headstart.cli", "export", *map(str, args)], capture_output=True,
-                              text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600)
+        return run_cli("export", *args, env={"HF_HUB_OFFLINE": "1"})
 
     result = cli(run_dir, "--format", "torchscript", "--out", tmp_path / "ts")
     assert result.returncode == 0, result.stderr

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import run_cli
 import headstart
 from headstart.backbones import create_backbone
 from headstart.data import decode_images, load_image_data
@@ -25,7 +26,7 @@ from headstart.data.pipeline import DecodedSamples, Normalize, eval_transform, m
 from headstart.head_init import init_head
 from headstart.model import Classifier
 from headstart.reporting.cka import group_features, linear_cka
-from headstart.reporting.compare import compare, folder_lock
+from headstart.compare import compare, folder_lock
 from headstart.reporting.summary import recommendation, table_rows
 from headstart.evaluation.metrics import training_rate
 
@@ -37,9 +38,8 @@ SECTIONS = ["summary", "table", "learning-curves", "confusion-matrices", "per-cl
 
 
 def headstart_cli(*args) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "headstart.cli", *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=600)
+    """In this process; compare still trains each run in a process of its own."""
+    return run_cli(*args, env={"HF_HUB_OFFLINE": "1"})
 
 
 def read(path: Path) -> dict:
@@ -53,7 +53,9 @@ def comparison(elpv, tmp_path_factory):
     out = tmp_path_factory.mktemp("compare") / "cmp"
     data = out.parent / "data"  # a copy that a test may change
     shutil.copytree(elpv, data)
-    args = ["compare", data, "--strategies", "head,full", *TINY, *MOVING, "--out", out]
+    # keep_resume_state: a finished run keeps its resume.pt, so that removing its model below leaves it as a run
+    # killed after its last epoch's state was written
+    args = ["compare", data, "--strategies", "head,full", *TINY, *MOVING, "--set", "keep_resume_state=true", "--out", out]
     first = headstart_cli(*args, "--seeds", "0")
     assert first.returncode == 0, first.stderr[-3000:]
     after_first = {"report": read(out / "report.json"), "record": read(out / "compare.json"),

@@ -15,6 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from helpers import run_cli
 import headstart
 from headstart.run_folder import config_of_run
 from headstart.errors import UserError
@@ -108,7 +109,7 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_metrics(elpv, tmp_path):
 
 def test_resume_refuses_a_changed_run_or_a_damaged_state(elpv, tmp_path):
     run = tmp_path / "run"
-    headstart.train(elpv, out=str(run), **{**SETTINGS, "strategy": "head", "epochs": 2})
+    headstart.train(elpv, out=str(run), **{**SETTINGS, "strategy": "head", "epochs": 2}, keep_resume_state=True)
     # the earlier attempts' wall time travels in the state: say they took 1000 s
     state = torch.load(run / RESUME, weights_only=True)
     records = json.loads(state["records"])
@@ -133,16 +134,16 @@ def test_resume_refuses_a_changed_run_or_a_damaged_state(elpv, tmp_path):
     with pytest.raises(UserError, match="cannot be read as a resume state"):
         headstart.resume(run)
     os.remove(run / RESUME)
-    result = subprocess.run(cli("train", "--resume", run), capture_output=True, text=True)
+    result = run_cli("train", "--resume", run)
     assert result.returncode != 0 and "nothing to resume" in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
-    result = subprocess.run(cli("train", elpv, "--resume", run, "--epochs", "3"), capture_output=True, text=True)
+    result = run_cli("train", elpv, "--resume", run, "--epochs", "3")
     assert result.returncode != 0 and "do not pass epochs, DATA" in result.stderr
 
 
 def test_a_full_disk_stops_the_run_in_one_line_and_it_resumes_after(elpv, tmp_path, monkeypatch):
-    import headstart.training.checkpoint as checkpoint
+    import headstart.files as checkpoint
 
     settings = {**SETTINGS, "strategy": "head", "epochs": 3}
     whole = headstart.train(elpv, out=str(tmp_path / "whole"), **settings).metrics
@@ -150,7 +151,7 @@ def test_a_full_disk_stops_the_run_in_one_line_and_it_resumes_after(elpv, tmp_pa
 
     def disk_full_at_epoch_two(state, path, metadata=None):
         calls.append(path)
-        if len(calls) == 3:  # epoch 1 wrote last and best; epoch 2 starts with last
+        if len(calls) == 2:  # epoch 1 wrote last (best is a second name of that file); epoch 2 starts with last
             raise OSError(28, "No space left on device")
         real_save_file(state, path, metadata=metadata)
 

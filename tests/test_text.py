@@ -208,19 +208,13 @@ def test_lora_on_a_backbone_without_attention_is_one_line(elpv, tmp_path):
 
 
 def test_text_mistakes_on_the_command_line_are_one_line(reviews, head_run, tmp_path):
-    import subprocess
-    import sys
+    from helpers import assert_one_line_error, run_cli
 
     def cli(*args):
-        result = subprocess.run([sys.executable, "-m", "headstart.cli", *map(str, args)], capture_output=True, text=True,
-                                timeout=600)
-        lines = result.stderr.strip().splitlines()
-        assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-        return lines[0]
+        return assert_one_line_error(run_cli(*args))
 
     assert "no 'body' column" in cli("train", reviews, "--backbone", "minilm-l6", "--set", "text_column=body")
     assert "unlabeled text not found" in cli("adapt", tmp_path / "missing.txt")
     assert "is a text run" in cli("export", head_run.run_dir, "--format", "onnx")
-    ok = subprocess.run([sys.executable, "-m", "headstart.cli", "predict", head_run.run_dir, "a fine film", "--format",
-                         "json"], capture_output=True, text=True, timeout=600)
+    ok = run_cli("predict", head_run.run_dir, "a fine film", "--format", "json")
     assert ok.returncode == 0 and json.loads(ok.stdout)[0]["path"] == "text 1"

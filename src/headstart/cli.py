@@ -17,13 +17,12 @@ DEFAULT_STRATEGIES = default_comparison()
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Fine-tune a pretrained model on your own labeled images or texts.")
 
-# The demo's recipe for the embedded default (ELPV solar cells): see README, "Defaults and why".
+# The demo's recipe for the embedded default (ELPV solar cells), measured in docs/defaults.md.
 # Cells have no up or down (vflip), and a defect may touch the cell's edge (no centre crop).
 DEMO_OVERRIDES = {"backbone": "mobilenet_v2", "strategy": "discriminative", "epochs": 14, "test_fraction": 0.25,
                   "vflip": True, "crop_pct": 1.0}
 # The demo plans its epochs to train for about this long, so that set-up included it stays under 15 minutes on
-# every machine of the 2-core kind: the 14 epochs took about 8 min in bfloat16 on one with AVX512-BF16, while an
-# AVX2-only one (float32, about 25 images/s) fits 5
+# a 2-core machine with or without native bfloat16 (docs/defaults.md, "fit_minutes and the demo's time")
 DEMO_MINUTES = 8.0
 
 

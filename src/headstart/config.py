@@ -85,7 +85,7 @@ class TrainConfig:
     test_fraction: float = 0.2
     # smallest area share of a random resized crop. torchvision's 0.08 is a from-scratch ImageNet
     # recipe; on small data the detail that decides the class (a crack, a lesion) may sit anywhere
-    # and a tight crop cuts it out: on ELPV, 0.35 -> 0.85 took test accuracy from 85.4% to 88.7%.
+    # and a tight crop cuts it out (measured on ELPV: docs/defaults.md).
     crop_scale: float = 0.85
     hflip: bool = True
     augment: bool = True  # False: training images get the eval transform (resize, centre crop) only
@@ -98,9 +98,8 @@ class TrainConfig:
     decoded_cache: bool = True
     # feature cache: a stage whose lowest groups are frozen trains from their outputs, computed once
     feature_cache: bool = True
-    # augmented views cached per training image; each epoch draws one. Measured under `head` on ELPV
-    # (benchmarks/cache_views.py): 1, 2, 4 and 8 views and no augmentation all scored within noise
-    # (82.8-84.0%), and each view costs a forward pass of every image: 1 is 2.3x faster than 4
+    # augmented views cached per training image; each epoch draws one. Each view costs a forward pass of
+    # every image, and more views measured no better under `head` (docs/speed.md, "Feature cache")
     cache_views: int = 1
     # a larger cache is not built and the stage runs uncached. Caches of the earliest groups' wide
     # outputs are large and save little (their forward pass is a small share of a training step)
@@ -128,8 +127,8 @@ class TrainConfig:
     # images through the pretrained and the fine-tuned body (at 224 px on a CPU: seconds to a minute)
     report: bool = True
     deterministic: bool = False  # only deterministic kernels: same seed, same machine -> identical metrics
-    # torch.compile (inductor) for stages that run the whole model. Off by default: measured on the
-    # 2-core CPU, a mobilenet_v2 step ran at 25 img/s compiled against 32 eager, after 78 s of compiling
+    # torch.compile (inductor) for stages that run the whole model. Off by default: on a 2-core CPU a
+    # compiled step measured slower than eager, after a minute of compiling (docs/defaults.md)
     compile: bool = False
     precision: str = "auto"  # auto: bf16 where the CPU or GPU supports it, else fp32
     device: str = "auto"
@@ -149,11 +148,10 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-# Defaults that differ by kind of data. Images (ELPV, mobilenet_v2, measured: README "Defaults and
-# why"): 14 epochs, the head at 2e-3, each group down 2.6x slower (ULMFiT), stem and stage1 frozen.
-# Texts: a transformer's layers take a milder decay per layer than ULMFiT's LSTM (layer-wise decay
-# in BERT fine-tuning is 0.65-0.95 per layer), and few epochs suffice on thousands of texts. Chosen,
-# not tuned: on Rotten Tomatoes with minilm-l6, discriminative reached 83.9% (seed 0; README "Texts").
+# Defaults that differ by kind of data (why, and what was measured: docs/defaults.md). Images: 14 epochs,
+# the head at 2e-3, each group down 2.6x slower (ULMFiT), stem and stage1 frozen. Texts: a transformer's
+# layers take a milder decay per layer than ULMFiT's LSTM (layer-wise decay in BERT fine-tuning is
+# 0.65-0.95 per layer), and few epochs suffice on thousands of texts.
 KIND_DEFAULTS = {
     "image": {"epochs": 14, "lr": 2e-3, "lr_decay": 2.6, "frozen_groups": 2, "dropout": 0.2},
     "text": {"epochs": 4, "lr": 1e-3, "lr_decay": 1.5, "frozen_groups": 0, "dropout": 0.1},

@@ -29,7 +29,7 @@ def out_of_sample_probabilities(features: np.ndarray, labels: np.ndarray, folds:
 def tfidf_probabilities(texts: list[str], labels: np.ndarray, folds: int, seed: int, regularisation: float = 3.0
                         ) -> np.ndarray:
     """The same out-of-sample probabilities from a TF-IDF (word 1-2-grams) logistic regression:
-    for texts, averaged with the embedding probe's (measured: README "Audit your data")."""
+    for texts, averaged with the embedding probe's (measured: docs/audit.md)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict

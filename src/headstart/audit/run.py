@@ -30,7 +30,7 @@ class AuditSettings:
     near_threshold: float | None = None  # centred cosine above which two items are near copies; None: by kind
     folds: int = 5  # K of the K-fold probes
     # the probe's inverse regularisation (scikit-learn's C) on standardised features; measured on ELPV
-    # and Rotten Tomatoes with planted flips (benchmarks/audit.py, README "Audit your data")
+    # and Rotten Tomatoes with planted flips (benchmarks/audit.py, docs/audit.md)
     probe_c: float = 0.003
     filter_by: str = "prune_by_noise_rate"  # cleanlab.filter.find_label_issues' method
     label_issues: bool = True

@@ -1,8 +1,7 @@
 """Fitting a run's epochs to a time budget on this machine (`fit_minutes`).
 
-The demo's 14 epochs take about 8 minutes on a 2-core CPU with native bfloat16 and about 17 on one
-without (float32, 25 images/s). Before training, a few timed steps on a copy of the model measure
-this machine's rate, and the run plans as many epochs as the budget holds (at most the configured
+Machines differ by more than 2x (native bfloat16 or not: docs/defaults.md). Before training, a few
+timed steps on a copy of the model measure this machine's rate, and the run plans as many epochs as the budget holds (at most the configured
 number), so the schedule still warms up and decays to zero within the budget, where stopping early
 (`time_budget_s`) would cut it off.
 """
@@ -74,8 +73,7 @@ def plan_epochs(net: torch.nn.Module, stages: list[Stage], normalize: torch.nn.M
             eval_times.append((time.perf_counter() - middle) / len(labels))
     if not train_times:
         raise ValueError(f"plan_epochs needs {WARMUP_BATCHES + TIMED_BATCHES} batches, got fewer")
-    # the median, so that a few slow steps do not set the plan: a fresh demo's mean of 4 steps, timed just after
-    # the data set was written, said 16.8 images/s, and its epochs then ran at 25
+    # the median, so that a few slow steps (just after the data set was written, say) do not set the plan
     train_rate, eval_rate = 1 / statistics.median(train_times), 1 / statistics.median(eval_times)
     epoch_seconds = (n_train / train_rate + n_val / eval_rate) / processes
     epochs = max(1, min(config.epochs, math.floor(config.fit_minutes * 60 / epoch_seconds)))
