@@ -1,11 +1,16 @@
 """Shared fixtures: a small real ELPV subset on disk, in the layout a user would have."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-import pytest
+# This machine has no network: without this, every attempt to reach the Hugging Face hub waits for
+# its retries. Set before anything imports huggingface_hub, which reads it once.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from headstart.data import materialise_elpv
+import pytest  # noqa: E402
+
+from headstart.data import materialise_elpv  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -74,7 +74,7 @@ def test_adapt_writes_a_backbone_folder_with_perplexity_before_and_after(adapted
 def test_train_on_an_adapted_backbone_uses_its_weights_not_the_original(adapted, tmp_path):
     data = materialise_rotten_tomatoes(tmp_path, per_class=12)
     run = headstart.train(str(data), backbone=str(adapted.out), strategy="head", epochs=1, max_length=32,
-                          out=str(tmp_path / "run"))
+                          report=False, out=str(tmp_path / "run"))
     body = run.model.body.state_dict()
     saved = load_file(str(adapted.out / "model.safetensors"))
     original = create_backbone("minilm-l6").body.state_dict()

@@ -18,7 +18,7 @@ from headstart.model import Classifier
 from headstart.strategies import STRATEGIES, StrategyOptions, apply_trainable, get_strategy, set_train_mode
 from headstart.training.optim import build_optimizer, build_scheduler, lr_factor
 
-TINY = dict(image_size=64, batch_size=8, val_fraction=0.2, test_fraction=0.25)
+TINY = dict(image_size=64, batch_size=8, val_fraction=0.2, test_fraction=0.25, report=False)
 
 
 def tiny_batch(elpv, size=64, n=8):

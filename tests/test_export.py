@@ -15,7 +15,7 @@ from headstart.data.sources import Sample
 from headstart.export import PREPROCESSING, TOLERANCE, export_run
 from headstart.inference import build_classifier, load_run
 
-TINY = dict(image_size=64, batch_size=8, val_fraction=0.2, test_fraction=0.25)
+TINY = dict(image_size=64, batch_size=8, val_fraction=0.2, test_fraction=0.25, report=False)
 
 
 @pytest.fixture(scope="module")

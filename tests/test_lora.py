@@ -37,7 +37,7 @@ def tiny_timm_vit(folder):
 def test_lora_on_a_vision_transformer_adapts_its_attention_and_nothing_else(make, targets, elpv, tmp_path):
     name = make(tmp_path / "vit")
     result = headstart.train(str(elpv), backbone=name, strategy="lora", epochs=2, lr=1e-2, batch_size=8,
-                             lora_merge=False, out=str(tmp_path / "run"))
+                             lora_merge=False, report=False, out=str(tmp_path / "run"))
     record = json.loads((result.run_dir / "config.json").read_text())
     assert record["strategy"]["lora"]["targets"] == targets
     pretrained = create_backbone(name).body.state_dict()

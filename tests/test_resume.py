@@ -25,7 +25,7 @@ from headstart.training.resume import RESUME, load_state, run_fingerprint
 # caches at this size; a resume lands at stage boundaries, inside a stage and, with a checkpoint
 # after every optimiser step, inside an epoch
 SETTINGS = dict(strategy="gradual", epochs=8, image_size=64, batch_size=4, val_fraction=0.2, test_fraction=0.25,
-                deterministic=True, seed=3, checkpoint_steps=1)
+                deterministic=True, seed=3, checkpoint_steps=1, report=False)
 TIMING_KEYS = {"train_seconds", "train_images_per_s"}
 
 

@@ -29,7 +29,7 @@ import headstart
 from headstart.serve import create_app, listen, running_server
 from headstart.serve.batching import Batcher
 
-TINY = dict(image_size=64, batch_size=8, val_fraction=0.2, test_fraction=0.25)
+TINY = dict(image_size=64, batch_size=8, val_fraction=0.2, test_fraction=0.25, report=False)
 LIMIT_MB = 0.5
 
 

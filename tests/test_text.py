@@ -16,7 +16,7 @@ from headstart.data.texts import load_text_data
 from headstart.errors import UserError
 from headstart.inference import load_run, predict
 
-TINY = dict(backbone="minilm-l6", max_length=32, batch_size=16, val_fraction=0.2, test_fraction=0.25)
+TINY = dict(backbone="minilm-l6", max_length=32, batch_size=16, val_fraction=0.2, test_fraction=0.25, report=False)
 
 
 @pytest.fixture(scope="module")
