@@ -5,13 +5,16 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: demo test venv browser lock benchmark compare clean
+.PHONY: demo test install-check venv browser lock benchmark compare clean
 
 demo: $(STAMP)  ## fine-tune mobilenet_v2 on the embedded ELPV solar-cell images
 	$(BIN)/headstart demo
 
 test: $(STAMP) browser  ## the test suite (real weights, real ELPV images, tiny sizes)
 	$(BIN)/pytest -q
+
+install-check:  ## pip install '.[all]' into a fresh venv, then each command once from outside the repo (.ci/install-check)
+	.ci/install-check
 
 # Debian's Chromium and ChromeDriver, for the tests that open the HTML pages in a headless browser
 browser:
