@@ -5,13 +5,16 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: demo test lint install-check venv browser lock benchmark compare clean
+.PHONY: demo test check lint install-check venv browser lock benchmark compare clean
 
 demo: $(STAMP)  ## fine-tune mobilenet_v2 on the embedded ELPV solar-cell images
 	$(BIN)/headstart demo
 
 test: $(STAMP) browser  ## the test suite (real weights, real ELPV images, tiny sizes)
 	$(BIN)/pytest -q
+
+check: $(STAMP)  ## the edit-test loop: every test but those marked slow (processes of their own, torchrun, a browser, compiling)
+	$(BIN)/pytest -q -m "not slow"
 
 lint: $(STAMP)  ## ruff's lint rules and format check (settings: pyproject.toml, [tool.ruff]); both run, either fails it
 	$(BIN)/ruff check src tests benchmarks; status=$$?; $(BIN)/ruff format --check src tests benchmarks && exit $$status

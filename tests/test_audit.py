@@ -182,6 +182,7 @@ def test_text_rows_copies_and_leaks_are_reported(text_audit):
         assert len(list(csv.DictReader(f))) == text_audit["result"].record["counts"]["kept_items"]
 
 
+@pytest.mark.slow
 def test_the_audit_page_loads_in_headless_chromium(planted, tmp_path):
     from test_report import open_in_chromium
 

@@ -22,6 +22,8 @@ import headstart
 from headstart.data import materialise_elpv
 from headstart.data.rotten_tomatoes import materialise_rotten_tomatoes
 
+pytestmark = pytest.mark.slow  # torchrun starts processes
+
 # one global batch size and seed for both; 64 px, 2 epochs. 160 images or texts, 32 to train on and
 # 104 to test: a prediction that flips (the float sums run in another order in two processes) moves
 # test accuracy by under a point, as the bound allows; on 12 test images one flip was 8 points

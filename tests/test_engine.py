@@ -277,6 +277,7 @@ def test_a_loss_diverging_in_the_first_epoch_is_a_one_line_error(elpv, tmp_path)
         headstart.train(elpv, strategy="full", epochs=1, lr=1e30, out=str(tmp_path / "run"), **TINY)
 
 
+@pytest.mark.slow
 def test_compile_option_trains_the_same_model(elpv, tmp_path):
     """torch.compile (through Accelerate's dynamo_backend) trains; in float32 its run stays close
     to the eager one (inductor may fuse and reorder floating-point operations)."""

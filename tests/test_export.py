@@ -37,6 +37,7 @@ def real_images(run_dir, elpv):
     return pixels, run.logits(samples, images, precision="fp32")
 
 
+@pytest.mark.slow
 def test_onnx_gives_pytorch_logits_on_real_images_through_onnxruntime(run_dir, real_images):
     check = export_run(run_dir, "onnx", log=pytest.fail)  # a fallback to the old exporter would log
     assert check["ok"] and check["exporter"] == "torch.onnx.export(dynamo=True)" and check["max_abs_diff"] <= TOLERANCE
@@ -95,6 +96,7 @@ def test_cli_export_and_its_one_line_errors(run_dir, tmp_path):
         assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch calls the old exporter deprecated
 def test_onnx_falls_back_to_the_torchscript_based_exporter_and_says_so(run_dir, real_images, tmp_path, monkeypatch):
     """When the dynamo exporter fails (here made to fail), export warns, uses dynamo=False with a

@@ -72,6 +72,7 @@ def same_settings(comparison, **changes) -> dict:
             "test_fraction": 0.25, "frozen_groups": 0, "lr": 0.05, **changes}
 
 
+@pytest.mark.slow
 def test_every_run_saw_the_same_split_and_budget(comparison):
     out = comparison["out"]
     record = read(out / "compare.json")
@@ -92,6 +93,7 @@ def test_every_run_saw_the_same_split_and_budget(comparison):
     assert [len(h) for h in (read(out / f / "metrics.json")["history"] for f in configs)] == [1, 1, 1, 1]
 
 
+@pytest.mark.slow
 def test_mean_and_std_are_over_the_seeds_that_ran(comparison):
     first = {row["label"]: row for row in comparison["first"]["report"]["table"]}
     assert first["head"]["seeds"] == [0] and first["head"]["accuracy"]["std"] is None
@@ -106,6 +108,7 @@ def test_mean_and_std_are_over_the_seeds_that_ran(comparison):
     assert "test accuracy" in read(comparison["out"] / "report.json")["recommendation"]
 
 
+@pytest.mark.slow
 def test_a_comparison_goes_on_where_it_stopped(comparison):
     """The second call resumed head-seed0 from its resume.pt, skipped full-seed0, started seed 1."""
     out = comparison["out"]
@@ -119,6 +122,7 @@ def test_a_comparison_goes_on_where_it_stopped(comparison):
     assert runs["head-seed0"]["result"]["wall_seconds"] == read(out / "head-seed0" / "metrics.json")["wall_seconds"]
 
 
+@pytest.mark.slow
 def test_a_second_comparison_on_a_busy_folder_is_refused_in_one_line(comparison):
     out = comparison["out"]
     before = (out / "compare.json").read_text()
@@ -131,6 +135,7 @@ def test_a_second_comparison_on_a_busy_folder_is_refused_in_one_line(comparison)
     assert (out / "compare.json").read_text() == before and not (out / "head-seed2").exists()
 
 
+@pytest.mark.slow
 def test_a_comparison_refuses_other_settings_and_reports_failed_runs(comparison, tmp_path):
     with pytest.raises(UserError, match=r"holds a comparison with other settings \(epochs 1 there, 2 here\); use another --out"):
         compare(same_settings(comparison, epochs=2), ["head"], [0], out=comparison["out"], log=lambda m: None)
@@ -140,6 +145,7 @@ def test_a_comparison_refuses_other_settings_and_reports_failed_runs(comparison,
     assert read(tmp_path / "c" / "compare.json")["runs"][0]["attempts"][0]["exit_status"] == 2
 
 
+@pytest.mark.slow
 def test_a_comparison_refuses_to_go_on_when_the_data_no_longer_splits_as_for_its_runs(comparison):
     """One more image in a class folder draws another test split: new runs would not be comparable."""
     defective = comparison["data"] / "defective"
@@ -167,6 +173,7 @@ def child_pids(pid: int) -> list[int]:
     return found
 
 
+@pytest.mark.slow
 def test_killing_a_comparison_stops_the_run_it_is_training(elpv, tmp_path):
     """`kill` (SIGTERM) on `headstart compare` ends the run's own process too, instead of leaving it
     training unseen."""
@@ -210,6 +217,7 @@ def test_cka_of_features_with_themselves_is_one(elpv):
         assert linear_cka(x, torch.randn(x.shape[0], 7)) < 0.999
 
 
+@pytest.mark.slow
 def test_cka_falls_after_full_fine_tuning_and_not_when_only_the_head_trains(comparison):
     for seed in (0, 1):
         head = read(comparison["out"] / f"head-seed{seed}" / "forgetting.json")
@@ -305,6 +313,7 @@ def open_in_chromium(page: Path, screenshot: Path, sections: list[str] = SECTION
     return {"sections": found, "images": images, "external": external, "logs": logs}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("which", ["comparison", "single run"])
 def test_the_report_loads_in_headless_chromium(which, request, tmp_path):
     if not (Path("/usr/bin/chromium").exists() and Path("/usr/bin/chromedriver").exists()):

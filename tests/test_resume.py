@@ -73,6 +73,7 @@ def state_train_paths(run: Path) -> list[str]:
                                             test_fraction=config.test_fraction, seed=config.seed).train]
 
 
+@pytest.mark.slow
 def test_sigkilled_run_resumes_to_the_uninterrupted_metrics(elpv, tmp_path):
     whole = headstart.train(elpv, out=str(tmp_path / "whole"), **SETTINGS).metrics
 

@@ -207,6 +207,7 @@ def cli(*args) -> subprocess.CompletedProcess:
                           env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=120)
 
 
+@pytest.mark.slow
 def test_serve_port_in_use_and_missing_run_are_one_line_errors(url, run_dir, tmp_path):
     taken = listen("127.0.0.1", 0)
     try:
@@ -221,6 +222,7 @@ def test_serve_port_in_use_and_missing_run_are_one_line_errors(url, run_dir, tmp
         taken.close()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (shutil.which("chromium") and shutil.which("chromedriver")),
                     reason="needs Debian's chromium and chromium-driver (make browser)")
 def test_the_page_in_headless_chromium_shows_the_top_class(url, cells, tmp_path):

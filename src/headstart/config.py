@@ -121,7 +121,8 @@ class TrainConfig:
     # also write the resume state every this many optimiser steps inside an epoch (0: at epoch ends only);
     # a resumed run then loses at most that many steps. Exact on the CPU (data-loader workers 0)
     checkpoint_steps: int = 0
-    # keep resume.pt once the run has finished (it holds the optimiser's state: about 3x the model's size)
+    # keep resume.pt, and the best and last epochs' weights, once the run has finished (to resume it again);
+    # resume.pt holds the optimiser's state: about 3x the model's size
     keep_resume_state: bool = False
     # write report.html and report.json at the end of the run; their forgetting measure runs the held-out
     # images through the pretrained and the fine-tuned body (at 224 px on a CPU: seconds to a minute)

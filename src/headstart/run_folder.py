@@ -8,7 +8,8 @@ serve and reporting all go through here.
     model.safetensors     the run's model
     best.safetensors      the best epoch by validation, while training; kept only if not the model
     last.safetensors      the last epoch, while training; kept only if not the model
-    resume.pt             the state to resume from, while training (kept with keep_resume_state)
+    resume.pt             the state to resume from, while training (kept, with both epoch files, with
+                          keep_resume_state)
     metrics.json          final metrics, and which file holds the best and the last epoch
     test_predictions.csv, learning_curves.png, confusion_matrix.png
 
@@ -102,13 +103,14 @@ def write_model(run_dir: Path, source: str, net: torch.nn.Module | None = None) 
         link_atomic(run_dir / CHECKPOINT_FILES[source], run_dir / MODEL)
 
 
-def write_results(run_dir: Path, metrics: dict, history: list[dict], model_source: str) -> None:
-    """metrics.json and history.csv; then each set of weights is left under one name: the epoch
-    file the model was made from (`model_source`) goes, and so does the other one when it holds
-    the same epoch."""
+def write_results(run_dir: Path, metrics: dict, history: list[dict], model_source: str, lean: bool = True) -> None:
+    """metrics.json and history.csv; then, when `lean`, each set of weights is left under one name:
+    the epoch file the model was made from (`model_source`) goes, and so does the other one when it
+    holds the same epoch. Not lean: both epoch files stay (what resuming the run again needs)."""
     same_epoch = metrics["best_epoch"] == len(history)
     other = "last" if model_source == "best" else "best"
-    names = {model_source: MODEL, other: MODEL if same_epoch else CHECKPOINT_FILES[other]}
+    names = {model_source: MODEL, other: MODEL if same_epoch else CHECKPOINT_FILES[other]} if lean \
+        else {"best": BEST, "last": LAST}
     write_json(run_dir / METRICS, {**metrics, "checkpoints": names})
     write_text(run_dir / HISTORY_CSV, rows_to_csv(list(history[0]), [list(h.values()) for h in history]) if history else "")
     for name in (BEST, LAST):

@@ -65,7 +65,7 @@ def finish(run: Setup, fitted: Fitted) -> RunResult:
     if not distributed.is_main():
         return RunResult(run_dir, metrics, net, run.classes)
 
-    run_folder.write_results(run_dir, metrics, history, source)
+    run_folder.write_results(run_dir, metrics, history, source, lean=not config.keep_resume_state)
     if not config.keep_resume_state:
         run_folder.remove_resume_state(run_dir)
     shown = "test" if "test" in metrics else "val"
