@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import run_cli
 import headstart
 from headstart.backbones import create_backbone
 from headstart.data import decode_images, load_image_data
@@ -38,8 +37,10 @@ SECTIONS = ["summary", "table", "learning-curves", "confusion-matrices", "per-cl
 
 
 def headstart_cli(*args) -> subprocess.CompletedProcess:
-    """In this process; compare still trains each run in a process of its own."""
-    return run_cli(*args, env={"HF_HUB_OFFLINE": "1"})
+    """A process of its own, whose output includes that of the runs compare trains in processes of theirs."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "headstart.cli", *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=600)
 
 
 def read(path: Path) -> dict:
@@ -69,7 +70,7 @@ def comparison(elpv, tmp_path_factory):
 def same_settings(comparison, **changes) -> dict:
     """The comparison fixture's settings, as compare() takes them."""
     return {"data": str(comparison["data"]), "image_size": 64, "batch_size": 8, "epochs": 1, "val_fraction": 0.2,
-            "test_fraction": 0.25, "frozen_groups": 0, "lr": 0.05, **changes}
+            "test_fraction": 0.25, "frozen_groups": 0, "lr": 0.05, "keep_resume_state": True, **changes}
 
 
 @pytest.mark.slow
