@@ -5,7 +5,7 @@ import os
 from typing import Callable
 
 from ..errors import UserError
-from .base import Backbone, BackboneSpec
+from .base import Backbone, BackboneSpec, check_group_names
 
 _REGISTRY: dict[str, BackboneSpec] = {}
 # prefix -> function(name_after_prefix) -> BackboneSpec, for the generic hub adapters
@@ -42,7 +42,9 @@ def get_spec(name: str) -> BackboneSpec:
 
 
 def create_backbone(name: str, pretrained: bool = True, arch_config: dict | None = None) -> Backbone:
-    return get_spec(name).build(pretrained=pretrained, arch_config=arch_config)
+    backbone = get_spec(name).build(pretrained=pretrained, arch_config=arch_config)
+    check_group_names(backbone.body.group_names, name)  # GroupedBody checks too; a body built otherwise does not
+    return backbone
 
 
 def _load_builtin() -> None:
