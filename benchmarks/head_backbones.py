@@ -11,7 +11,8 @@ each run is the command a user types,
 in its own process, with an empty HEADSTART_HOME of its own: decoding the images and building the
 feature cache count in its time, as on a user's first run. Recorded per run: headstart's own
 wall_seconds (metrics.json: the run up to its test evaluation, before the HTML report), the process's
-wall time (Python start-up, the report included), test accuracy, the training loop's samples/s
+wall time and CPU time (Python start-up, the report included; on a shared machine the CPU time moves
+less with other work than the wall time does), the 1-minute load average around the run, test accuracy, the training loop's samples/s
 (metrics.json train_images_per_s), the parameters trained, how many layer groups each epoch read
 from the feature cache, and the feature-cache lines of the log.
 
@@ -25,6 +26,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -53,9 +55,12 @@ def run_one(data: str, backbone: str, seed: int, src: Path, code: str) -> dict:
     argv = ["-m", "headstart", "train", data, "--backbone", backbone, "--strategy", "head", "--seed", str(seed),
             "--out", str(out)]
     env = {**os.environ, "PYTHONPATH": str(src), "HEADSTART_HOME": str(home)}
+    load_before, cpu_before = os.getloadavg(), resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = subprocess.run([sys.executable, *argv], env=env, capture_output=True, text=True)
     process_seconds = time.perf_counter() - started
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_seconds = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     (RUNS / f"{name}.log").write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0:
         raise SystemExit(f"{name} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -70,6 +75,9 @@ def run_one(data: str, backbone: str, seed: int, src: Path, code: str) -> dict:
         "command": " ".join(["python", *argv[:3], "<ELPV>", *argv[4:]]),
         "wall_seconds": round(metrics["wall_seconds"], 1),
         "process_seconds": round(process_seconds, 1),
+        # the machine is shared: the run's own CPU time, and the load (1-minute average) before and after it
+        "process_cpu_seconds": round(cpu_seconds, 1),
+        "load_average_1min": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
         "test_accuracy": metrics["test"]["accuracy"],
         "test_balanced_accuracy": metrics["test"]["balanced_accuracy"],
         "train_images_per_s": round(metrics["train_images_per_s"], 1),
@@ -107,10 +115,12 @@ def main() -> None:
         runs.append(run_one(data, backbone, seed, src, code))
         print(json.dumps(runs[-1]), flush=True)
 
-    lines = ["| code | backbone | seed | wall time (s) | process (s) | test accuracy | train samples/s | params trained "
-             "| cached groups | cache build (s) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| code | backbone | seed | wall time (s) | process (s) | process CPU (s) | load | test accuracy "
+             "| train samples/s | params trained | cached groups | cache build (s) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         lines.append(f"| {r['code']} | {r['backbone']} | {r['seed']} | {r['wall_seconds']:.0f} | {r['process_seconds']:.0f} "
+                     f"| {r['process_cpu_seconds']:.0f} | {'-'.join(f'{v:.1f}' for v in r['load_average_1min'])} "
                      f"| {100 * r['test_accuracy']:.1f}% | {r['train_images_per_s']:.0f} "
                      f"| {'/'.join(str(p) for p in r['trainable_params'])} | {'/'.join(str(c) for c in r['cached_groups'])} "
                      f"| {r['feature_cache_build_seconds']:.0f} |")
