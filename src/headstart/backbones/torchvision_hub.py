@@ -10,9 +10,9 @@ Families and groups:
   mobilenet_v3_small/large         stem, stage1..stage4 (features by resolution), lastconv (last 1x1 conv, pool,
                                    classifier Linear+Hardswish; the last Linear is the source head)
   efficientnet_b0..b7, _v2_*       stem, stage1..stage4 (features by resolution), lastconv (1x1 conv + pool)
-(lastconv: torchvision's name for that last 1x1 convolution; "head" is the new classifier's.)
   convnext_*                       stem, stage1..stage4 (last one + pool + LayerNorm + flatten)
   vit_*                            embed (conv_proj, class token, pos embedding), block1..blockN, final (ln + class token)
+(lastconv: torchvision's name for that last 1x1 convolution; "head" is the new classifier's.)
 """
 from __future__ import annotations
 
