@@ -264,13 +264,11 @@ def cached_stage_inputs(net: nn.Module, depth: int, epochs: int, splits, feed: F
     fit = views if train_view == 0 else int(max(0.0, budget - val_size) // train_view)
     if fit < 1:
         log(f"feature cache: not used for the frozen groups {', '.join(net.group_names[:depth])}, which run "
-            f"every step (even one view takes {(train_view + val_size) / 2**30:.2f} GiB > cache_max_gb "
-            f"{config.cache_max_gb})")
+            f"every step (even one view takes {_size(train_view + val_size)} > cache_max_gb {config.cache_max_gb})")
         return None
     if fit < views:
         log(f"feature cache: {fit} of the {views} views wanted fit cache_max_gb {config.cache_max_gb} "
-            f"({views * train_view / 2**30:.2f} GiB wanted, {train_view / 2**20:.0f} MiB a view); "
-            f"the epochs cycle through the {fit} cached views")
+            f"({_size(train_view)} a view); the epochs cycle through the {fit} cached views")
         views = fit
     common = {"backbone": config.backbone, "preprocessing": feed.description, "precision": str(accelerator.mixed_precision)}
     train_request = CacheRequest(depth, splits.train, feed.train_transform, views,
@@ -288,3 +286,7 @@ def cached_stage_inputs(net: nn.Module, depth: int, epochs: int, splits, feed: F
         loaders.append(distributed.prepare_loader(accelerator, make_loader(dataset, config.batch_size, 0, request_order,
                                                                            sharded=True)))
     return SkipPrefix(net, depth), ChannelsLast(), loaders[0], order, loaders[1]
+
+
+def _size(n: float) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
