@@ -44,7 +44,7 @@ BACKBONES = "mobilenet_v2,efficientnet_lite0,efficientnet_lite1,efficientnet_lit
 
 
 def git(*args: str) -> str:
-    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False).stdout.strip()
 
 
 def run_one(data: str, backbone: str, seed: int, src: Path, code: str, strategy: tuple[str, ...] = ("--strategy", "head")) -> dict:
@@ -58,7 +58,7 @@ def run_one(data: str, backbone: str, seed: int, src: Path, code: str, strategy:
     env = {**os.environ, "PYTHONPATH": str(src), "HEADSTART_HOME": str(home)}
     load_before, cpu_before = os.getloadavg(), resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, *argv], env=env, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, *argv], env=env, capture_output=True, text=True, check=False)
     process_seconds = time.perf_counter() - started
     cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_seconds = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
@@ -123,8 +123,8 @@ def main() -> None:
         runs.append(run_one(data, backbone, seed, src, code, strategy))
         print(json.dumps(runs[-1]), flush=True)
 
-    lines = ["| code | backbone | strategy | seed | wall time (s) | process (s) | process CPU (s) | load | test accuracy "
-             "| train samples/s | params trained | cached groups | cache build (s) |",
+    lines = [("| code | backbone | strategy | seed | wall time (s) | process (s) | process CPU (s) | load | test accuracy "
+              "| train samples/s | params trained | cached groups | cache build (s) |"),
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         lines.append(f"| {r['code']} | {r['backbone']} | {r['strategy']} | {r['seed']} | {r['wall_seconds']:.0f} | {r['process_seconds']:.0f} "
