@@ -53,6 +53,7 @@ def assert_close_scaled(actual: torch.Tensor, expected: torch.Tensor, tol: float
 
 def assert_chain(backbone, x: torch.Tensor, features: torch.Tensor | None = None, logits: torch.Tensor | None = None):
     """body(x) equals the network's pre-logits features / source_head(body(x)) its logits; prefixes chain."""
+    assert_group_names(backbone)
     body = backbone.body.eval()
     with torch.no_grad():
         out = body(x)
@@ -65,6 +66,20 @@ def assert_chain(backbone, x: torch.Tensor, features: torch.Tensor | None = None
         assert n >= 3
         for k in range(1, n):
             torch.testing.assert_close(body.run(body.run(x, 0, k), k), out, rtol=0, atol=0)
+
+
+def assert_group_names(backbone):
+    """Every layer group of the body has a name of its own, and none takes a name the Classifier gives its own
+    groups: a model's groups (body, then "adapters" once LoRA adds them, then "head") are all distinct."""
+    from headstart.backbones.base import RESERVED_GROUP_NAMES
+    from headstart.model import Classifier
+
+    names = backbone.body.group_names
+    assert len(set(names)) == len(names), names
+    assert not set(names) & set(RESERVED_GROUP_NAMES), names
+    model = Classifier(backbone, 2)
+    assert model.group_names == names + ["head"]
+    assert [m for _, m in model.layer_groups()][-1] is model.head
 
 
 def assert_partition(backbone, network: nn.Module, classifier: nn.Module | None = None):
@@ -155,6 +170,121 @@ def test_registry_lists_offline_backbones_and_adapters():
     assert get_spec("hf:/some/folder").offline and not get_spec("hf:google/vit-base-patch16-224").offline
 
 
+# ---- layer group names ----------------------------------------------------------------------------------
+
+REGISTERED_GROUPS = {
+    "mobilenet_v2": ["stem", "stage1", "stage2", "stage3", "stage4"],
+    "efficientnet_lite0": ["stem", "stage1", "stage2", "stage3", "stage4", "conv_head"],
+    "efficientnet_lite1": ["stem", "stage1", "stage2", "stage3", "stage4", "conv_head"],
+    "efficientnet_lite2": ["stem", "stage1", "stage2", "stage3", "stage4", "conv_head"],
+    "minilm-l6": ["embeddings"] + [f"layer{i}" for i in range(1, 7)] + ["pooler"],
+}
+
+
+def test_every_registered_backbone_is_listed_here():
+    assert {s.name for s in list_backbones()} == set(REGISTERED_GROUPS)
+
+
+@pytest.mark.parametrize("name", list(REGISTERED_GROUPS))
+def test_every_registered_backbone_names_its_groups_once_and_leaves_head_to_the_classifier(name):
+    """The body's last group has a name of its own (EfficientNet-Lite's 1x1 conv_head used to be "head",
+    beside the new classifier's head, so `--strategy head` trained both)."""
+    b = create_backbone(name)
+    assert b.body.group_names == REGISTERED_GROUPS[name]
+    assert_group_names(b)
+
+
+@pytest.mark.parametrize("model_type", ["bert", "roberta", "xlm-roberta", "camembert", "electra", "distilbert"])
+def test_hf_text_encoder_families_name_their_groups_once(model_type, tmp_path, offline_hub):
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    from headstart.backbones.text_encoders import minilm_folder
+
+    size = dict(dim=32, n_layers=2, n_heads=2, hidden_dim=64) if model_type == "distilbert" else \
+        dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    AutoModel.from_config(AutoConfig.for_model(model_type, vocab_size=1000, max_position_embeddings=64, **size)) \
+        .save_pretrained(tmp_path)
+    AutoTokenizer.from_pretrained(minilm_folder()).save_pretrained(tmp_path)
+    b = create_backbone(f"hf:{tmp_path}")
+    assert b.body.group_names == ["embeddings", "layer1", "layer2", "pooler"]
+    assert_group_names(b)
+
+
+def test_a_duplicate_or_reserved_group_name_is_a_clear_error(monkeypatch):
+    from headstart.backbones import registry
+    from headstart.backbones.base import Backbone, BackboneSpec, GroupedBody, Preprocessing
+
+    a, b = nn.Linear(2, 2), nn.Linear(2, 2)
+    with pytest.raises(RuntimeError, match="two layer groups are named 'stage1'"):
+        GroupedBody([("stem", a), ("stage1", b), ("stage1", nn.Identity())], "timm:x")
+    for reserved in ("head", "adapters"):
+        with pytest.raises(RuntimeError, match=f"timm:x.*{reserved!r}.*reserved"):
+            GroupedBody({"stem": a, reserved: b}, "timm:x")
+    with pytest.raises(RuntimeError, match="not a plain name"):
+        GroupedBody([("", a)])
+
+    # an adapter whose body escaped GroupedBody's check is still refused where the backbone is built
+    def make_spec(rest):
+        def build(pretrained=True, arch_config=None):
+            body = GroupedBody({"stem": a, "stage1": b})
+            body.groups["head"] = nn.Identity()
+            return Backbone(f"fake:{rest}", body, 2, Preprocessing((0.5,) * 3, (0.5,) * 3, 8, 8), False, "random")
+        return BackboneSpec(f"fake:{rest}", "fake", True, None, build)
+
+    monkeypatch.setitem(registry._ADAPTERS, "fake", make_spec)
+    with pytest.raises(RuntimeError) as e:
+        create_backbone("fake:net")
+    assert "fake:net" in str(e.value) and "'head'" in str(e.value) and "\n" not in str(e.value)
+
+
+def _former_state(state: dict[str, torch.Tensor], group: str) -> dict[str, torch.Tensor]:
+    """A state dict as headstart wrote it when the body's last group was called "head"."""
+    old = {k.replace(f"body.groups.{group}.", "body.groups.head.", 1): v for k, v in state.items()}
+    assert len(old) == len(state) and any(k.startswith("body.groups.head.") for k in old)
+    return old
+
+
+@pytest.mark.parametrize("name,group", [("efficientnet_lite0", "conv_head"), ("torchvision:efficientnet_b0", "lastconv"),
+                                        ("torchvision:mobilenet_v3_small", "lastconv")])
+def test_weights_saved_under_the_former_group_name_head_still_load(name, group, tmp_path, monkeypatch):
+    """A run folder holds its layer groups in config.json, but inference rebuilds the model from the backbone
+    name and loads model.safetensors strictly by parameter name. Renaming the last group changes only the
+    `body.groups.<group>.` part of those names (what is inside the group keeps its names); weights saved
+    under `body.groups.head.` load into the renamed group, and today's weights load as they are."""
+    from safetensors.torch import save_file
+
+    from headstart.model import Classifier
+    from headstart.training.checkpoint import load_weights
+
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: (_ for _ in ()).throw(urllib.error.URLError("offline")))
+    torch.manual_seed(0)
+    model = Classifier(create_backbone(name, pretrained=False), 3).eval()
+    with torch.no_grad():
+        for m in model.modules():  # statistics and weights that differ from a fresh build's
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    assert model.group_names[-2:] == [group, "head"]
+    old = _former_state(state, group)
+    inside = lambda keys, g: sorted(k[len(f"body.groups.{g}."):] for k in keys if k.startswith(f"body.groups.{g}."))
+    assert inside(old, "head") == inside(state, group)  # the same names inside the group
+    assert set(old) - {k for k in old if k.startswith("body.groups.head.")} == \
+        set(state) - {k for k in state if k.startswith(f"body.groups.{group}.")}  # and everywhere else
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = model(x)
+    for saved in (old, state):
+        save_file(saved, str(tmp_path / "model.safetensors"))
+        torch.manual_seed(1)
+        fresh = Classifier(create_backbone(name, pretrained=False, arch_config=json.loads(json.dumps(
+            create_backbone(name, pretrained=False).arch_config))), 3).eval()
+        load_weights(tmp_path / "model.safetensors", fresh)  # strict
+        assert all(torch.equal(fresh.state_dict()[k], v) for k, v in state.items())
+        with torch.no_grad():
+            assert torch.equal(fresh(x), expected)
+
+
 # ---- mobilenet_v2 --------------------------------------------------------------------------------------
 
 def test_mobilenet_v2_chain_and_partition():
@@ -183,7 +313,7 @@ def test_efficientnet_lite0_loads_package_weights_and_chains():
     from headstart.backbones.efficientnet_lite import load_by_position, weights_path
 
     b = create_backbone("efficientnet_lite0")
-    assert b.body.group_names == ["stem", "stage1", "stage2", "stage3", "stage4", "head"]
+    assert b.body.group_names == ["stem", "stage1", "stage2", "stage3", "stage4", "conv_head"]
     assert b.width == 1280 and len(b.source_classes) == 1000 and b.source_classes[0] == "tench"
     p = b.preprocessing
     assert (p.input_size, p.resize_size, p.interpolation) == (224, 256, "bicubic")
@@ -243,8 +373,8 @@ def test_load_by_position_refuses_mismatches():
 
 TIMM_TINY = {
     "resnet": ("resnet18", dict(layers=[1, 1, 1, 1]), 64, ["stem", "stage1", "stage2", "stage3", "stage4"]),
-    "efficientnet": ("tinynet_e", {}, 64, ["stem", "stage1", "stage2", "stage3", "stage4", "head"]),
-    "mobilenetv3": ("mobilenetv3_small_050", {}, 64, ["stem", "stage1", "stage2", "stage3", "stage4", "head"]),
+    "efficientnet": ("tinynet_e", {}, 64, ["stem", "stage1", "stage2", "stage3", "stage4", "conv_head"]),
+    "mobilenetv3": ("mobilenetv3_small_050", {}, 64, ["stem", "stage1", "stage2", "stage3", "stage4", "conv_head"]),
     "convnext": ("convnext_atto", dict(depths=(1, 1, 1, 1), dims=(8, 16, 24, 32)), 64,
                  ["stem", "stage1", "stage2", "stage3", "stage4"]),
     "vit_token": ("vit_tiny_patch16_224", dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2), 32,
@@ -366,7 +496,7 @@ def test_torchvision_loads_weights_from_torch_hub_cache(tmp_path, monkeypatch):
 
     monkeypatch.setattr(urllib.request, "urlopen", no_network)
     b = create_backbone("torchvision:mobilenet_v3_small")
-    assert b.body.group_names == ["stem", "stage1", "stage2", "stage3", "stage4", "head"]
+    assert b.body.group_names == ["stem", "stage1", "stage2", "stage3", "stage4", "lastconv"]
     assert b.width == 1024 and b.source_classes[0] == "tench" and len(b.source_classes) == 1000
     p = b.preprocessing
     assert (p.input_size, p.resize_size, p.interpolation) == (224, 256, "bilinear")
@@ -393,6 +523,8 @@ def _tv_tiny(family: str) -> nn.Module:
         return tvm.resnet18(weights=None)
     if family == "mobilenet_v2":
         return tvm.mobilenet_v2(weights=None, width_mult=0.35)
+    if family == "mobilenet_v3":
+        return tvm.mobilenet_v3_small(weights=None, width_mult=0.5)
     if family == "efficientnet":
         return tvm.efficientnet_b0(weights=None)
     if family == "convnext":
@@ -410,7 +542,8 @@ def _tv_tiny(family: str) -> nn.Module:
 @pytest.mark.parametrize("family,size,groups", [
     ("resnet", 64, ["stem", "stage1", "stage2", "stage3", "stage4"]),
     ("mobilenet_v2", 64, ["stem", "stage1", "stage2", "stage3", "stage4"]),
-    ("efficientnet", 64, ["stem", "stage1", "stage2", "stage3", "stage4", "head"]),
+    ("mobilenet_v3", 64, ["stem", "stage1", "stage2", "stage3", "stage4", "lastconv"]),
+    ("efficientnet", 64, ["stem", "stage1", "stage2", "stage3", "stage4", "lastconv"]),
     ("convnext", 64, ["stem", "stage1", "stage2", "stage3", "stage4"]),
     ("vit", 32, ["embed", "block1", "block2", "final"]),
     ("vit_repr", 32, ["embed", "block1", "block2", "final"]),

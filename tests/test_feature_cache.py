@@ -201,3 +201,63 @@ def test_frozen_prefix_depth():
     assert frozen_prefix_depth(groups, {"head"}) == 3
     assert frozen_prefix_depth(groups, {"stage2", "head"}) == 2
     assert frozen_prefix_depth(groups, set(groups)) == 0
+
+
+@pytest.mark.parametrize("backbone", ["mobilenet_v2", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"])
+def test_head_trains_only_the_new_head_from_the_cache_on_every_offline_backbone(backbone, elpv, tmp_path, capsys):
+    """`head` is a linear probe on every offline backbone: every body parameter and BatchNorm buffer stays
+    bit-for-bit the pretrained one (EfficientNet-Lite's conv_head too, once named "head" and trained), and
+    every epoch trains from the cache of the whole body, with cache_views views."""
+    result = headstart.train(str(elpv), backbone=backbone, strategy="head", epochs=2, cache_dir=str(tmp_path / "cache"),
+                             out=str(tmp_path / "run"), **TINY)
+    log = capsys.readouterr().out
+    pretrained = create_backbone(backbone).body.state_dict()
+    after = result.model.body.state_dict()
+    assert pretrained.keys() == after.keys() and any("running_mean" in k for k in after)
+    changed = [k for k in pretrained if not torch.equal(pretrained[k], after[k].to(pretrained[k].dtype))]
+    assert changed == []
+    depth = len(result.model.body.group_names)
+    assert [h["cached_groups"] for h in result.metrics["history"]] == [depth, depth]
+    assert "not used" not in log and "views wanted fit" not in log
+    views = sorted(np.load(p / "features.npy", mmap_mode="r").shape[0] for p in (tmp_path / "cache").iterdir())
+    assert views == [1, 1]  # validation: one centre crop; training: cache_views (1), not one per epoch
+    assert result.metrics["test"]["accuracy"] >= 0  # it evaluated
+
+
+def _budget_gb(elpv, per_sample_bytes: int, train_views: float) -> float:
+    """cache_max_gb that holds the validation images once and `train_views` views of the training images."""
+    splits = load_image_data(elpv, val_fraction=TINY["val_fraction"], test_fraction=TINY["test_fraction"], seed=0)
+    return per_sample_bytes * (len(splits.val) + train_views * len(splits.train)) / 2**30
+
+
+def test_views_that_do_not_all_fit_are_cached_as_many_as_fit_and_the_epochs_cycle_through_them(elpv, tmp_path, capsys):
+    """discriminative above stage1 for 4 epochs wants 4 views; cache_max_gb holds 2.5: 2 are cached, the run
+    trains from them, says so, and each image shows its 2 views in turn."""
+    depth = 2  # stem and stage1 frozen: mobilenet_v2's stage1 output at 64 px is 24 x 16 x 16
+    budget = _budget_gb(elpv, 4 * 24 * 16 * 16, 2.5)
+    cache = tmp_path / "cache"
+    result = headstart.train(str(elpv), strategy="discriminative", epochs=4, frozen_groups=depth, cache_max_gb=budget,
+                             cache_dir=str(cache), out=str(tmp_path / "run"), **TINY)
+    log = capsys.readouterr().out
+    assert [h["cached_groups"] for h in result.metrics["history"]] == [depth] * 4
+    assert "2 of the 4 views wanted fit cache_max_gb" in log and "cycle" in log and "not used" not in log
+    views = sorted(np.load(p / "features.npy", mmap_mode="r").shape[0] for p in cache.iterdir())
+    assert views == [1, 2]
+    train_features = next(f for f in (np.load(p / "features.npy", mmap_mode="r") for p in cache.iterdir())
+                          if f.shape[0] == 2)
+    dataset = CachedFeatures(train_features, [0] * train_features.shape[1], seed=0)
+    shown = []
+    for epoch in range(4):
+        dataset.select_views(epoch)
+        shown.append(dataset.views.copy())
+    assert all(list(column) in ([0, 1, 0, 1], [1, 0, 1, 0]) for column in zip(*shown))
+
+
+def test_when_not_even_one_view_fits_the_stage_runs_uncached_and_says_so(elpv, tmp_path, capsys):
+    budget = _budget_gb(elpv, 4 * 1280, 0.5)  # head: the pooled 1280 features; half a view of the training set
+    result = headstart.train(str(elpv), strategy="head", epochs=1, cache_max_gb=budget, cache_dir=str(tmp_path / "cache"),
+                             out=str(tmp_path / "run"), **TINY)
+    log = capsys.readouterr().out
+    assert [h["cached_groups"] for h in result.metrics["history"]] == [0]
+    assert "feature cache: not used for the frozen groups stem, stage1, stage2, stage3, stage4" in log
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Callable
+from typing import Callable, Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -61,17 +61,48 @@ def preprocessing_from_dict(d: dict) -> "Preprocessing | TextPreprocessing":
 IMAGENET = dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 
 
+# Names the Classifier gives the layer groups it adds above the body: no body group may take them.
+RESERVED_GROUP_NAMES = ("head", "adapters")
+
+# Body groups that once had another name, {name: former name}. The last group of timm's and torchvision's
+# EfficientNet/MobileNetV3 bodies (the 1x1 conv_head, lastconv in torchvision, and the pooling) used to be
+# called "head", beside the Classifier's own head, so `--strategy head` trained it too. Weights saved then
+# hold its tensors under `body.groups.head.`; they still load (GroupedBody._load_from_state_dict).
+FORMER_GROUP_NAMES = {"conv_head": "head", "lastconv": "head"}
+
+
+def check_group_names(names: Sequence[str], label: str = "a backbone") -> None:
+    """Layer group names are unique, non-empty, dot-free, and none is reserved for the Classifier's own
+    groups. A failure is a bug in headstart's cut of an architecture, not a user mistake."""
+    seen: set[str] = set()
+    for name in names:
+        if not isinstance(name, str) or not name or "." in name:
+            raise RuntimeError(f"headstart bug cutting {label}: layer group name {name!r} is not a plain name")
+        if name in RESERVED_GROUP_NAMES:
+            raise RuntimeError(f"headstart bug cutting {label}: its body has a layer group named {name!r}, a name "
+                               f"reserved for the classifier's own groups ({', '.join(RESERVED_GROUP_NAMES)}); "
+                               f"groups: {', '.join(names)}")
+        if name in seen:
+            raise RuntimeError(f"headstart bug cutting {label}: two layer groups are named {name!r}; "
+                               f"groups: {', '.join(names)}")
+        seen.add(name)
+
+
 class GroupedBody(nn.Module):
     """A body as an ordered list of layer groups, input to output.
 
     Running the groups one after the other gives the pooled feature vector, shape (batch, width).
     Because the body is a plain chain, a prefix of groups can be run (or cached) on its own:
     `body(x) == body.run(body.run(x, 0, k), k)`.
+
+    `groups` is a mapping or a sequence of (name, module) pairs; the names must pass check_group_names.
     """
 
-    def __init__(self, groups: dict[str, nn.Module]):
+    def __init__(self, groups: Mapping[str, nn.Module] | Iterable[tuple[str, nn.Module]], label: str = "a backbone"):
         super().__init__()
-        self.groups = nn.ModuleDict(groups)
+        pairs = list(groups.items()) if isinstance(groups, Mapping) else list(groups)
+        check_group_names([name for name, _ in pairs], label)
+        self.groups = nn.ModuleDict(pairs)
 
     @property
     def group_names(self) -> list[str]:
@@ -84,6 +115,20 @@ class GroupedBody(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.run(x)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # a group's tensors saved under its former name (FORMER_GROUP_NAMES) load into it; the parameter
+        # names inside the group are unchanged. Runs before the groups themselves load.
+        for name in self.groups:
+            former = FORMER_GROUP_NAMES.get(name)
+            if former is None:
+                continue
+            old, new = f"{prefix}groups.{former}.", f"{prefix}groups.{name}."
+            if any(k.startswith(new) for k in state_dict):
+                continue
+            for key in [k for k in state_dict if k.startswith(old)]:
+                state_dict[new + key[len(old):]] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 
 from ..errors import UserError
-from .base import Backbone, BackboneSpec
+from .base import Backbone, BackboneSpec, check_group_names
 from .registry import ADAPTERS, REGISTRY
 
 
@@ -29,7 +29,9 @@ def get_spec(name: str) -> BackboneSpec:
 
 
 def create_backbone(name: str, pretrained: bool = True, arch_config: dict | None = None) -> Backbone:
-    return get_spec(name).build(pretrained=pretrained, arch_config=arch_config)
+    backbone = get_spec(name).build(pretrained=pretrained, arch_config=arch_config)
+    check_group_names(backbone.body.group_names, name)  # GroupedBody checks too; a body built otherwise does not
+    return backbone
 
 
 def _load_builtin() -> None:

@@ -77,7 +77,7 @@ def build(variant: str, pretrained: bool = True, arch_config: dict | None = None
     groups, source_head, width = cut_timm_model(model, variant)
     return Backbone(
         name=variant,
-        body=GroupedBody(groups),
+        body=GroupedBody(groups, variant),
         width=width,
         preprocessing=Preprocessing(mean=MEAN, std=STD, input_size=input_size, resize_size=resize_size,
                                     interpolation="bicubic"),

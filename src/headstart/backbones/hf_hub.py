@@ -237,7 +237,7 @@ def build(ident: str, pretrained: bool = True, arch_config: dict | None = None) 
         classes = [str(id2label.get(i, id2label.get(str(i), i))) for i in range(source_head.out_features)]
     return Backbone(
         name=label,
-        body=GroupedBody(groups),
+        body=GroupedBody(groups, label),
         width=width,
         preprocessing=preprocessing,
         pretrained=pretrained,

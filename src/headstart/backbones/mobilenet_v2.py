@@ -43,7 +43,7 @@ def build(pretrained: bool = True, arch_config: dict | None = None) -> Backbone:
     head = net.classifier[1]
     return Backbone(
         name="mobilenet_v2",
-        body=GroupedBody(mobilenet_v2_groups(net)),
+        body=GroupedBody(mobilenet_v2_groups(net), "mobilenet_v2"),
         width=head.in_features,
         preprocessing=Preprocessing(**IMAGENET, input_size=224, resize_size=256, interpolation="bilinear"),
         pretrained=pretrained,

@@ -161,7 +161,7 @@ def build_text_encoder(source: str, label: str, weights_source: str, pretrained:
     preprocessing = TextPreprocessing(max_length=max_length, pooling=pooling)
     return Backbone(
         name=label,
-        body=GroupedBody(groups),
+        body=GroupedBody(groups, label),
         width=config.dim if config.model_type == "distilbert" else config.hidden_size,
         preprocessing=preprocessing,
         pretrained=pretrained,

@@ -7,8 +7,8 @@ with config.json and model.safetensors, as written by `timm.models.save_for_hf`)
 Families: ResNet, EfficientNet (also timm's MobileNetV2, MNASNet, TinyNet...), MobileNetV3 (also
 MobileNetV4), ConvNeXt, VisionTransformer. Groups:
   ResNet        stem (conv1, bn1, act, maxpool), stage1..stage3 (layer1..3), stage4 (layer4 + pool)
-  EfficientNet  stem (conv_stem, bn1, blocks at stride 2), stage1.. (blocks by resolution), head (conv_head, bn2, pool)
-  MobileNetV3   stem, stage1.. as EfficientNet, head (pool, conv_head, norm_head, act2, flatten)
+  EfficientNet  stem (conv_stem, bn1, blocks at stride 2), stage1.. (blocks by resolution), conv_head (conv_head, bn2, pool)
+  MobileNetV3   stem, stage1.. as EfficientNet, conv_head (pool, conv_head, norm_head, act2, flatten)
   ConvNeXt      stem, stage1..stage3, stage4 (last stage, norm_pre, head norm + pooling)
   ViT           embed (patch_embed, class/register tokens, pos_embed, norm_pre), block1..blockN, final (norm + pooling)
 The last group always ends with the model's own `forward_head(x, pre_logits=True)`, so it pools the way
@@ -95,7 +95,8 @@ def cut_timm_model(model: nn.Module, label: str) -> tuple[dict[str, nn.Module], 
         groups = stem_and_stages([model.conv_stem, model.bn1], list(model.blocks),
                                  in_chans=model.conv_stem.in_channels)
         tail = ("conv_head", "bn2") if family == "efficientnet" else ()
-        groups["head"] = _last_group(model, list(groups.values()), tail, classifier)
+        # timm's name for the final 1x1 convolution (with its norm and the pooling); "head" is the new classifier's
+        groups["conv_head"] = _last_group(model, list(groups.values()), tail, classifier)
     elif family == "convnext":
         groups = {"stem": model.stem}
         n = len(model.stages)
@@ -309,7 +310,7 @@ def build(name: str, pretrained: bool = True, arch_config: dict | None = None) -
         weights_source = "random"
     return Backbone(
         name=label,
-        body=GroupedBody(groups),
+        body=GroupedBody(groups, label),
         width=width,
         preprocessing=preprocessing,
         pretrained=pretrained,

@@ -7,11 +7,12 @@ metadata, which ships with torchvision (no network).
 Families and groups:
   resnet*, resnext*, wide_resnet*  stem (conv1, bn1, relu, maxpool), stage1..stage3, stage4 (layer4 + avgpool)
   mobilenet_v2                     as the built-in mobilenet_v2: stem, stage1..stage4 (+ pool)
-  mobilenet_v3_small/large         stem, stage1..stage4 (features by resolution), head (last 1x1 conv, pool,
+  mobilenet_v3_small/large         stem, stage1..stage4 (features by resolution), lastconv (last 1x1 conv, pool,
                                    classifier Linear+Hardswish; the last Linear is the source head)
-  efficientnet_b0..b7, _v2_*       stem, stage1..stage4 (features by resolution), head (1x1 conv + pool)
+  efficientnet_b0..b7, _v2_*       stem, stage1..stage4 (features by resolution), lastconv (1x1 conv + pool)
   convnext_*                       stem, stage1..stage4 (last one + pool + LayerNorm + flatten)
   vit_*                            embed (conv_proj, class token, pos embedding), block1..blockN, final (ln + class token)
+(lastconv: torchvision's name for that last 1x1 convolution; "head" is the new classifier's.)
 """
 from __future__ import annotations
 
@@ -64,11 +65,11 @@ def cut_torchvision_model(net: nn.Module, label: str) -> tuple[dict[str, nn.Modu
     elif isinstance(net, MobileNetV3):
         groups = stem_and_stages([], list(net.features[:-1]))
         c = net.classifier  # Linear, Hardswish, Dropout, Linear
-        groups["head"] = nn.Sequential(net.features[-1], net.avgpool, nn.Flatten(1), c[0], c[1])
+        groups["lastconv"] = nn.Sequential(net.features[-1], net.avgpool, nn.Flatten(1), c[0], c[1])
         head = c[3]
     elif isinstance(net, EfficientNet):
         groups = stem_and_stages([], list(net.features[:-1]))
-        groups["head"] = nn.Sequential(net.features[-1], net.avgpool, nn.Flatten(1))
+        groups["lastconv"] = nn.Sequential(net.features[-1], net.avgpool, nn.Flatten(1))
         head = net.classifier[-1]  # Dropout, Linear
     elif isinstance(net, ConvNeXt):
         # features: stem (/4), stage, downsample, stage, ...; the first stage is also at /4, so stage1
@@ -127,7 +128,7 @@ def build(name: str, pretrained: bool = True, arch_config: dict | None = None) -
     groups, head, width = cut_torchvision_model(net, label)
     return Backbone(
         name=label,
-        body=GroupedBody(groups),
+        body=GroupedBody(groups, label),
         width=width,
         preprocessing=preprocessing_of(weights),
         pretrained=pretrained,

@@ -241,30 +241,40 @@ def compute(model: nn.Module, request: CacheRequest, images: dict, normalize: nn
 
 def cached_stage_inputs(net: nn.Module, depth: int, epochs: int, splits, feed: Feed, config, accelerator, log):
     """(model above the prefix, its input preparation, train loader, its order, val loader) for a
-    stage whose lowest `depth` groups are frozen, or None when the cache would exceed config.cache_max_gb
-    or the prefix's output cannot be cached (a text encoder's, before pooling).
+    stage whose lowest `depth` groups are frozen, or None when not even one view of the training
+    images (with the validation images) fits config.cache_max_gb, or the prefix's output cannot be
+    cached (a text encoder's, before pooling).
 
     A stage that trains only the head (a linear probe) caches `cache_views` views: more measured
     no better under `head`. A stage that trains more than the head caches one view per epoch, so
-    it sees as many distinct augmentations as it would uncached."""
+    it sees as many distinct augmentations as it would uncached. When fewer views than that fit
+    cache_max_gb, as many as fit are cached and the epochs cycle through them (CachedFeatures):
+    fewer distinct augmentations, but no frozen forward pass every step."""
     head_only = depth == len(net.group_names) - 1
     if not config.augment:
         views = 1
     else:
         views = min(config.cache_views, epochs) if head_only else epochs
+    per_view = bytes_per_view(net, depth, feed.example)
+    if per_view is None:
+        return None
+    train_view = per_view * len(splits.train)  # one view of every training image
+    val_size = per_view * len(splits.val)  # validation: one centre crop each
+    budget = config.cache_max_gb * 2**30
+    fit = views if train_view == 0 else int(max(0.0, budget - val_size) // train_view)
+    if fit < 1:
+        log(f"feature cache: not used for the frozen groups {', '.join(net.group_names[:depth])}, which run "
+            f"every step (even one view takes {_size(train_view + val_size)} > cache_max_gb {config.cache_max_gb})")
+        return None
+    if fit < views:
+        log(f"feature cache: {fit} of the {views} views wanted fit cache_max_gb {config.cache_max_gb} "
+            f"({_size(train_view)} a view); the epochs cycle through the {fit} cached views")
+        views = fit
     common = {"backbone": config.backbone, "preprocessing": feed.description, "precision": str(accelerator.mixed_precision)}
     train_request = CacheRequest(depth, splits.train, feed.train_transform, views,
                                  {**common, "transform": feed.description["train"], "seed": config.seed}, feed.collate)
     val_request = CacheRequest(depth, splits.val, feed.eval_transform, 1,
                                {**common, "transform": feed.description["eval"]}, feed.collate)
-    per_view = bytes_per_view(net, depth, feed.example)
-    if per_view is None:
-        return None
-    size = per_view * sum(len(r.samples) * r.views for r in (train_request, val_request))
-    if size > config.cache_max_gb * 2**30:
-        log(f"feature cache: not used for the frozen groups {', '.join(net.group_names[:depth])}, which run "
-            f"every step ({size / 2**30:.1f} GiB > cache_max_gb {config.cache_max_gb})")
-        return None
     root = Path(config.cache_dir) if config.cache_dir else default_cache_root()
     class_index = {c: i for i, c in enumerate(splits.classes)}
     order = EpochOrder(len(splits.train))
@@ -276,3 +286,7 @@ def cached_stage_inputs(net: nn.Module, depth: int, epochs: int, splits, feed: F
         loaders.append(distributed.prepare_loader(accelerator, make_loader(dataset, config.batch_size, 0, request_order,
                                                                            sharded=True)))
     return SkipPrefix(net, depth), ChannelsLast(), loaders[0], order, loaders[1]
+
+
+def _size(n: float) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
