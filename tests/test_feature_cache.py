@@ -25,7 +25,7 @@ from headstart.training.feature_cache import (CacheRequest, CachedFeatures, Skip
                                               load_or_build)
 from headstart.runtime.accelerator import make_accelerator
 
-TINY = dict(image_size=64, batch_size=8, val_fraction=0.2, test_fraction=0.25)
+TINY = dict(image_size=64, batch_size=8, val_fraction=0.2, test_fraction=0.25, report=False)
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +141,7 @@ def test_an_image_edited_on_disk_rebuilds_the_cache_of_a_run(elpv, tmp_path):
     assert len(list((tmp_path / "cache").iterdir())) > 2
 
 
+@pytest.mark.slow
 def test_a_killed_build_is_never_reused_and_its_leftovers_are_removed(setting, elpv, tmp_path):
     splits, prep, images = setting
     root = tmp_path / "cache"

@@ -101,8 +101,9 @@ class TrainConfig:
     # augmented views cached per training image; each epoch draws one. Each view costs a forward pass of
     # every image, and more views measured no better under `head` (docs/speed.md, "Feature cache")
     cache_views: int = 1
-    # a larger cache is not built and the stage runs uncached. Caches of the earliest groups' wide
-    # outputs are large and save little (their forward pass is a small share of a training step)
+    # when a stage's views do not all fit, as many as fit are cached and its epochs cycle through them; when
+    # not even one fits, the stage runs uncached (the earliest groups' wide outputs are large, and their
+    # forward pass is a small share of a training step)
     cache_max_gb: float = 1.0
     cache_dir: str | None = None  # None: $HEADSTART_HOME/features or ~/.cache/headstart/features
     # running
