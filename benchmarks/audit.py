@@ -13,6 +13,7 @@ labels are ambiguous (cells of defect probability 0.33 and 0.67), and both data 
 duplicates, so whatever else it flags is counted but not scored. Probe variants are then scored on
 the audit's own features. Writes benchmarks/results/audit.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,8 +48,8 @@ def plant_elpv(work: Path, seed: int) -> dict:
     rng = np.random.default_rng(seed)
     chosen = rng.permutation(len(pool))
     n_flip = round(FLIP * len(pool))
-    flips, copies = chosen[:n_flip], chosen[n_flip:n_flip + COPIES]
-    leaks = [i for i in chosen[n_flip + COPIES:] if split_of[pool[i].path] == "test"][:LEAKS]
+    flips, copies = chosen[:n_flip], chosen[n_flip : n_flip + COPIES]
+    leaks = [i for i in chosen[n_flip + COPIES :] if split_of[pool[i].path] == "test"][:LEAKS]
     other = {"defective": "functional", "functional": "defective"}
     planted = {"flipped": [], "copies": [], "leaks": []}
     flipped = set(flips.tolist())
@@ -81,8 +82,8 @@ def plant_rt(work: Path, seed: int) -> dict:
     rng = np.random.default_rng(seed)
     chosen = rng.permutation(len(rows))
     n_flip = round(FLIP * len(rows))
-    flips, copies = set(chosen[:n_flip].tolist()), chosen[n_flip:n_flip + COPIES]
-    leaks = [i for i in chosen[n_flip + COPIES:] if split[i] == "test"][:LEAKS]
+    flips, copies = set(chosen[:n_flip].tolist()), chosen[n_flip : n_flip + COPIES]
+    leaks = [i for i in chosen[n_flip + COPIES :] if split[i] == "test"][:LEAKS]
     other = {"fresh": "rotten", "rotten": "fresh"}
     out = [(text, other[label] if i in flips else label, split[i]) for i, (text, label) in enumerate(rows)]
     out += [out[i] for i in copies] + [(out[i][0], out[i][1], "train") for i in leaks]
@@ -94,9 +95,11 @@ def plant_rt(work: Path, seed: int) -> dict:
         writer.writerows(out)
     names = [where for where, *_ in read_rows(path, "text", "label")[0]]  # texts may span lines
     n = len(rows)
-    planted = {"flipped": [names[i] for i in sorted(flips)],
-               "copies": [[names[int(i)], names[n + k]] for k, i in enumerate(copies)],
-               "leaks": [[names[int(i)], names[n + COPIES + k]] for k, i in enumerate(leaks)]}
+    planted = {
+        "flipped": [names[i] for i in sorted(flips)],
+        "copies": [[names[int(i)], names[n + k]] for k, i in enumerate(copies)],
+        "leaks": [[names[int(i)], names[n + COPIES + k]] for k, i in enumerate(leaks)],
+    }
     return planted
 
 
@@ -108,10 +111,12 @@ def ranking_summary(quality: dict[str, float], flipped: set[str]) -> dict:
     precision, recall = hits / k, hits / len(flipped)
     at = lambda r: float(precision[np.searchsorted(recall, r)]) if recall[-1] >= r else 0.0  # noqa: E731
     ok = precision >= 0.5
-    return {"average_precision": float((precision * np.array([n in flipped for n in names])).sum() / len(flipped)),
-            "max_recall_at_precision_0.5": float(recall[ok].max()) if ok.any() else 0.0,
-            "precision_at_recall": {f"{r:.1f}": at(r) for r in (0.4, 0.5, 0.6, 0.7, 0.8)},
-            "precision_top_n_flipped": float(precision[len(flipped) - 1])}
+    return {
+        "average_precision": float((precision * np.array([n in flipped for n in names])).sum() / len(flipped)),
+        "max_recall_at_precision_0.5": float(recall[ok].max()) if ok.any() else 0.0,
+        "precision_at_recall": {f"{r:.1f}": at(r) for r in (0.4, 0.5, 0.6, 0.7, 0.8)},
+        "precision_top_n_flipped": float(precision[len(flipped) - 1]),
+    }
 
 
 COPY_REASONS = ("duplicate", "leak", "conflicting_labels", "near_duplicate")
@@ -142,8 +147,14 @@ def rescore_copies(which: str, entry: dict, base: Path, seed: int) -> None:
         for row in csv.DictReader(f):
             by_reason.setdefault(row["reason"], set()).add(row["path"])
     found, leaks = copies_found(by_reason, planted)
-    entry.update({"exact_duplicates_found": sum(found.values()), "exact_duplicates_found_as": found, "leaks_found": leaks,
-                  "copies_rescored": "from the audit's flagged.csv by --rescore-copies"})
+    entry.update(
+        {
+            "exact_duplicates_found": sum(found.values()),
+            "exact_duplicates_found_as": found,
+            "leaks_found": leaks,
+            "copies_rescored": "from the audit's flagged.csv by --rescore-copies",
+        }
+    )
 
 
 def score(result, planted: dict) -> dict:
@@ -154,14 +165,21 @@ def score(result, planted: dict) -> dict:
     issues = by_reason.get("label_issue", set())
     found_copies, found_leaks = copies_found(by_reason, planted)
     return {
-        "items": result.record["counts"]["usable"], "flipped": len(flipped),
-        "cleanlab_set": {"flagged": len(issues), "true_flips": len(issues & flipped),
-                         "precision": len(issues & flipped) / max(1, len(issues)), "recall": len(issues & flipped) / len(flipped)},
+        "items": result.record["counts"]["usable"],
+        "flipped": len(flipped),
+        "cleanlab_set": {
+            "flagged": len(issues),
+            "true_flips": len(issues & flipped),
+            "precision": len(issues & flipped) / max(1, len(issues)),
+            "recall": len(issues & flipped) / len(flipped),
+        },
         "ranking": ranking_summary(result.quality, flipped),
         "flipped_flagged_as_conflicting_labels": len(by_reason.get("conflicting_labels", set()) & flipped),
-        "planted_exact_duplicates": len(planted["copies"]), "exact_duplicates_found": sum(found_copies.values()),
+        "planted_exact_duplicates": len(planted["copies"]),
+        "exact_duplicates_found": sum(found_copies.values()),
         "exact_duplicates_found_as": found_copies,
-        "planted_leaks": len(planted["leaks"]), "leaks_found": found_leaks,
+        "planted_leaks": len(planted["leaks"]),
+        "leaks_found": found_leaks,
         "all_flags": result.record["counts"]["by_reason"],
         "probe_out_of_sample_accuracy": result.record["label_probe"]["out_of_sample_accuracy"],
         "timings": result.record["timings"],
@@ -182,7 +200,10 @@ def variants(result, planted: dict, kind: str, seed: int) -> list[dict]:
     out = []
     choices = [("C=1 (scikit-learn's default)", 1.0, False), ("C=0.003 (the default)", 0.003, False)]
     if kind == "text":
-        choices += [("C=0.003 + TF-IDF probe, averaged (the text default)", 0.003, True), ("TF-IDF probe alone", None, True)]
+        choices += [
+            ("C=0.003 + TF-IDF probe, averaged (the text default)", 0.003, True),
+            ("TF-IDF probe alone", None, True),
+        ]
     for name, c, tfidf in choices:
         started = time.perf_counter()
         p = out_of_sample_probabilities(result.features, labels, 5, seed, c) if c else None
@@ -192,11 +213,18 @@ def variants(result, planted: dict, kind: str, seed: int) -> list[dict]:
         for filter_by in ("prune_by_noise_rate", "confident_learning"):
             flags, quality = label_issue_flags(samples, splits, classes, p, filter_by)
             found = {f.path for f in flags}
-            out.append({"probe": name, "filter_by": filter_by, "flagged": len(found),
-                        "precision": len(found & flipped) / max(1, len(found)), "recall": len(found & flipped) / len(flipped),
-                        "out_of_sample_accuracy": float((p.argmax(1) == labels).mean()),
-                        "ranking": ranking_summary({s.path: float(q) for s, q in zip(samples, quality)}, flipped),
-                        "seconds": time.perf_counter() - started})
+            out.append(
+                {
+                    "probe": name,
+                    "filter_by": filter_by,
+                    "flagged": len(found),
+                    "precision": len(found & flipped) / max(1, len(found)),
+                    "recall": len(found & flipped) / len(flipped),
+                    "out_of_sample_accuracy": float((p.argmax(1) == labels).mean()),
+                    "ranking": ranking_summary({s.path: float(q) for s, q in zip(samples, quality)}, flipped),
+                    "seconds": time.perf_counter() - started,
+                }
+            )
     return out
 
 
@@ -204,18 +232,28 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("which", nargs="*", default=["elpv", "rt"])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--rescore-copies", action="store_true", help="score the copies and leaks again from the last audit folders")
+    parser.add_argument(
+        "--rescore-copies", action="store_true", help="score the copies and leaks again from the last audit folders"
+    )
     args = parser.parse_args()
     out_path = RESULTS / "audit.json"
     kept = json.loads(out_path.read_text())["data_sets"] if out_path.is_file() else {}
     # a data set not run now keeps its entry from the last run
-    record = {"protocol": __doc__, "seed": args.seed, "data_sets": {k: v for k, v in kept.items() if k not in args.which}}
+    record = {
+        "protocol": __doc__,
+        "seed": args.seed,
+        "data_sets": {k: v for k, v in kept.items() if k not in args.which},
+    }
     base = headstart_home()
     if args.rescore_copies:
         record = {**json.loads(out_path.read_text()), "seed": args.seed}
         for which in args.which:
             rescore_copies(which, record["data_sets"][which], base, args.seed)
-            print(which, record["data_sets"][which]["exact_duplicates_found_as"], record["data_sets"][which]["leaks_found"])
+            print(
+                which,
+                record["data_sets"][which]["exact_duplicates_found_as"],
+                record["data_sets"][which]["leaks_found"],
+            )
         write_results(out_path, record)
         return
     for which in args.which:
@@ -232,14 +270,22 @@ def main() -> None:
         started = time.perf_counter()
         result = headstart.audit(data, backbone=backbone, out=cold / "audit", seed=args.seed)
         wall = time.perf_counter() - started
-        entry = {"backbone": backbone, "wall_seconds_cold": wall, "load_average_before": list(load),
-                 "load_average_after": list(os.getloadavg()),
-                 "uptime_after": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
-                 **score(result, planted)}
+        entry = {
+            "backbone": backbone,
+            "wall_seconds_cold": wall,
+            "load_average_before": list(load),
+            "load_average_after": list(os.getloadavg()),
+            "uptime_after": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
+            **score(result, planted),
+        }
         entry["variants"] = variants(result, planted, result.record["kind"], args.seed)
         record["data_sets"][which] = entry
-        print(which, {k: entry[k] for k in ("wall_seconds_cold", "cleanlab_set", "exact_duplicates_found", "leaks_found")},
-              entry["ranking"], flush=True)
+        print(
+            which,
+            {k: entry[k] for k in ("wall_seconds_cold", "cleanlab_set", "exact_duplicates_found", "leaks_found")},
+            entry["ranking"],
+            flush=True,
+        )
         write_results(out_path, record)
 
 

@@ -10,6 +10,7 @@ through the audit's own probe (5-fold logistic regression on standardised featur
 strengths, and cleanlab's ranking is scored on the flips as in audit.py. Writes
 benchmarks/results/audit-features.json.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -59,8 +60,17 @@ def main() -> None:
     started = time.perf_counter()
     with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
         for b in range(0, len(paths), 64):
-            x = torch.stack([torch.from_numpy(np.array(Image.open(p).convert("RGB").resize((224, 224), Image.BILINEAR)))
-                             .permute(2, 0, 1) for p in paths[b:b + 64]]).float() / 255
+            x = (
+                torch.stack(
+                    [
+                        torch.from_numpy(
+                            np.array(Image.open(p).convert("RGB").resize((224, 224), Image.BILINEAR))
+                        ).permute(2, 0, 1)
+                        for p in paths[b : b + 64]
+                    ]
+                ).float()
+                / 255
+            )
             x = ((x - mean) / std).contiguous(memory_format=torch.channels_last)
             views = [pooled_features(body, v) for v in (x, x.flip(3), x.flip(2))]
             for name in views[0]:
@@ -69,14 +79,16 @@ def main() -> None:
     seconds = time.perf_counter() - started
     print(f"features of {len(paths)} cells x 3 views: {seconds:.0f} s", flush=True)
     names = list(features)
-    sets = {"stage4 avg (the audit's)": features["stage4 avg (the audit's)"][0],
-            "stage4 avg, image and flips averaged": features["stage4 avg (the audit's)"].mean(0),
-            "stage4 max": features["stage4 max"][0],
-            "stage4 avg + max": np.hstack([features["stage4 avg (the audit's)"][0], features["stage4 max"][0]]),
-            "stage3 avg + max": np.hstack([features["stage3 avg"][0], features["stage3 max"][0]]),
-            "stage4 blocks avg + max": np.hstack([features["stage4 blocks avg"][0], features["stage4 blocks max"][0]]),
-            "all of the above": np.hstack([features[n][0] for n in names]),
-            "all of the above, image and flips averaged": np.hstack([features[n].mean(0) for n in names])}
+    sets = {
+        "stage4 avg (the audit's)": features["stage4 avg (the audit's)"][0],
+        "stage4 avg, image and flips averaged": features["stage4 avg (the audit's)"].mean(0),
+        "stage4 max": features["stage4 max"][0],
+        "stage4 avg + max": np.hstack([features["stage4 avg (the audit's)"][0], features["stage4 max"][0]]),
+        "stage3 avg + max": np.hstack([features["stage3 avg"][0], features["stage3 max"][0]]),
+        "stage4 blocks avg + max": np.hstack([features["stage4 blocks avg"][0], features["stage4 blocks max"][0]]),
+        "all of the above": np.hstack([features[n][0] for n in names]),
+        "all of the above, image and flips averaged": np.hstack([features[n].mean(0) for n in names]),
+    }
     from cleanlab.rank import get_label_quality_scores
 
     rows = []
@@ -85,12 +97,30 @@ def main() -> None:
             p = out_of_sample_probabilities(X, labels, 5, 0, c)
             quality = get_label_quality_scores(labels, p)
             ranking = ranking_summary({path: float(q) for path, q in zip(paths, quality)}, flipped)
-            rows.append({"features": name, "width": int(X.shape[1]), "probe_c": c,
-                         "out_of_sample_accuracy": float((p.argmax(1) == labels).mean()), "ranking": ranking})
-            print(f"{name:45s} C={c:<6} accuracy {rows[-1]['out_of_sample_accuracy']:.3f}  recall at precision >= 0.5 "
-                  f"{ranking['max_recall_at_precision_0.5']:.3f}  average precision {ranking['average_precision']:.3f}", flush=True)
-    write_results(RESULTS / "audit-features.json", {"protocol": __doc__, "items": len(paths), "flipped": len(flipped),
-                                                    "feature_seconds_3_views": seconds, "results": rows})
+            rows.append(
+                {
+                    "features": name,
+                    "width": int(X.shape[1]),
+                    "probe_c": c,
+                    "out_of_sample_accuracy": float((p.argmax(1) == labels).mean()),
+                    "ranking": ranking,
+                }
+            )
+            print(
+                f"{name:45s} C={c:<6} accuracy {rows[-1]['out_of_sample_accuracy']:.3f}  recall at precision >= 0.5 "
+                f"{ranking['max_recall_at_precision_0.5']:.3f}  average precision {ranking['average_precision']:.3f}",
+                flush=True,
+            )
+    write_results(
+        RESULTS / "audit-features.json",
+        {
+            "protocol": __doc__,
+            "items": len(paths),
+            "flipped": len(flipped),
+            "feature_seconds_3_views": seconds,
+            "results": rows,
+        },
+    )
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -12,6 +12,7 @@ tensor of the run's model and the metrics (wall times and rates left out: they a
 With --against it exits 1 and names the runs whose fingerprints differ. The numbers depend on the
 machine (bfloat16 or float32 kernels), so compare only files written on the same machine.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,9 @@ RUNS = {
     "scratch-patience": dict(strategy="scratch", epochs=4, patience=1, lr=0.3),
     "discriminative-budget": dict(strategy="discriminative", epochs=4, time_budget_s=1e-6),
     "text-lora": dict(strategy="lora", epochs=2, backbone="minilm-l6", max_length=24, batch_size=16),
-    "text-discriminative": dict(strategy="discriminative", epochs=2, backbone="minilm-l6", max_length=24,
-                                batch_size=16),
+    "text-discriminative": dict(
+        strategy="discriminative", epochs=2, backbone="minilm-l6", max_length=24, batch_size=16
+    ),
 }
 
 
@@ -77,8 +79,19 @@ def killed_and_resumed(data: Path, out: Path) -> dict:
         if line.startswith("epoch  1/"):
             raise KeyboardInterrupt("killed")
 
-    config = config_from_dict(dict(data=str(data), image_size=64, batch_size=8, deterministic=True, report=False,
-                                   seed=3, out=str(out), strategy="discriminative", epochs=3))
+    config = config_from_dict(
+        dict(
+            data=str(data),
+            image_size=64,
+            batch_size=8,
+            deterministic=True,
+            report=False,
+            seed=3,
+            out=str(out),
+            strategy="discriminative",
+            epochs=3,
+        )
+    )
     try:
         run_training(config, log=stop_after_epoch_one)
     except KeyboardInterrupt:

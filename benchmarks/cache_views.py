@@ -8,6 +8,7 @@ without the cache: fresh random crops and flips every epoch, the body run on eve
 so its wall time includes building it; the default is run a second time on its warm cache.
 Writes benchmarks/results/cache_views.json and prints a Markdown table.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,22 +51,44 @@ def main() -> None:
             if cold:
                 shutil.rmtree(cache, ignore_errors=True)
             out = RUNS / f"{name.replace(', ', '-').replace(' ', '-')}-seed{seed}"
-            m = headstart.train(data, **{**base, **settings, "seed": seed, "cache_dir": str(cache), "out": str(out)}).metrics
-            runs.append({"variant": name, "seed": seed, "settings": settings, "wall_seconds": m["wall_seconds"],
-                         "test_accuracy": m["test"]["accuracy"], "test_balanced_accuracy": m["test"]["balanced_accuracy"],
-                         "model_epoch": m["model_epoch"]})
+            m = headstart.train(
+                data, **{**base, **settings, "seed": seed, "cache_dir": str(cache), "out": str(out)}
+            ).metrics
+            runs.append(
+                {
+                    "variant": name,
+                    "seed": seed,
+                    "settings": settings,
+                    "wall_seconds": m["wall_seconds"],
+                    "test_accuracy": m["test"]["accuracy"],
+                    "test_balanced_accuracy": m["test"]["balanced_accuracy"],
+                    "model_epoch": m["model_epoch"],
+                }
+            )
             print(json.dumps(runs[-1]), flush=True)
 
-    lines = ["| head, 10 epochs | test accuracy | balanced accuracy | wall time (s) | vs uncached |", "|---|---|---|---|---|"]
+    lines = [
+        "| head, 10 epochs | test accuracy | balanced accuracy | wall time (s) | vs uncached |",
+        "|---|---|---|---|---|",
+    ]
     for name, _, _ in variants:
         rs = [r for r in runs if r["variant"] == name]
         ref = [r for r in runs if r["variant"] == "uncached"]
         mean = lambda key, rows: sum(r[key] for r in rows) / len(rows)  # noqa: E731
-        lines.append(f"| {name} | {100 * mean('test_accuracy', rs):.1f}% | {100 * mean('test_balanced_accuracy', rs):.1f}% "
-                     f"| {mean('wall_seconds', rs):.0f} | {mean('wall_seconds', ref) / mean('wall_seconds', rs):.1f}x |")
+        lines.append(
+            f"| {name} | {100 * mean('test_accuracy', rs):.1f}% | {100 * mean('test_balanced_accuracy', rs):.1f}% "
+            f"| {mean('wall_seconds', rs):.0f} | {mean('wall_seconds', ref) / mean('wall_seconds', rs):.1f}x |"
+        )
     table = "\n".join(lines)
-    write_results(args.out, {"benchmark": "feature cache views under head, ELPV binary, mobilenet_v2", "base": base,
-                             "runs": runs, "table_markdown": table})
+    write_results(
+        args.out,
+        {
+            "benchmark": "feature cache views under head, ELPV binary, mobilenet_v2",
+            "base": base,
+            "runs": runs,
+            "table_markdown": table,
+        },
+    )
     print(table)
 
 

@@ -19,6 +19,7 @@ batch size (32), resolution (224) and epochs as headstart's run, measured in the
 
 Writes benchmarks/results/cpu_speed.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,11 +48,11 @@ from headstart.config import TrainConfig
 from headstart.data import decode_images, load_image_data, materialise_elpv
 from headstart.data.pipeline import DecodedSamples, EpochOrder, Normalize, make_loader, train_transform
 from headstart.model import Classifier
-from headstart.strategies import StrategyOptions, apply_trainable, get_strategy, set_train_mode
+from headstart.runtime.accelerator import make_accelerator
 from headstart.runtime.environment import environment_record, resolve_precision
+from headstart.strategies import StrategyOptions, apply_trainable, get_strategy, set_train_mode
 from headstart.training.epoch import EpochOptions, train_one_epoch
 from headstart.training.optim import build_optimizer, build_scheduler
-from headstart.runtime.accelerator import make_accelerator
 
 RESULTS = Path(__file__).parent / "results"
 RUNS = Path("runs") / "benchmark" / "cpu_speed"
@@ -59,6 +60,7 @@ IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
 
 # ---- the reference: the d2l fine-tuning chapter's loop, as a user would write it --------------
+
 
 def reference_model(num_classes: int) -> nn.Module:
     net = torchvision.models.mobilenet_v2(weights=None)
@@ -74,8 +76,10 @@ def reference_datasets(data: str, splits):
     test_augs = T.Compose([T.Resize([256, 256]), T.CenterCrop(224), T.ToTensor(), normalize])
     train_folder, test_folder = ImageFolder(data, transform=train_augs), ImageFolder(data, transform=test_augs)
     index = {os.path.realpath(p): i for i, (p, _) in enumerate(train_folder.samples)}
-    return (Subset(train_folder, [index[os.path.realpath(s.path)] for s in splits.train]),
-            Subset(test_folder, [index[os.path.realpath(s.path)] for s in splits.test]))
+    return (
+        Subset(train_folder, [index[os.path.realpath(s.path)] for s in splits.train]),
+        Subset(test_folder, [index[os.path.realpath(s.path)] for s in splits.test]),
+    )
 
 
 def reference_optimizer(net: nn.Module, lr: float, head_only: bool) -> torch.optim.Optimizer:
@@ -112,19 +116,21 @@ def reference_accuracy(net, dataset, workers: int) -> float:
 
 # ---- measurements ----------------------------------------------------------------------------
 
+
 def peak_flops(dtype: torch.dtype, n: int = 2048, reps: int = 5) -> float:
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     a @ b
     start = time.perf_counter()
     for _ in range(reps):
         a @ b
-    return 2 * n ** 3 * reps / (time.perf_counter() - start)
+    return 2 * n**3 * reps / (time.perf_counter() - start)
 
 
 def training_flops_per_image(size: int = 224) -> float:
     """3x the counted forward FLOPs (forward, plus about twice that for the backward pass): torch's
     FlopCounterMode overcounts the backward pass of depthwise convolutions several times over."""
     from torch.utils.flop_counter import FlopCounterMode
+
     net = Classifier(create_backbone("mobilenet_v2"), 2)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         net(torch.randn(4, 3, size, size))
@@ -140,19 +146,33 @@ def headstart_steps(splits, images, prep, batch_size: int, steps: int, precision
     frozen_groups=0: every group trains, the same work as the reference's step."""
     torch.manual_seed(0)
     model = Classifier(create_backbone("mobilenet_v2"), 2).to(memory_format=torch.channels_last)
-    options = dataclasses.replace(StrategyOptions.from_config(TrainConfig().with_kind_defaults("image")),
-                                  frozen_groups=frozen_groups)
+    options = dataclasses.replace(
+        StrategyOptions.from_config(TrainConfig().with_kind_defaults("image")), frozen_groups=frozen_groups
+    )
     stage = get_strategy("full").stages(model.group_names, 1, options)[0]
     apply_trainable(model, stage.trainable)
     set_train_mode(model, stage.trainable)
     accelerator = make_accelerator("cpu", precision, 1)
     optimizer = build_optimizer(model, stage, "adamw", 0.01, 0.9)
     scheduler = build_scheduler(optimizer, steps, 0.1, "cosine")
-    data = DecodedSamples(splits.train[:steps * batch_size], images, {c: i for i, c in enumerate(splits.classes)},
-                         train_transform(prep, 0.85, True, True))
-    model, optimizer, loader = accelerator.prepare(model, optimizer, make_loader(data, batch_size, 0, EpochOrder(len(data))))
-    return train_one_epoch(model, Normalize(prep), loader, optimizer, scheduler, accelerator,
-                           EpochOptions("headstart", label_smoothing=0.1))["train_images_per_s"]
+    data = DecodedSamples(
+        splits.train[: steps * batch_size],
+        images,
+        {c: i for i, c in enumerate(splits.classes)},
+        train_transform(prep, 0.85, True, True),
+    )
+    model, optimizer, loader = accelerator.prepare(
+        model, optimizer, make_loader(data, batch_size, 0, EpochOrder(len(data)))
+    )
+    return train_one_epoch(
+        model,
+        Normalize(prep),
+        loader,
+        optimizer,
+        scheduler,
+        accelerator,
+        EpochOptions("headstart", label_smoothing=0.1),
+    )["train_images_per_s"]
 
 
 def reference_steps(train_set, batch_size: int, steps: int, workers: int) -> float:
@@ -169,27 +189,42 @@ def part_throughput(args, data, splits, images, prep, train_set) -> dict:
     bf16 = resolve_precision("auto", "cpu")
     rows = []
     for r in range(args.rounds):
-        row = {"round": r, "reference_fp32": reference_steps(train_set, args.batch_size, args.steps, args.workers),
-               f"headstart_{bf16}": headstart_steps(splits, images, prep, args.batch_size, args.steps, bf16)}
+        row = {
+            "round": r,
+            "reference_fp32": reference_steps(train_set, args.batch_size, args.steps, args.workers),
+            f"headstart_{bf16}": headstart_steps(splits, images, prep, args.batch_size, args.steps, bf16),
+        }
         if bf16 != "no":
             row["headstart_fp32"] = headstart_steps(splits, images, prep, args.batch_size, args.steps, "no")
         # the default, with the two lowest groups frozen: less work per step, so no FLOP share
-        row[f"headstart_{bf16}_frozen_groups_2"] = headstart_steps(splits, images, prep, args.batch_size, args.steps,
-                                                                   bf16, frozen_groups=TrainConfig().with_kind_defaults("image").frozen_groups)
+        row[f"headstart_{bf16}_frozen_groups_2"] = headstart_steps(
+            splits,
+            images,
+            prep,
+            args.batch_size,
+            args.steps,
+            bf16,
+            frozen_groups=TrainConfig().with_kind_defaults("image").frozen_groups,
+        )
         rows.append(row)
         print(json.dumps(row), flush=True)
     mean = {k: sum(r[k] for r in rows) / len(rows) for k in rows[0] if k != "round"}
     flops = training_flops_per_image()
     peaks = {"fp32": peak_flops(torch.float32), "bf16": peak_flops(torch.bfloat16)}
     same_work = {k: v for k, v in mean.items() if "frozen_groups" not in k}
-    return {"rounds": rows, "images_per_s": mean,
-            "ratio_headstart_over_reference": mean[f"headstart_{bf16}"] / mean["reference_fp32"],
-            "ratio_headstart_default_over_reference": mean[f"headstart_{bf16}_frozen_groups_2"] / mean["reference_fp32"],
-            "training_flops_per_image": flops, "peak_matmul_flops": peaks,
-            "achieved_flops": {k: flops * v for k, v in same_work.items()},
-            "share_of_peak": {k: flops * v / peaks["fp32" if "fp32" in k or k.endswith("_no") else "bf16"]
-                              for k, v in same_work.items()},
-            "peak_rss_gib": peak_rss_gib()}
+    return {
+        "rounds": rows,
+        "images_per_s": mean,
+        "ratio_headstart_over_reference": mean[f"headstart_{bf16}"] / mean["reference_fp32"],
+        "ratio_headstart_default_over_reference": mean[f"headstart_{bf16}_frozen_groups_2"] / mean["reference_fp32"],
+        "training_flops_per_image": flops,
+        "peak_matmul_flops": peaks,
+        "achieved_flops": {k: flops * v for k, v in same_work.items()},
+        "share_of_peak": {
+            k: flops * v / peaks["fp32" if "fp32" in k or k.endswith("_no") else "bf16"] for k, v in same_work.items()
+        },
+        "peak_rss_gib": peak_rss_gib(),
+    }
 
 
 def timed_headstart(data: str, name: str, home: str | None = None, **settings) -> dict:
@@ -199,10 +234,15 @@ def timed_headstart(data: str, name: str, home: str | None = None, **settings) -
     if home is None:
         shutil.rmtree(home_dir, ignore_errors=True)
     os.environ["HEADSTART_HOME"] = str(home_dir)
-    m = headstart.train(data, **{**DEMO_OVERRIDES, **settings, "cache_dir": str(home_dir / "features"),
-                                 "out": str(RUNS / name)}).metrics
-    return {"wall_seconds": m["wall_seconds"], "test_accuracy": m["test"]["accuracy"],
-            "test_balanced_accuracy": m["test"]["balanced_accuracy"], "peak_rss_gib": peak_rss_gib()}
+    m = headstart.train(
+        data, **{**DEMO_OVERRIDES, **settings, "cache_dir": str(home_dir / "features"), "out": str(RUNS / name)}
+    ).metrics
+    return {
+        "wall_seconds": m["wall_seconds"],
+        "test_accuracy": m["test"]["accuracy"],
+        "test_balanced_accuracy": m["test"]["balanced_accuracy"],
+        "peak_rss_gib": peak_rss_gib(),
+    }
 
 
 def part_head(args, data, splits, train_set, test_set) -> dict:
@@ -212,12 +252,18 @@ def part_head(args, data, splits, train_set, test_set) -> dict:
     start = time.perf_counter()
     for _ in range(args.head_epochs):
         reference_epoch(net, trainer, train_set, args.batch_size, args.workers)
-    reference = {"wall_seconds": time.perf_counter() - start, "test_accuracy": reference_accuracy(net, test_set, args.workers)}
+    reference = {
+        "wall_seconds": time.perf_counter() - start,
+        "test_accuracy": reference_accuracy(net, test_set, args.workers),
+    }
     reference["wall_seconds_with_test"] = time.perf_counter() - start
     print(json.dumps({"reference head": reference}), flush=True)
     result = {"reference": reference}
-    runs = (("uncached", dict(feature_cache=False)), ("cached", dict(feature_cache=True)),
-            ("cached_warm", dict(feature_cache=True, home="head-cached")))
+    runs = (
+        ("uncached", dict(feature_cache=False)),
+        ("cached", dict(feature_cache=True)),
+        ("cached_warm", dict(feature_cache=True, home="head-cached")),
+    )
     for name, settings in runs:
         result[name] = timed_headstart(data, f"head-{name}", strategy="head", epochs=args.head_epochs, **settings)
         print(json.dumps({f"headstart head {name}": result[name]}), flush=True)
@@ -231,11 +277,14 @@ def part_head(args, data, splits, train_set, test_set) -> dict:
 def part_gradual(args, data) -> dict:
     result = {}
     for name, cache in (("uncached", False), ("cached", True)):
-        result[name] = timed_headstart(data, f"gradual-{name}", strategy="gradual", epochs=args.gradual_epochs,
-                                       feature_cache=cache)
+        result[name] = timed_headstart(
+            data, f"gradual-{name}", strategy="gradual", epochs=args.gradual_epochs, feature_cache=cache
+        )
         print(json.dumps({f"headstart gradual {name}": result[name]}), flush=True)
     result["speedup_cached_vs_uncached"] = result["uncached"]["wall_seconds"] / result["cached"]["wall_seconds"]
-    result["accuracy_difference_points"] = 100 * (result["cached"]["test_accuracy"] - result["uncached"]["test_accuracy"])
+    result["accuracy_difference_points"] = 100 * (
+        result["cached"]["test_accuracy"] - result["uncached"]["test_accuracy"]
+    )
     return result
 
 
@@ -252,12 +301,17 @@ def main() -> None:
     args = parser.parse_args()
 
     data = str(materialise_elpv())
-    splits = load_image_data(data, val_fraction=TrainConfig().val_fraction, test_fraction=DEMO_OVERRIDES["test_fraction"], seed=0)
+    splits = load_image_data(
+        data, val_fraction=TrainConfig().val_fraction, test_fraction=DEMO_OVERRIDES["test_fraction"], seed=0
+    )
     prep = create_backbone("mobilenet_v2").preprocessing.at_size(None, DEMO_OVERRIDES["crop_pct"])
     train_set, test_set = reference_datasets(data, splits)
-    record = {"benchmark": "headstart vs the d2l fine-tuning loop, ELPV binary, mobilenet_v2, 224px, batch 32",
-              "command": " ".join([Path(sys.executable).name, *sys.argv]),
-              "machine": environment_record("cpu", resolve_precision("auto", "cpu")), "platform": platform.platform()}
+    record = {
+        "benchmark": "headstart vs the d2l fine-tuning loop, ELPV binary, mobilenet_v2, 224px, batch 32",
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "machine": environment_record("cpu", resolve_precision("auto", "cpu")),
+        "platform": platform.platform(),
+    }
     parts = args.parts.split(",")
     if "throughput" in parts:
         images, _ = decode_images([s.path for s in splits.train], prep.resize_size)

@@ -10,6 +10,7 @@ accuracy on each grade and cell type, and the share of all test errors each grad
 much of the gap to 100% sits on cells the experts called uncertain. Reads no model and trains
 nothing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,7 +50,9 @@ def cell_index(path: str) -> int:
 def run_rows(run_dir: Path, cells: dict) -> list[dict]:
     with open(run_dir / "test_predictions.csv", newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    return [dict(zip(("grade", "type"), cells[cell_index(r["path"])]), correct=r["label"] == r["predicted"]) for r in rows]
+    return [
+        dict(zip(("grade", "type"), cells[cell_index(r["path"])]), correct=r["label"] == r["predicted"]) for r in rows
+    ]
 
 
 def tally(rows: list[dict], key: str) -> dict:
@@ -57,15 +60,25 @@ def tally(rows: list[dict], key: str) -> dict:
     for r in rows:
         groups[r[key]].append(r["correct"])
     errors = sum(not r["correct"] for r in rows)
-    return {name: {"n": len(v), "accuracy": sum(v) / len(v), "errors": len(v) - sum(v),
-                   "share_of_errors": (len(v) - sum(v)) / errors if errors else 0.0}
-            for name, v in sorted(groups.items(), key=lambda item: ORDER.get(item[0], item[0]))}
+    return {
+        name: {
+            "n": len(v),
+            "accuracy": sum(v) / len(v),
+            "errors": len(v) - sum(v),
+            "share_of_errors": (len(v) - sum(v)) / errors if errors else 0.0,
+        }
+        for name, v in sorted(groups.items(), key=lambda item: ORDER.get(item[0], item[0]))
+    }
 
 
 def mean_over_seeds(per_seed: list[dict]) -> dict:
-    return {name: {field: statistics.mean(s[name][field] for s in per_seed)
-                   for field in ("n", "accuracy", "errors", "share_of_errors")}
-            for name in per_seed[0]}
+    return {
+        name: {
+            field: statistics.mean(s[name][field] for s in per_seed)
+            for field in ("n", "accuracy", "errors", "share_of_errors")
+        }
+        for name in per_seed[0]
+    }
 
 
 def main() -> None:
@@ -82,19 +95,32 @@ def main() -> None:
             by_strategy[run["label"]].append(run_rows(run_dir, cells))
     table = {}
     for label, seeds in by_strategy.items():
-        table[label] = {"seeds": len(seeds),
-                        "accuracy": statistics.mean(sum(r["correct"] for r in rows) / len(rows) for rows in seeds),
-                        "by_grade": mean_over_seeds([tally(rows, "grade") for rows in seeds]),
-                        "by_type": mean_over_seeds([tally(rows, "type") for rows in seeds])}
+        table[label] = {
+            "seeds": len(seeds),
+            "accuracy": statistics.mean(sum(r["correct"] for r in rows) / len(rows) for rows in seeds),
+            "by_grade": mean_over_seeds([tally(rows, "grade") for rows in seeds]),
+            "by_type": mean_over_seeds([tally(rows, "type") for rows in seeds]),
+        }
         grades = table[label]["by_grade"]
         table[label]["accuracy_on_certain_grades"] = statistics.mean(  # the cells graded 0 or 1 only
-            statistics.mean(r["correct"] for r in rows if r["grade"] in ("0", "1")) for rows in seeds)
-        print(f"{label:16s} {len(seeds)} seed(s)  accuracy {100 * table[label]['accuracy']:.1f}%  "
-              f"on grades 0 and 1 only {100 * table[label]['accuracy_on_certain_grades']:.1f}%  |  " +
-              "  ".join(f"grade {g}: {100 * v['accuracy']:.0f}% of {v['n']:.0f} ({100 * v['share_of_errors']:.0f}% of errors)"
-                        for g, v in grades.items()))
-    write_results(args.out, {"comparison": str(args.comparison), "strategies": table,
-                             "label_rule": "defective = defect probability >= 0.5"})
+            statistics.mean(r["correct"] for r in rows if r["grade"] in ("0", "1")) for rows in seeds
+        )
+        print(
+            f"{label:16s} {len(seeds)} seed(s)  accuracy {100 * table[label]['accuracy']:.1f}%  "
+            f"on grades 0 and 1 only {100 * table[label]['accuracy_on_certain_grades']:.1f}%  |  "
+            + "  ".join(
+                f"grade {g}: {100 * v['accuracy']:.0f}% of {v['n']:.0f} ({100 * v['share_of_errors']:.0f}% of errors)"
+                for g, v in grades.items()
+            )
+        )
+    write_results(
+        args.out,
+        {
+            "comparison": str(args.comparison),
+            "strategies": table,
+            "label_rule": "defective = defect probability >= 0.5",
+        },
+    )
 
 
 if __name__ == "__main__":

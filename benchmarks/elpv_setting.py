@@ -12,6 +12,7 @@ does both in about the time of one with two threads; wall times are then not tho
 alone, and the JSON says so). The JSON holds every run's test metrics, the
 per-seed difference candidate - reference, and mean and standard deviation over the seeds.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,18 @@ METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
 
 
 def compare_command(folder: Path, strategy: str, seeds: str, settings: list[str]) -> list[str]:
-    command = [str(Path(sys.executable).parent / "headstart"), "compare", "--backbone", "mobilenet_v2",
-               "--strategies", strategy, "--seeds", seeds, "--out", str(folder)]
+    command = [
+        str(Path(sys.executable).parent / "headstart"),
+        "compare",
+        "--backbone",
+        "mobilenet_v2",
+        "--strategies",
+        strategy,
+        "--seeds",
+        seeds,
+        "--out",
+        str(folder),
+    ]
     for item in settings:
         command += ["--set", item]
     return command
@@ -70,8 +81,11 @@ def runs_of(folder: Path) -> dict[int, dict]:
 
 
 def mean_std(values: list[float]) -> dict:
-    return {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else None,
-            "n": len(values)}
+    return {
+        "mean": statistics.mean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else None,
+        "n": len(values),
+    }
 
 
 def main() -> None:
@@ -82,8 +96,9 @@ def main() -> None:
     parser.add_argument("--runs", default="runs/elpv-setting", help="parent folder of the two comparison folders")
     parser.add_argument("--side-by-side", action="store_true", help="run both comparisons at once, one thread each")
     parser.add_argument("--reference", help="an existing reference comparison folder to use instead of running one")
-    parser.add_argument("--summarise", action="store_true",
-                        help="run nothing: summarise the seeds both folders have finished")
+    parser.add_argument(
+        "--summarise", action="store_true", help="run nothing: summarise the seeds both folders have finished"
+    )
     parser.add_argument("--out", help="results JSON (default benchmarks/results/elpv-<settings>.json)")
     args = parser.parse_args()
 
@@ -98,22 +113,34 @@ def main() -> None:
 
     ref, cand = runs_of(reference), runs_of(candidate)
     seeds = sorted(set(ref) & set(cand))
-    summary = {side: {m: mean_std([runs[s]["test"][m] for s in seeds]) for m in METRICS}
-               for side, runs in (("reference", ref), ("candidate", cand))}
+    summary = {
+        side: {m: mean_std([runs[s]["test"][m] for s in seeds]) for m in METRICS}
+        for side, runs in (("reference", ref), ("candidate", cand))
+    }
     differences = {s: {m: cand[s]["test"][m] - ref[s]["test"][m] for m in METRICS} for s in seeds}
     summary["difference"] = {m: mean_std([d[m] for d in differences.values()]) for m in METRICS}
-    write_results(args.out or RESULTS / f"elpv-{name}.json", {
-        "benchmark": f"ELPV binary, mobilenet_v2, {args.strategy}: {' '.join(args.settings)} against the defaults, "
-                     "split seed 0, the same training seeds",
-        "settings": args.settings, "side_by_side": args.side_by_side,
-        "seeds": seeds, "summary": summary, "difference_by_seed": differences,
-        "reference": ref, "candidate": cand,
-    })
+    write_results(
+        args.out or RESULTS / f"elpv-{name}.json",
+        {
+            "benchmark": f"ELPV binary, mobilenet_v2, {args.strategy}: {' '.join(args.settings)} against the defaults, "
+            "split seed 0, the same training seeds",
+            "settings": args.settings,
+            "side_by_side": args.side_by_side,
+            "seeds": seeds,
+            "summary": summary,
+            "difference_by_seed": differences,
+            "reference": ref,
+            "candidate": cand,
+        },
+    )
     for m in METRICS:
         r, c, d = summary["reference"][m], summary["candidate"][m], summary["difference"][m]
-        print(f"{m}: reference {100 * r['mean']:.1f}, candidate {100 * c['mean']:.1f}, "
-              f"difference {100 * d['mean']:+.1f} (per seed: "
-              + ", ".join(f"{100 * differences[s][m]:+.1f}" for s in seeds) + f"; {len(seeds)} seeds)")
+        print(
+            f"{m}: reference {100 * r['mean']:.1f}, candidate {100 * c['mean']:.1f}, "
+            f"difference {100 * d['mean']:+.1f} (per seed: "
+            + ", ".join(f"{100 * differences[s][m]:+.1f}" for s in seeds)
+            + f"; {len(seeds)} seeds)"
+        )
 
 
 if __name__ == "__main__":

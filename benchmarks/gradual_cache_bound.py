@@ -10,6 +10,7 @@ all of them only lower the ratio). Rounds alternate; each figure is the fastest 
 The bound is the epoch-weighted sum of the first over that of the second. Writes
 benchmarks/results/gradual-cache-bound.json.
 """
+
 from __future__ import annotations
 
 import os
@@ -67,8 +68,11 @@ def main() -> None:
             with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
                 net.body.run(x, 0, depth)
 
-        parts = {"from images": lambda: train_on(x, 0), "from the cache": lambda: train_on(cached, depth),
-                 "prefix forward alone": prefix_forward}
+        parts = {
+            "from images": lambda: train_on(x, 0),
+            "from the cache": lambda: train_on(cached, depth),
+            "prefix forward alone": prefix_forward,
+        }
         for step in parts.values():
             step()  # warm-up
         times = {name: [] for name in parts}
@@ -76,19 +80,39 @@ def main() -> None:
             for name, step in parts.items():
                 times[name].append(timed(step, STEPS))
         best = {name: min(t) for name, t in times.items()}
-        rows.append({"stage": stage.name, "epochs": stage.epochs, "trainable": sorted(stage.trainable),
-                     "frozen_prefix_depth": depth, "cached_shape": list(cached.shape[1:]),
-                     "step_seconds": best, "rounds": times})
-        print(f"{stage.name:18s} {stage.epochs:2d} epochs, prefix depth {depth}: step from images {best['from images']:.3f} s, "
-              f"from the cache {best['from the cache']:.3f} s ({best['from images'] / best['from the cache']:.2f}x), "
-              f"prefix forward {best['prefix forward alone']:.3f} s", flush=True)
+        rows.append(
+            {
+                "stage": stage.name,
+                "epochs": stage.epochs,
+                "trainable": sorted(stage.trainable),
+                "frozen_prefix_depth": depth,
+                "cached_shape": list(cached.shape[1:]),
+                "step_seconds": best,
+                "rounds": times,
+            }
+        )
+        print(
+            f"{stage.name:18s} {stage.epochs:2d} epochs, prefix depth {depth}: step from images {best['from images']:.3f} s, "
+            f"from the cache {best['from the cache']:.3f} s ({best['from images'] / best['from the cache']:.2f}x), "
+            f"prefix forward {best['prefix forward alone']:.3f} s",
+            flush=True,
+        )
     uncached = sum(r["epochs"] * r["step_seconds"]["from images"] for r in rows)
     cached = sum(r["epochs"] * r["step_seconds"]["from the cache"] for r in rows)
     print(f"bound on gradual's speed-up from any feature cache: {uncached / cached:.2f}x", flush=True)
-    write_results(RESULTS / "gradual-cache-bound.json",
-                  {"protocol": __doc__, "batch": BATCH, "image_size": SIZE, "epochs": epochs, "frozen_groups": frozen,
-                   "stages": rows, "bound": uncached / cached,
-                   "load_average": list(os.getloadavg())})
+    write_results(
+        RESULTS / "gradual-cache-bound.json",
+        {
+            "protocol": __doc__,
+            "batch": BATCH,
+            "image_size": SIZE,
+            "epochs": epochs,
+            "frozen_groups": frozen,
+            "stages": rows,
+            "bound": uncached / cached,
+            "load_average": list(os.getloadavg()),
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from the feature cache, and the feature-cache lines of the log.
 before a change, exported with `git archive`), so a before/after comparison comes from one script on
 one machine. Writes benchmarks/results/head-backbones.json and prints a Markdown table.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,8 +48,14 @@ def git(*args: str) -> str:
     return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False).stdout.strip()
 
 
-def run_one(data: str, backbone: str, seed: int, src: Path, code: str, strategy: tuple[str, ...] = ("--strategy", "head")) -> dict:
-    variant = "" if list(strategy) == ["--strategy", "head"] else "-" + re.sub(r"[^A-Za-z0-9_.=]+", "-", " ".join(strategy)).strip("-")
+def run_one(
+    data: str, backbone: str, seed: int, src: Path, code: str, strategy: tuple[str, ...] = ("--strategy", "head")
+) -> dict:
+    variant = (
+        ""
+        if list(strategy) == ["--strategy", "head"]
+        else "-" + re.sub(r"[^A-Za-z0-9_.=]+", "-", " ".join(strategy)).strip("-")
+    )
     name = f"{code}-{backbone}{variant}-seed{seed}"
     out, home = RUNS / name, RUNS / f"{name}-home"
     for folder in (out, home):
@@ -72,7 +79,10 @@ def run_one(data: str, backbone: str, seed: int, src: Path, code: str, strategy:
     built = [float(m.group(1)) for line in cache_lines for m in [re.search(r", ([0-9.]+) s\)$", line)] if m]
     shutil.rmtree(home, ignore_errors=True)  # decoded images and feature caches: hundreds of MiB each
     return {
-        "code": code, "backbone": backbone, "seed": seed, "strategy": " ".join(strategy),
+        "code": code,
+        "backbone": backbone,
+        "seed": seed,
+        "strategy": " ".join(strategy),
         "command": " ".join(["python", *argv[:3], "<ELPV>", *argv[4:]]),
         "wall_seconds": round(metrics["wall_seconds"], 1),
         "process_seconds": round(process_seconds, 1),
@@ -102,48 +112,69 @@ def main() -> None:
     parser.add_argument("--before-src", default=None, help="another source tree to run --before-backbones on")
     parser.add_argument("--before-label", default="before", help="what --before-src is, in words (commit, change)")
     parser.add_argument("--before-backbones", default="efficientnet_lite2")
-    parser.add_argument("--also", action="append", default=[], metavar="BACKBONE|ARGS",
-                        help="another run, seed 0, this code, with ARGS in place of --strategy head, e.g. "
-                             "'efficientnet_lite2|--strategy discriminative --set frozen_groups=5' (repeatable)")
+    parser.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="BACKBONE|ARGS",
+        help="another run, seed 0, this code, with ARGS in place of --strategy head, e.g. "
+        "'efficientnet_lite2|--strategy discriminative --set frozen_groups=5' (repeatable)",
+    )
     parser.add_argument("--out", default=str(RESULTS / "head-backbones.json"))
     args = parser.parse_args()
 
     data = str(materialise_elpv())
     commit = git("rev-parse", "HEAD")
     dirty = bool(git("status", "--porcelain", "--", "src"))
-    plan = [(b, int(s), ROOT / "src", "after", ("--strategy", "head"))
-            for s in args.seeds.split(",") for b in args.backbones.split(",")]
+    plan = [
+        (b, int(s), ROOT / "src", "after", ("--strategy", "head"))
+        for s in args.seeds.split(",")
+        for b in args.backbones.split(",")
+    ]
     for also in args.also:
         backbone, _, extra = also.partition("|")
         plan.append((backbone, 0, ROOT / "src", "after", tuple(extra.split())))
     if args.before_src:
-        plan += [(b, 0, Path(args.before_src), "before", ("--strategy", "head")) for b in args.before_backbones.split(",")]
+        plan += [
+            (b, 0, Path(args.before_src), "before", ("--strategy", "head")) for b in args.before_backbones.split(",")
+        ]
     runs = []
     for backbone, seed, src, code, strategy in plan:
         runs.append(run_one(data, backbone, seed, src, code, strategy))
         print(json.dumps(runs[-1]), flush=True)
 
-    lines = [("| code | backbone | strategy | seed | wall time (s) | process (s) | process CPU (s) | load | test accuracy "
-              "| train samples/s | params trained | cached groups | cache build (s) |"),
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        (
+            "| code | backbone | strategy | seed | wall time (s) | process (s) | process CPU (s) | load | test accuracy "
+            "| train samples/s | params trained | cached groups | cache build (s) |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in runs:
-        lines.append(f"| {r['code']} | {r['backbone']} | {r['strategy']} | {r['seed']} | {r['wall_seconds']:.0f} | {r['process_seconds']:.0f} "
-                     f"| {r['process_cpu_seconds']:.0f} | {'-'.join(f'{v:.1f}' for v in r['load_average_1min'])} "
-                     f"| {100 * r['test_accuracy']:.1f}% | {r['train_images_per_s']:.0f} "
-                     f"| {'/'.join(str(p) for p in r['trainable_params'])} | {'/'.join(str(c) for c in r['cached_groups'])} "
-                     f"| {r['feature_cache_build_seconds']:.0f} |")
+        lines.append(
+            f"| {r['code']} | {r['backbone']} | {r['strategy']} | {r['seed']} | {r['wall_seconds']:.0f} | {r['process_seconds']:.0f} "
+            f"| {r['process_cpu_seconds']:.0f} | {'-'.join(f'{v:.1f}' for v in r['load_average_1min'])} "
+            f"| {100 * r['test_accuracy']:.1f}% | {r['train_images_per_s']:.0f} "
+            f"| {'/'.join(str(p) for p in r['trainable_params'])} | {'/'.join(str(c) for c in r['cached_groups'])} "
+            f"| {r['feature_cache_build_seconds']:.0f} |"
+        )
     table = "\n".join(lines)
     print(table)
-    write_results(args.out, {
-        "benchmark": "--strategy head on the offline image backbones, ELPV (full embedded set), default split and "
-                     "settings, each run a fresh process with an empty HEADSTART_HOME (decoding and feature cache "
-                     "built in the run)",
-        "code": {"after": f"{commit}{' + uncommitted changes under src/' if dirty else ''}",
-                 **({"before": f"{args.before_label} ({args.before_src})"} if args.before_src else {})},
-        "data": data,
-        "runs": runs,
-        "table": table,
-    })
+    write_results(
+        args.out,
+        {
+            "benchmark": "--strategy head on the offline image backbones, ELPV (full embedded set), default split and "
+            "settings, each run a fresh process with an empty HEADSTART_HOME (decoding and feature cache "
+            "built in the run)",
+            "code": {
+                "after": f"{commit}{' + uncommitted changes under src/' if dirty else ''}",
+                **({"before": f"{args.before_label} ({args.before_src})"} if args.before_src else {}),
+            },
+            "data": data,
+            "runs": runs,
+            "table": table,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
 It stops above the section named by --before (default: the worst-classified images): those are
 thumbnails of the data set's own files, and ELPV's licence does not let the repository carry them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,15 +21,25 @@ def screenshot(page: Path, out: Path, before: str, width: int) -> tuple[int, int
     options = Options()
     options.binary_location = "/usr/bin/chromium"
     with tempfile.TemporaryDirectory() as profile:
-        for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                    "--hide-scrollbars", f"--user-data-dir={profile}", f"--window-size={width},1000"):
+        for arg in (
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--hide-scrollbars",
+            f"--user-data-dir={profile}",
+            f"--window-size={width},1000",
+        ):
             options.add_argument(arg)
         driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
         try:
             driver.get(page.resolve().as_uri())
             height = driver.execute_script(
                 "const s = document.getElementById(arguments[0]);"
-                "return s ? Math.ceil(s.getBoundingClientRect().top + window.scrollY) : document.body.scrollHeight", before)
+                "return s ? Math.ceil(s.getBoundingClientRect().top + window.scrollY) : document.body.scrollHeight",
+                before,
+            )
             driver.set_window_size(width, height)
             out.parent.mkdir(parents=True, exist_ok=True)
             driver.save_screenshot(str(out))

@@ -8,6 +8,7 @@ and prints the Markdown table that docs/strategies.md shows. A run marked "besid
 time was measured while other work shared the CPU) counts for accuracy only. All runs share the split (same seed, same
 fractions: 25% stratified test) and the epoch budget; nothing but the strategy changes.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,8 +46,9 @@ def checkpoint_test_accuracy(run_dir: Path, checkpoint: str) -> float:
     given. Reported beside, never instead of, the run's own model."""
     run = load_run(run_dir, checkpoint)
     config = config_from_dict(run.record["config"])
-    test = load_image_data(config.data, val_fraction=config.val_fraction, test_fraction=config.test_fraction,
-                           seed=config.seed).test
+    test = load_image_data(
+        config.data, val_fraction=config.val_fraction, test_fraction=config.test_fraction, seed=config.seed
+    ).test
     images, _ = decode_images([s.path for s in test], run.preprocessing.resize_size)
     labels = torch.tensor([run.classes.index(s.label) for s in test])
     return (run.logits(test, images).argmax(1) == labels).float().mean().item()
@@ -58,12 +60,20 @@ def main() -> None:
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
     parser.add_argument("--seeds", default="0", help="comma-separated; the split follows the seed")
     parser.add_argument("--set", action="append", default=[], help="any TrainConfig key=value, for every run")
-    parser.add_argument("--repeat", action="append", default=[], metavar="STRATEGY:SEEDS",
-                        help="more seeds (each its own split) for one strategy, e.g. discriminative:1,2; run first")
+    parser.add_argument(
+        "--repeat",
+        action="append",
+        default=[],
+        metavar="STRATEGY:SEEDS",
+        help="more seeds (each its own split) for one strategy, e.g. discriminative:1,2; run first",
+    )
     parser.add_argument("--out", default=str(RESULTS / "strategies.json"))
     parser.add_argument("--retable", action="store_true", help="only rebuild the table of --out from its runs")
-    parser.add_argument("--keep", action="store_true",
-                        help="keep the runs already in --out (same settings) and run only the missing ones")
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the runs already in --out (same settings) and run only the missing ones",
+    )
     args = parser.parse_args()
     if args.retable:
         record = json.loads(Path(args.out).read_text())
@@ -77,8 +87,12 @@ def main() -> None:
     for item in args.set:
         key, _, value = item.partition("=")
         settings[key] = value
-    plan = [(name, int(seed)) for item in args.repeat for name, _, seeds in [item.partition(":")]
-            for seed in seeds.split(",")]
+    plan = [
+        (name, int(seed))
+        for item in args.repeat
+        for name, _, seeds in [item.partition(":")]
+        for seed in seeds.split(",")
+    ]
     plan += [(name, int(seed)) for seed in args.seeds.split(",") for name in args.strategies.split(",")]
     runs = []
     if args.keep and Path(args.out).is_file():
@@ -92,23 +106,38 @@ def main() -> None:
         cache = out.with_name(out.name + "-feature-cache")
         shutil.rmtree(cache, ignore_errors=True)  # every run starts cold: building its feature cache counts
         started = time.perf_counter()
-        result = headstart.train(str(data), **{**settings, "strategy": name, "seed": seed, "out": str(out),
-                                               "cache_dir": str(cache)})
+        result = headstart.train(
+            str(data), **{**settings, "strategy": name, "seed": seed, "out": str(out), "cache_dir": str(cache)}
+        )
         m = result.metrics
-        runs.append({
-            "strategy": name, "seed": seed, "run_dir": str(out),
-            "test": {k: m["test"][k] for k in ("accuracy", "balanced_accuracy", "macro_f1", "loss", "n")},
-            "final_model": m["final_model"], "model_epoch": m["model_epoch"],
-            "wall_seconds": time.perf_counter() - started,
-            "train_images_per_s": m["train_images_per_s"], "split": split_fingerprint(out),
-            "best_epoch_by_val": m["best_epoch"], "best_epoch_test_accuracy": checkpoint_test_accuracy(out, "best"),
-            "last_epoch_test_accuracy": checkpoint_test_accuracy(out, "last"),
-        })
+        runs.append(
+            {
+                "strategy": name,
+                "seed": seed,
+                "run_dir": str(out),
+                "test": {k: m["test"][k] for k in ("accuracy", "balanced_accuracy", "macro_f1", "loss", "n")},
+                "final_model": m["final_model"],
+                "model_epoch": m["model_epoch"],
+                "wall_seconds": time.perf_counter() - started,
+                "train_images_per_s": m["train_images_per_s"],
+                "split": split_fingerprint(out),
+                "best_epoch_by_val": m["best_epoch"],
+                "best_epoch_test_accuracy": checkpoint_test_accuracy(out, "best"),
+                "last_epoch_test_accuracy": checkpoint_test_accuracy(out, "last"),
+            }
+        )
         print(json.dumps(runs[-1]), flush=True)
 
     table = summary_table(runs)
-    write_results(args.out, {"benchmark": "ELPV binary, mobilenet_v2, every strategy", "settings": settings,
-                             "runs": runs, "table_markdown": table})
+    write_results(
+        args.out,
+        {
+            "benchmark": "ELPV binary, mobilenet_v2, every strategy",
+            "settings": settings,
+            "runs": runs,
+            "table_markdown": table,
+        },
+    )
     print(table)
 
 
@@ -123,8 +152,10 @@ def summary_table(runs: list[dict]) -> str:
     """Means over seeds. Images/s is end to end: training images seen over the run's wall time
     (loading, feature caches, validation and test included), comparable between cached and
     uncached strategies, unlike the per-epoch rate of an epoch that trains from a cache."""
-    lines = ["| strategy | test accuracy | balanced accuracy | macro-F1 | wall time | images/s, end to end | seeds |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| strategy | test accuracy | balanced accuracy | macro-F1 | wall time | images/s, end to end | seeds |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name in dict.fromkeys(r["strategy"] for r in runs):
         rs = [r for r in runs if r["strategy"] == name]
         cells = []

@@ -15,6 +15,7 @@ the JSON file each number came from, by a path relative to the page. Running it 
 nothing. Every table below must be placed on some page, and every marker must name a table here.
 Standard library only, reads no model and trains nothing: it runs in well under a second.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,6 +37,7 @@ STRATEGY_ORDER = ["tfidf-svm", "head", "gradual", "full", "discriminative", "lp-
 
 
 # ---------------------------------------------------------------- formatting
+
 
 def pct(x: float, digits: int = 1) -> str:
     return f"{100 * x:.{digits}f}%"
@@ -92,6 +94,7 @@ def precision_name(value: str) -> str:
 
 # ---------------------------------------------------------------- context
 
+
 class Page:
     """One page being written: loads results and links them relative to the page."""
 
@@ -145,10 +148,12 @@ def table(name: str):
     def register(fn):
         TABLES[name] = fn
         return fn
+
     return register
 
 
 # ---------------------------------------------------------------- ELPV strategies
+
 
 def timed(runs: list[dict]) -> list[dict]:
     """Runs whose wall time counts: those not measured beside other jobs (all, if every one was)."""
@@ -161,41 +166,79 @@ def headline(p: Page) -> str:
     lines = [header("strategy", "test accuracy", "balanced accuracy", "macro-F1", "wall time per run", "seeds")]
     for name, rs in by_strategy(record["runs"]).items():
         wall = statistics.fmean(r["wall_seconds"] for r in timed(rs))
-        lines.append(row(f"`{name}`", *(pct_mean_std([r["test"][k] for r in rs])
-                                         for k in ("accuracy", "balanced_accuracy", "macro_f1")),
-                         duration(wall), len(rs)))
+        lines.append(
+            row(
+                f"`{name}`",
+                *(pct_mean_std([r["test"][k] for r in rs]) for k in ("accuracy", "balanced_accuracy", "macro_f1")),
+                duration(wall),
+                len(rs),
+            )
+        )
     n = record["runs"][0]["test"]["n"]
     m = record["machine"]
-    caption = (f"ELPV (binary), `{record['settings']['backbone']}`, {record['settings']['epochs']} epochs, "
-               f"{n} test images; mean ± standard deviation over seeds where there are several; wall time on a "
-               f"{m['cpu_count']}-core CPU, no GPU. Source: {p.link('strategies.json')}.")
+    caption = (
+        f"ELPV (binary), `{record['settings']['backbone']}`, {record['settings']['epochs']} epochs, "
+        f"{n} test images; mean ± standard deviation over seeds where there are several; wall time on a "
+        f"{m['cpu_count']}-core CPU, no GPU. Source: {p.link('strategies.json')}."
+    )
     return "\n".join(lines) + "\n\n" + caption
 
 
 @table("strategies")
 def strategies(p: Page) -> str:
     record = p.load("strategies.json")
-    lines = [header("strategy", "test accuracy", "balanced accuracy", "macro-F1", "test accuracy per seed",
-                    "wall time per run", "seeds")]
+    lines = [
+        header(
+            "strategy",
+            "test accuracy",
+            "balanced accuracy",
+            "macro-F1",
+            "test accuracy per seed",
+            "wall time per run",
+            "seeds",
+        )
+    ]
     for name, rs in by_strategy(record["runs"]).items():
         per_seed = ", ".join(f"{pct(r['test']['accuracy'])} ({r['seed']})" for r in sorted(rs, key=lambda r: r["seed"]))
         wall = statistics.fmean(r["wall_seconds"] for r in timed(rs))
-        lines.append(row(f"`{name}`", *(pct_mean_std([r["test"][k] for r in rs])
-                                         for k in ("accuracy", "balanced_accuracy", "macro_f1")),
-                         per_seed, duration(wall), len(rs)))
+        lines.append(
+            row(
+                f"`{name}`",
+                *(pct_mean_std([r["test"][k] for r in rs]) for k in ("accuracy", "balanced_accuracy", "macro_f1")),
+                per_seed,
+                duration(wall),
+                len(rs),
+            )
+        )
     return "\n".join(lines) + "\n\n" + p.source("strategies.json")
 
 
 @table("final-model")
 def final_model(p: Page) -> str:
     record = p.load("strategies.json")
-    lines = [header("run", "epochs", "best epoch by validation", "its test accuracy", "last epoch's test accuracy",
-                    "last minus best")]
+    lines = [
+        header(
+            "run",
+            "epochs",
+            "best epoch by validation",
+            "its test accuracy",
+            "last epoch's test accuracy",
+            "last minus best",
+        )
+    ]
     for name, rs in by_strategy(record["runs"]).items():
         for r in sorted(rs, key=lambda r: r["seed"]):
             best, last = r["best_epoch_test_accuracy"], r["last_epoch_test_accuracy"]
-            lines.append(row(f"`{name}` seed {r['seed']}", r["model_epoch"], r["best_epoch_by_val"], pct(best), pct(last),
-                             points(last - best) if r["best_epoch_by_val"] != r["model_epoch"] else "same epoch"))
+            lines.append(
+                row(
+                    f"`{name}` seed {r['seed']}",
+                    r["model_epoch"],
+                    r["best_epoch_by_val"],
+                    pct(best),
+                    pct(last),
+                    points(last - best) if r["best_epoch_by_val"] != r["model_epoch"] else "same epoch",
+                )
+            )
     return "\n".join(lines) + "\n\n" + p.source("strategies.json", machine=False)
 
 
@@ -210,8 +253,15 @@ def epochs(p: Page) -> str:
         wall = duration(statistics.fmean(r["wall_seconds"] for r in t))
         if len(t) < len(rs):
             wall += f" (seed{'s' if len(t) > 1 else ''} {', '.join(str(r['seed']) for r in t)}: the others ran beside other jobs)"
-        lines.append(row(record["settings"]["epochs"], *(acc.get(s, "-") for s in (0, 1, 2)),
-                         pct_mean_std([r["test"]["accuracy"] for r in rs]), wall, p.link(name)))
+        lines.append(
+            row(
+                record["settings"]["epochs"],
+                *(acc.get(s, "-") for s in (0, 1, 2)),
+                pct_mean_std([r["test"]["accuracy"] for r in rs]),
+                wall,
+                p.link(name),
+            )
+        )
     return "\n".join(lines) + "\n\n" + p.source("strategies.json", "discriminative-20-epochs.json", machine=False)
 
 
@@ -221,19 +271,39 @@ BASE_KEYS = {"backbone", "strategy", "epochs", "test_fraction", "vflip", "crop_p
 
 @table("single-runs")
 def single_runs(p: Page) -> str:
-    lines = [header("strategy", "setting", "epochs", "test accuracy", "balanced accuracy", "macro-F1",
-                    "best epoch by validation", "wall time", "source")]
+    lines = [
+        header(
+            "strategy",
+            "setting",
+            "epochs",
+            "test accuracy",
+            "balanced accuracy",
+            "macro-F1",
+            "best epoch by validation",
+            "wall time",
+            "source",
+        )
+    ]
     for name in SINGLE_RUNS:
         record = p.load(name)
         changed = ", ".join(f"`{k}={v}`" for k, v in record["settings"].items() if k not in BASE_KEYS)
         for r in record["runs"]:
-            lines.append(row(f"`{r['strategy']}`", changed, record["settings"]["epochs"],
-                             *(pct(r["test"][k]) for k in ("accuracy", "balanced_accuracy", "macro_f1")),
-                             r["best_epoch"], duration(r["wall_seconds"]), p.link(name)))
+            lines.append(
+                row(
+                    f"`{r['strategy']}`",
+                    changed,
+                    record["settings"]["epochs"],
+                    *(pct(r["test"][k]) for k in ("accuracy", "balanced_accuracy", "macro_f1")),
+                    r["best_epoch"],
+                    duration(r["wall_seconds"]),
+                    p.link(name),
+                )
+            )
     return "\n".join(lines) + "\n\n" + p.source(*SINGLE_RUNS, command=False, machine=False)
 
 
 # ---------------------------------------------------------------- ELPV settings against the reference
+
 
 def setting_files(p: Page) -> list[str]:
     return [n for n in p.results("elpv-*.json") if not n.startswith("elpv-errors")]
@@ -255,39 +325,80 @@ def elpv_reference(p: Page) -> str:
     reference, names = reference_runs(p)
     lines = [header("seed", "test accuracy", "balanced accuracy", "macro-F1", "precision", "threads", "wall time")]
     for seed, r in sorted(reference.items(), key=lambda kv: int(kv[0])):
-        lines.append(row(seed, *(pct(r["test"][k]) for k in ("accuracy", "balanced_accuracy", "macro_f1")),
-                         precision_name(r["precision"]), r["torch_threads"], duration(r["wall_seconds"])))
+        lines.append(
+            row(
+                seed,
+                *(pct(r["test"][k]) for k in ("accuracy", "balanced_accuracy", "macro_f1")),
+                precision_name(r["precision"]),
+                r["torch_threads"],
+                duration(r["wall_seconds"]),
+            )
+        )
     runs = list(reference.values())
-    lines.append(row("mean ± std", *(pct_mean_std([r["test"][k] for r in runs])
-                                     for k in ("accuracy", "balanced_accuracy", "macro_f1")), "", "", ""))
-    return ("\n".join(lines) + f"\n\nSource: the `reference` runs recorded in each of "
-            + ", ".join(p.link(n) for n in names) + f" (the same runs in all; {p.machine(names[0])}).")
+    lines.append(
+        row(
+            "mean ± std",
+            *(pct_mean_std([r["test"][k] for r in runs]) for k in ("accuracy", "balanced_accuracy", "macro_f1")),
+            "",
+            "",
+            "",
+        )
+    )
+    return (
+        "\n".join(lines)
+        + "\n\nSource: the `reference` runs recorded in each of "
+        + ", ".join(p.link(n) for n in names)
+        + f" (the same runs in all; {p.machine(names[0])})."
+    )
 
 
 @table("elpv-settings")
 def elpv_settings(p: Page) -> str:
     reference, names = reference_runs(p)
-    lines = [header("setting", "seed 0: test accuracy (vs reference)", "seed 1: test accuracy (vs reference)",
-                    "mean difference, accuracy (points)", "mean difference, macro-F1 (points)",
-                    "training images/s, setting / reference", "side by side", "source")]
+    lines = [
+        header(
+            "setting",
+            "seed 0: test accuracy (vs reference)",
+            "seed 1: test accuracy (vs reference)",
+            "mean difference, accuracy (points)",
+            "mean difference, macro-F1 (points)",
+            "training images/s, setting / reference",
+            "side by side",
+            "source",
+        )
+    ]
     for name in names:
         record = p.load(name)
         cells = []
         for seed in ("0", "1"):
             c = record["candidate"].get(seed)
-            cells.append(f"{pct(c['test']['accuracy'])} ({points(c['test']['accuracy'] - reference[seed]['test']['accuracy'])})"
-                         if c else "-")
+            cells.append(
+                f"{pct(c['test']['accuracy'])} ({points(c['test']['accuracy'] - reference[seed]['test']['accuracy'])})"
+                if c
+                else "-"
+            )
         speed = statistics.fmean(c["train_images_per_s"] for c in record["candidate"].values())
         ref_speed = statistics.fmean(reference[s]["train_images_per_s"] for s in record["candidate"])
         diff = record["summary"]["difference"]
-        lines.append(row(", ".join(f"`{s}`" for s in record["settings"]), *cells,
-                         points(diff["accuracy"]["mean"]), points(diff["macro_f1"]["mean"]),
-                         f"{speed:.1f} / {ref_speed:.1f}", "yes" if record.get("side_by_side") else "no", p.link(name)))
+        lines.append(
+            row(
+                ", ".join(f"`{s}`" for s in record["settings"]),
+                *cells,
+                points(diff["accuracy"]["mean"]),
+                points(diff["macro_f1"]["mean"]),
+                f"{speed:.1f} / {ref_speed:.1f}",
+                "yes" if record.get("side_by_side") else "no",
+                p.link(name),
+            )
+        )
     cores = p.load(names[0])["machine"]["cpu_count"]
-    return ("\n".join(lines) + "\n\nReference: the defaults on the same split with the same seeds (table above). "
-            "Training images/s is the mean of the runs' own rates (training steps only), one thread per run; runs side "
-            f"by side shared the {cores} cores, so compare rates within a row. Source: "
-            + ", ".join(p.link(n) for n in names) + ".")
+    return (
+        "\n".join(lines) + "\n\nReference: the defaults on the same split with the same seeds (table above). "
+        "Training images/s is the mean of the runs' own rates (training steps only), one thread per run; runs side "
+        f"by side shared the {cores} cores, so compare rates within a row. Source: "
+        + ", ".join(p.link(n) for n in names)
+        + "."
+    )
 
 
 @table("elpv-errors")
@@ -295,24 +406,41 @@ def elpv_errors(p: Page) -> str:
     names = p.results("elpv-errors-*.json")
     first = next(iter(p.load(names[0])["strategies"].values()))
     grades = list(first["by_grade"])
-    lines = [header("comparison", "strategy", "seeds", "test accuracy",
-                    *(f"grade {g} ({first['by_grade'][g]['n']} cells)" for g in grades),
-                    *(f"share of errors, grade {g}" for g in grades[-2:]),
-                    *(f"{t} cells ({first['by_type'][t]['n']}): share of errors" for t in list(first["by_type"])[-1:]))]
+    lines = [
+        header(
+            "comparison",
+            "strategy",
+            "seeds",
+            "test accuracy",
+            *(f"grade {g} ({first['by_grade'][g]['n']} cells)" for g in grades),
+            *(f"share of errors, grade {g}" for g in grades[-2:]),
+            *(f"{t} cells ({first['by_type'][t]['n']}): share of errors" for t in list(first["by_type"])[-1:]),
+        )
+    ]
     for name in names:
         record = p.load(name)
         for strategy, s in by_strategy([{"strategy": k, **v} for k, v in record["strategies"].items()]).items():
             s = s[0]
-            lines.append(row(p.link(name), f"`{strategy}`", s["seeds"], pct(s["accuracy"]),
-                             *(pct(s["by_grade"][g]["accuracy"], 0) for g in grades),
-                             *(pct(s["by_grade"][g]["share_of_errors"], 0) for g in grades[-2:]),
-                             *(pct(s["by_type"][t]["share_of_errors"], 0) for t in list(s["by_type"])[-1:])))
-    return ("\n".join(lines) + "\n\nA grade is the experts' defect probability; the label is defective from 2/3 up. "
-            "Accuracy per grade is the share of those test cells classified correctly, averaged over the seeds. "
-            + p.source(*names, machine=False))
+            lines.append(
+                row(
+                    p.link(name),
+                    f"`{strategy}`",
+                    s["seeds"],
+                    pct(s["accuracy"]),
+                    *(pct(s["by_grade"][g]["accuracy"], 0) for g in grades),
+                    *(pct(s["by_grade"][g]["share_of_errors"], 0) for g in grades[-2:]),
+                    *(pct(s["by_type"][t]["share_of_errors"], 0) for t in list(s["by_type"])[-1:]),
+                )
+            )
+    return (
+        "\n".join(lines) + "\n\nA grade is the experts' defect probability; the label is defective from 2/3 up. "
+        "Accuracy per grade is the share of those test cells classified correctly, averaged over the seeds. "
+        + p.source(*names, machine=False)
+    )
 
 
 # ---------------------------------------------------------------- texts
+
 
 def text_label(name: str) -> str:
     return "TF-IDF + linear SVM (same split, fitted in the same run)" if name == "tfidf-svm" else f"`{name}`"
@@ -330,14 +458,23 @@ def texts_rt(p: Page) -> str:
     record = p.load("texts-rt.json")
     groups = by_strategy(record["runs"])
     largest = max(r.get("trainable_params", 0) for r in record["runs"])
-    lines = [header("model", "test accuracy", "macro-F1", "test accuracy per seed", "wall time per run",
-                    "trainable parameters")]
+    lines = [
+        header(
+            "model", "test accuracy", "macro-F1", "test accuracy per seed", "wall time per run", "trainable parameters"
+        )
+    ]
     for name, rs in groups.items():
         rs = sorted(rs, key=lambda r: r["seed"])
-        lines.append(row(text_label(name), pct_mean_std([r["test"]["accuracy"] for r in rs]),
-                         pct_mean_std([r["test"]["macro_f1"] for r in rs]),
-                         ", ".join(f"{pct(r['test']['accuracy'])} ({r['seed']})" for r in rs),
-                         duration(statistics.fmean(r["wall_seconds"] for r in rs)), trainable(rs, largest)))
+        lines.append(
+            row(
+                text_label(name),
+                pct_mean_std([r["test"]["accuracy"] for r in rs]),
+                pct_mean_std([r["test"]["macro_f1"] for r in rs]),
+                ", ".join(f"{pct(r['test']['accuracy'])} ({r['seed']})" for r in rs),
+                duration(statistics.fmean(r["wall_seconds"] for r in rs)),
+                trainable(rs, largest),
+            )
+        )
     return "\n".join(lines) + "\n\n" + p.source("texts-rt.json")
 
 
@@ -351,30 +488,62 @@ def texts_r8(p: Page) -> str:
     record = p.load("texts-r8.json")
     groups = by_strategy(record["runs"])
     base = {r["seed"]: r["test"]["macro_f1"] for r in groups.get(record["settings"]["backbone"], [])}
-    lines = [header("model", "test accuracy", "macro-F1", "macro-F1 per seed",
-                    f"macro-F1 against `{record['settings']['backbone']}` alone, per seed (points)",
-                    f"wall time (seed {R8_WALL_SEED})")]
+    lines = [
+        header(
+            "model",
+            "test accuracy",
+            "macro-F1",
+            "macro-F1 per seed",
+            f"macro-F1 against `{record['settings']['backbone']}` alone, per seed (points)",
+            f"wall time (seed {R8_WALL_SEED})",
+        )
+    ]
     for name, rs in groups.items():
         rs = sorted(rs, key=lambda r: r["seed"])
-        against = ("-" if name == "tfidf-svm" or name == record["settings"]["backbone"] else
-                   ", ".join(points(r["test"]["macro_f1"] - base[r["seed"]]) for r in rs if r["seed"] in base))
+        against = (
+            "-"
+            if name == "tfidf-svm" or name == record["settings"]["backbone"]
+            else ", ".join(points(r["test"]["macro_f1"] - base[r["seed"]]) for r in rs if r["seed"] in base)
+        )
         wall = [r["wall_seconds"] for r in rs if r["seed"] == R8_WALL_SEED]
-        lines.append(row(text_label(name), pct_mean_std([r["test"]["accuracy"] for r in rs]),
-                         pct_mean_std([r["test"]["macro_f1"] for r in rs]),
-                         ", ".join(f"{100 * r['test']['macro_f1']:.1f} ({r['seed']})" for r in rs),
-                         against, duration(wall[0]) if wall else "-"))
+        lines.append(
+            row(
+                text_label(name),
+                pct_mean_std([r["test"]["accuracy"] for r in rs]),
+                pct_mean_std([r["test"]["macro_f1"] for r in rs]),
+                ", ".join(f"{100 * r['test']['macro_f1']:.1f} ({r['seed']})" for r in rs),
+                against,
+                duration(wall[0]) if wall else "-",
+            )
+        )
     return "\n".join(lines) + "\n\n" + p.source("texts-r8.json")
 
 
 @table("texts-r8-adapt")
 def texts_r8_adapt(p: Page) -> str:
     record = p.load("texts-r8.json")
-    lines = [header("adaptation epochs", "documents", "optimiser steps", "held-out perplexity before",
-                    "held-out perplexity after each epoch", "wall time")]
+    lines = [
+        header(
+            "adaptation epochs",
+            "documents",
+            "optimiser steps",
+            "held-out perplexity before",
+            "held-out perplexity after each epoch",
+            "wall time",
+        )
+    ]
     for n, a in sorted(record["adapts"].items(), key=lambda kv: int(kv[0])):
         after = [h["heldout_perplexity"] for h in a.get("history", [])] or [a["perplexity_after"]]
-        lines.append(row(n, f"{a['documents']:,}", f"{a['steps']:,}", f"{a['perplexity_before']:.1f}",
-                         ", ".join(f"{x:.1f}" for x in after), duration(a["wall_seconds"])))
+        lines.append(
+            row(
+                n,
+                f"{a['documents']:,}",
+                f"{a['steps']:,}",
+                f"{a['perplexity_before']:.1f}",
+                ", ".join(f"{x:.1f}" for x in after),
+                duration(a["wall_seconds"]),
+            )
+        )
     return "\n".join(lines) + "\n\n" + p.source("texts-r8.json", command=False, machine=False)
 
 
@@ -391,46 +560,96 @@ def audit_sets(record: dict) -> list[tuple[str, dict]]:
 @table("audit")
 def audit(p: Page) -> str:
     record = p.load("audit.json")
-    lines = [header("data set", "items", "flipped", "cleanlab's set: flagged / precision / recall",
-                    "best recall at precision ≥ 50%", "average precision", "planted copies found",
-                    "planted leaks found", "wall time, cold (load average before)")]
+    lines = [
+        header(
+            "data set",
+            "items",
+            "flipped",
+            "cleanlab's set: flagged / precision / recall",
+            "best recall at precision ≥ 50%",
+            "average precision",
+            "planted copies found",
+            "planted leaks found",
+            "wall time, cold (load average before)",
+        )
+    ]
     for key, d in audit_sets(record):
         found_as = ", ".join(f"{n} {k}" for k, n in d.get("exact_duplicates_found_as", {}).items())
         c = d["cleanlab_set"]
-        lines.append(row(f"{AUDIT_NAMES.get(key, key)}, `{d['backbone']}`", f"{d['items']:,}", d["flipped"],
-                         f"{c['flagged']:,} / {pct(c['precision'], 0)} / {pct(c['recall'], 0)}",
-                         pct(d["ranking"]["max_recall_at_precision_0.5"], 0), f"{d['ranking']['average_precision']:.2f}",
-                         f"{d['exact_duplicates_found']} of {d['planted_exact_duplicates']}" + (f" ({found_as})" if found_as else ""),
-                         f"{d['leaks_found']} of {d['planted_leaks']}",
-                         f"{duration(d['wall_seconds_cold'])} ({d['load_average_before'][0]:.1f})"))
+        lines.append(
+            row(
+                f"{AUDIT_NAMES.get(key, key)}, `{d['backbone']}`",
+                f"{d['items']:,}",
+                d["flipped"],
+                f"{c['flagged']:,} / {pct(c['precision'], 0)} / {pct(c['recall'], 0)}",
+                pct(d["ranking"]["max_recall_at_precision_0.5"], 0),
+                f"{d['ranking']['average_precision']:.2f}",
+                f"{d['exact_duplicates_found']} of {d['planted_exact_duplicates']}"
+                + (f" ({found_as})" if found_as else ""),
+                f"{d['leaks_found']} of {d['planted_leaks']}",
+                f"{duration(d['wall_seconds_cold'])} ({d['load_average_before'][0]:.1f})",
+            )
+        )
     return "\n".join(lines) + "\n\n" + p.source("audit.json")
 
 
 @table("audit-variants")
 def audit_variants(p: Page) -> str:
     record = p.load("audit.json")
-    lines = [header("data set", "probe", "cleanlab filter", "flagged", "precision", "recall",
-                    "probe accuracy (given labels)", "recall at precision ≥ 50%")]
+    lines = [
+        header(
+            "data set",
+            "probe",
+            "cleanlab filter",
+            "flagged",
+            "precision",
+            "recall",
+            "probe accuracy (given labels)",
+            "recall at precision ≥ 50%",
+        )
+    ]
     for key, d in audit_sets(record):
         for v in d["variants"]:
-            lines.append(row(AUDIT_NAMES.get(key, key), v["probe"], v["filter_by"], f"{v['flagged']:,}",
-                             pct(v["precision"], 0), pct(v["recall"], 0), pct(v["out_of_sample_accuracy"]),
-                             pct(v["ranking"]["max_recall_at_precision_0.5"], 0)))
+            lines.append(
+                row(
+                    AUDIT_NAMES.get(key, key),
+                    v["probe"],
+                    v["filter_by"],
+                    f"{v['flagged']:,}",
+                    pct(v["precision"], 0),
+                    pct(v["recall"], 0),
+                    pct(v["out_of_sample_accuracy"]),
+                    pct(v["ranking"]["max_recall_at_precision_0.5"], 0),
+                )
+            )
     return "\n".join(lines) + "\n\n" + p.source("audit.json", command=False, machine=False)
 
 
 @table("audit-ceiling")
 def audit_ceiling(p: Page) -> str:
     record = p.load("audit-ceiling.json")
-    lines = [header("probe, as good as", "test accuracy (mean of seeds)",
-                    "recall at precision ≥ 50%: mean of seeds (lowest, highest)", "seeds")]
+    lines = [
+        header(
+            "probe, as good as",
+            "test accuracy (mean of seeds)",
+            "recall at precision ≥ 50%: mean of seeds (lowest, highest)",
+            "seeds",
+        )
+    ]
     for name, s in by_strategy([{"strategy": k, **v} for k, v in record["summary"].items()]).items():
         s = s[0]
-        lines.append(row(f"`{name}`", pct(s["test_accuracy_mean"]),
-                         f"{pct(s['recall_at_precision_0.5_mean'], 0)} ({pct(s['min'], 0)}, {pct(s['max'], 0)})",
-                         s["seeds"]))
-    return (f"\n".join(lines) + f"\n\n{pct(record['flip'], 0)} of the test labels flipped at random, {record['draws']} "
-            f"draws per run. " + p.source("audit-ceiling.json"))
+        lines.append(
+            row(
+                f"`{name}`",
+                pct(s["test_accuracy_mean"]),
+                f"{pct(s['recall_at_precision_0.5_mean'], 0)} ({pct(s['min'], 0)}, {pct(s['max'], 0)})",
+                s["seeds"],
+            )
+        )
+    return (
+        "\n".join(lines) + f"\n\n{pct(record['flip'], 0)} of the test labels flipped at random, {record['draws']} "
+        f"draws per run. " + p.source("audit-ceiling.json")
+    )
 
 
 @table("audit-features")
@@ -441,18 +660,30 @@ def audit_features(p: Page) -> str:
         groups.setdefault(r["features"], []).append(r)
     cs = sorted({r["probe_c"] for r in record["results"]})
     label = " / ".join(f"C={c:g}" for c in cs)
-    lines = [header("features of `mobilenet_v2`", "width", f"probe accuracy ({label})",
-                    f"recall at precision ≥ 50% ({label})")]
+    lines = [
+        header(
+            "features of `mobilenet_v2`", "width", f"probe accuracy ({label})", f"recall at precision ≥ 50% ({label})"
+        )
+    ]
     for name, rs in groups.items():
         at = {r["probe_c"]: r for r in rs}
-        lines.append(row(name, f"{rs[0]['width']:,}",
-                         " / ".join(pct(at[c]["out_of_sample_accuracy"]) if c in at else "-" for c in cs),
-                         " / ".join(pct(at[c]["ranking"]["max_recall_at_precision_0.5"], 0) if c in at else "-" for c in cs)))
-    return (f"\n".join(lines) + f"\n\n{record['items']:,} ELPV cells, {record['flipped']} labels flipped. "
-            + p.source("audit-features.json"))
+        lines.append(
+            row(
+                name,
+                f"{rs[0]['width']:,}",
+                " / ".join(pct(at[c]["out_of_sample_accuracy"]) if c in at else "-" for c in cs),
+                " / ".join(pct(at[c]["ranking"]["max_recall_at_precision_0.5"], 0) if c in at else "-" for c in cs),
+            )
+        )
+    return (
+        "\n".join(lines)
+        + f"\n\n{record['items']:,} ELPV cells, {record['flipped']} labels flipped. "
+        + p.source("audit-features.json")
+    )
 
 
 # ---------------------------------------------------------------- speed
+
 
 def cache_view_label(settings: dict) -> str:
     if settings.get("feature_cache") is False:
@@ -469,14 +700,30 @@ def cache_views(p: Page) -> str:
     # the JSON's note says its warm-cache row is no warm measurement (the cache had been cleared): left out
     runs = [r for r in record["runs"] if "warm" not in r["variant"]]
     base = next(r for r in runs if r["settings"].get("feature_cache") is False)
-    lines = [header(f"`{record['base']['strategy']}`, {record['base']['epochs']} epochs", "test accuracy",
-                    "balanced accuracy", "wall time", "vs uncached")]
+    lines = [
+        header(
+            f"`{record['base']['strategy']}`, {record['base']['epochs']} epochs",
+            "test accuracy",
+            "balanced accuracy",
+            "wall time",
+            "vs uncached",
+        )
+    ]
     for r in runs:
-        lines.append(row(cache_view_label(r["settings"]), pct(r["test_accuracy"]), pct(r["test_balanced_accuracy"]),
-                         f"{r['wall_seconds']:.0f} s", ratio(base["wall_seconds"] / r["wall_seconds"])))
+        lines.append(
+            row(
+                cache_view_label(r["settings"]),
+                pct(r["test_accuracy"]),
+                pct(r["test_balanced_accuracy"]),
+                f"{r['wall_seconds']:.0f} s",
+                ratio(base["wall_seconds"] / r["wall_seconds"]),
+            )
+        )
     seeds = ", ".join(str(s) for s in sorted({r["seed"] for r in runs}))
-    return ("\n".join(lines) + f"\n\nSeed {seeds}, one run each; every cached run starts from an empty cache, so its "
-            "time includes building it. " + p.source("cache_views.json"))
+    return (
+        "\n".join(lines) + f"\n\nSeed {seeds}, one run each; every cached run starts from an empty cache, so its "
+        "time includes building it. " + p.source("cache_views.json")
+    )
 
 
 CPU_ROWS = {
@@ -491,38 +738,66 @@ CPU_ROWS = {
 def cpu_throughput(p: Page) -> str:
     t = p.load("cpu_speed.json")["throughput"]
     ref = t["images_per_s"]["reference_fp32"]
-    lines = [header("training step, every layer group training", "images/s", "vs reference",
-                    "share of the CPU's measured matrix-product peak")]
+    lines = [
+        header(
+            "training step, every layer group training",
+            "images/s",
+            "vs reference",
+            "share of the CPU's measured matrix-product peak",
+        )
+    ]
     for key, label in CPU_ROWS.items():
         if key not in t["images_per_s"]:
             continue
         share = t["share_of_peak"].get(key)
         peak = t["peak_matmul_flops"]["bf16" if "bf16" in key else "fp32"]
-        lines.append(row(label, f"{t['images_per_s'][key]:.1f}", ratio(t["images_per_s"][key] / ref),
-                         f"{pct(share)} of {gflops(peak)}" if share is not None else "(less work per image)"))
-    return (f"\n".join(lines) + f"\n\nMean of {len(t['rounds'])} alternating rounds; "
-            f"{t['training_flops_per_image'] / 1e9:.1f} GFLOP per training image. " + p.source("cpu_speed.json"))
+        lines.append(
+            row(
+                label,
+                f"{t['images_per_s'][key]:.1f}",
+                ratio(t["images_per_s"][key] / ref),
+                f"{pct(share)} of {gflops(peak)}" if share is not None else "(less work per image)",
+            )
+        )
+    return (
+        "\n".join(lines) + f"\n\nMean of {len(t['rounds'])} alternating rounds; "
+        f"{t['training_flops_per_image'] / 1e9:.1f} GFLOP per training image. " + p.source("cpu_speed.json")
+    )
 
 
 @table("cpu-head-runs")
 def cpu_head_runs(p: Page) -> str:
     record = p.load("cpu_speed.json")
     first, second = record["head_float32_final_metrics"], record["head"]
-    labels = {"reference": "reference loop, training and its test pass", "uncached": "headstart, feature cache off",
-              "cached": "headstart, first run (decoded-image and feature caches built)",
-              "cached_warm": "headstart, second run on the same data (both caches reused)"}
+    labels = {
+        "reference": "reference loop, training and its test pass",
+        "uncached": "headstart, feature cache off",
+        "cached": "headstart, first run (decoded-image and feature caches built)",
+        "cached_warm": "headstart, second run on the same data (both caches reused)",
+    }
 
     def cells(part: dict, key: str) -> list[str]:
         ref = part["reference"]["wall_seconds_with_test"]
         wall = ref if key == "reference" else part[key]["wall_seconds"]
         return [f"{wall:.1f} s", ratio(ref / wall)]
 
-    lines = [header("`head`, 10 epochs", "final metrics in float32: wall time", "vs reference",
-                    "final metrics in the run's precision: wall time", "vs reference", "test accuracy (second)")]
+    lines = [
+        header(
+            "`head`, 10 epochs",
+            "final metrics in float32: wall time",
+            "vs reference",
+            "final metrics in the run's precision: wall time",
+            "vs reference",
+            "test accuracy (second)",
+        )
+    ]
     for key, label in labels.items():
         lines.append(row(label, *cells(first, key), *cells(second, key), pct(second[key]["test_accuracy"])))
-    return ("\n".join(lines) + "\n\nThe two measurements ran on different days; the machine was slower during the "
-            "second (compare ratios within a column, not seconds across columns). " + p.source("cpu_speed.json", command=False))
+    return (
+        "\n".join(lines) + "\n\nThe two measurements ran on different days; the machine was slower during the "
+        "second (compare ratios within a column, not seconds across columns). "
+        + p.source("cpu_speed.json", command=False)
+    )
 
 
 @table("cpu-gradual")
@@ -530,64 +805,150 @@ def cpu_gradual(p: Page) -> str:
     g = p.load("cpu_speed.json")["gradual"]
     lines = [header("`gradual`, 14 epochs", "wall time", "test accuracy", "balanced accuracy")]
     for key, label in (("uncached", "feature cache off"), ("cached", "feature cache on (built in the run)")):
-        lines.append(row(label, f"{g[key]['wall_seconds']:.0f} s", pct(g[key]["test_accuracy"]),
-                         pct(g[key]["test_balanced_accuracy"])))
+        lines.append(
+            row(
+                label,
+                f"{g[key]['wall_seconds']:.0f} s",
+                pct(g[key]["test_accuracy"]),
+                pct(g[key]["test_balanced_accuracy"]),
+            )
+        )
     return "\n".join(lines) + "\n\n" + p.source("cpu_speed.json", command=False)
 
 
 @table("gradual-cache-bound")
 def gradual_cache_bound(p: Page) -> str:
     record = p.load("gradual-cache-bound.json")
-    lines = [header("stage of `gradual`", "epochs", "groups that train", "frozen prefix (groups)", "cached output",
-                    "step from images", "from the cache", "saved")]
+    lines = [
+        header(
+            "stage of `gradual`",
+            "epochs",
+            "groups that train",
+            "frozen prefix (groups)",
+            "cached output",
+            "step from images",
+            "from the cache",
+            "saved",
+        )
+    ]
     for s in record["stages"]:
         step = s["step_seconds"]
-        lines.append(row(s["stage"], s["epochs"], ", ".join(s["trainable"]), s["frozen_prefix_depth"],
-                         "x".join(str(d) for d in s["cached_shape"]), f"{step['from images']:.2f} s",
-                         f"{step['from the cache']:.2f} s", ratio(step["from images"] / step["from the cache"])))
-    lines.append(row("the whole run, epoch-weighted", sum(s["epochs"] for s in record["stages"]), "", "", "", "", "",
-                     f"{record['bound']:.2f}x at most"))
-    return (f"\n".join(lines) + f"\n\nBatch {record['batch']}, {record['image_size']} px; each figure is the fastest "
-            f"round's mean step; load average {record['load_average'][0]:.1f} during the measurement (another job "
-            f"shared the cores), so the seconds are slow but the ratios are within one process. "
-            + p.source("gradual-cache-bound.json"))
+        lines.append(
+            row(
+                s["stage"],
+                s["epochs"],
+                ", ".join(s["trainable"]),
+                s["frozen_prefix_depth"],
+                "x".join(str(d) for d in s["cached_shape"]),
+                f"{step['from images']:.2f} s",
+                f"{step['from the cache']:.2f} s",
+                ratio(step["from images"] / step["from the cache"]),
+            )
+        )
+    lines.append(
+        row(
+            "the whole run, epoch-weighted",
+            sum(s["epochs"] for s in record["stages"]),
+            "",
+            "",
+            "",
+            "",
+            "",
+            f"{record['bound']:.2f}x at most",
+        )
+    )
+    return (
+        "\n".join(lines) + f"\n\nBatch {record['batch']}, {record['image_size']} px; each figure is the fastest "
+        f"round's mean step; load average {record['load_average'][0]:.1f} during the measurement (another job "
+        f"shared the cores), so the seconds are slow but the ratios are within one process. "
+        + p.source("gradual-cache-bound.json")
+    )
 
 
 @table("head-backbones")
 def head_backbones(p: Page) -> str:
     record = p.load("head-backbones.json")
-    lines = [header("backbone", "code", "seed", "wall time", "test accuracy", "parameters trained",
-                    "feature cache built in", "1-min load average")]
+    lines = [
+        header(
+            "backbone",
+            "code",
+            "seed",
+            "wall time",
+            "test accuracy",
+            "parameters trained",
+            "feature cache built in",
+            "1-min load average",
+        )
+    ]
     for r in record["runs"]:
         if r["strategy"] != "--strategy head":
             continue
         cache = f"{r['feature_cache_build_seconds']:.0f} s" if r.get("feature_cache_build_seconds") else "not used"
         load = "-".join(f"{x:.1f}" for x in r["load_average_1min"])
-        lines.append(row(f"`{r['backbone']}`", r["code"], r["seed"], f"{r['wall_seconds']:.1f} s",
-                         pct(r["test_accuracy"]), f"{sum(r['trainable_params']):,}", cache, load))
-    return ("\n".join(lines) + "\n\n`--strategy head` on ELPV, 14 epochs, every run in a fresh process with an empty "
-            "cache home (decoding and the feature cache count in its wall time). \"before\" is the code before "
-            "issue 23: the EfficientNet-Lite body's last group was also named `head`, so `head` trained it too and "
-            "ran uncached. A load average above 2 means another job shared the 2 cores. " + p.source("head-backbones.json"))
+        lines.append(
+            row(
+                f"`{r['backbone']}`",
+                r["code"],
+                r["seed"],
+                f"{r['wall_seconds']:.1f} s",
+                pct(r["test_accuracy"]),
+                f"{sum(r['trainable_params']):,}",
+                cache,
+                load,
+            )
+        )
+    return (
+        "\n".join(lines) + "\n\n`--strategy head` on ELPV, 14 epochs, every run in a fresh process with an empty "
+        'cache home (decoding and the feature cache count in its wall time). "before" is the code before '
+        "issue 23: the EfficientNet-Lite body's last group was also named `head`, so `head` trained it too and "
+        "ran uncached. A load average above 2 means another job shared the 2 cores. " + p.source("head-backbones.json")
+    )
 
 
 # ---------------------------------------------------------------- serving
 
+
 @table("serve-load")
 def serve_load(p: Page) -> str:
     record = p.load("serve_load.json")
-    lines = [header("server", "clients", "requests", "errors", "p50 latency", "p95 latency", "requests/s",
-                    "requests per forward pass", "largest batch", "load average before")]
+    lines = [
+        header(
+            "server",
+            "clients",
+            "requests",
+            "errors",
+            "p50 latency",
+            "p95 latency",
+            "requests/s",
+            "requests per forward pass",
+            "largest batch",
+            "load average before",
+        )
+    ]
     for m in record["measurements"]:
-        lines.append(row(m["server"], m["clients"], m["requests"], m["errors"], f"{m['latency_ms']['p50']:.0f} ms",
-                         f"{m['latency_ms']['p95']:.0f} ms", f"{m['requests_per_second']:.0f}",
-                         f"{m['requests'] / m['forward_passes']:.1f}", m["largest_batch"], f"{m['load_average_before']:.1f}"))
+        lines.append(
+            row(
+                m["server"],
+                m["clients"],
+                m["requests"],
+                m["errors"],
+                f"{m['latency_ms']['p50']:.0f} ms",
+                f"{m['latency_ms']['p95']:.0f} ms",
+                f"{m['requests_per_second']:.0f}",
+                f"{m['requests'] / m['forward_passes']:.1f}",
+                m["largest_batch"],
+                f"{m['load_average_before']:.1f}",
+            )
+        )
     model = record["model"]
-    return (f"\n".join(lines) + f"\n\n`{model['backbone']}` at {model['input_size']} px, "
-            f"{precision_name(model['precision'])}. " + p.source("serve_load.json"))
+    return (
+        "\n".join(lines) + f"\n\n`{model['backbone']}` at {model['input_size']} px, "
+        f"{precision_name(model['precision'])}. " + p.source("serve_load.json")
+    )
 
 
 # ---------------------------------------------------------------- pages
+
 
 def pages(root: Path) -> list[Path]:
     return [root / "README.md", *sorted((root / "docs").glob("*.md"))]

@@ -13,6 +13,7 @@ Writes benchmarks/results/texts-rt.json or texts-r8.json (every run's metrics an
 machine) and prints the Markdown table docs/texts.md shows. The split follows the seed (R8: its own
 train/test split, val carved from train by the seed); every strategy of a seed sees the same split.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,9 @@ RT_STRATEGIES = "head,gradual,full,discriminative,lp-ft,lora,scratch"
 
 def tfidf_svm(data: Path, config: dict, seed: int) -> dict:
     """The reference: word 1-2-gram TF-IDF and a linear SVM, fitted on train+val, scored on test."""
-    splits, texts = load_text_data(data, val_fraction=config.get("val_fraction", 0.1),
-                                   test_fraction=config.get("test_fraction", 0.2), seed=seed)
+    splits, texts = load_text_data(
+        data, val_fraction=config.get("val_fraction", 0.1), test_fraction=config.get("test_fraction", 0.2), seed=seed
+    )
     fit = splits.train + splits.val
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
     model = LinearSVC(C=0.5).fit(vectorizer.fit_transform([texts[s.path] for s in fit]), [s.label for s in fit])
@@ -50,15 +52,23 @@ def tfidf_svm(data: Path, config: dict, seed: int) -> dict:
 
 def run_record(name: str, seed: int, out: Path, result, started: float) -> dict:
     m = result.metrics
-    return {"strategy": name, "seed": seed, "run_dir": str(out),
-            "test": {k: m["test"][k] for k in ("accuracy", "balanced_accuracy", "macro_f1", "n")},
-            "wall_seconds": time.perf_counter() - started, "epochs": len(m["history"]),
-            "trainable_params": max(h["trainable_params"] for h in m["history"]),
-            "train_samples_per_s": m["train_images_per_s"]}
+    return {
+        "strategy": name,
+        "seed": seed,
+        "run_dir": str(out),
+        "test": {k: m["test"][k] for k in ("accuracy", "balanced_accuracy", "macro_f1", "n")},
+        "wall_seconds": time.perf_counter() - started,
+        "epochs": len(m["history"]),
+        "trainable_params": max(h["trainable_params"] for h in m["history"]),
+        "train_samples_per_s": m["train_images_per_s"],
+    }
 
 
 def table(runs: list[dict]) -> str:
-    lines = ["| model | test accuracy | macro-F1 | wall time | trainable parameters | seeds |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| model | test accuracy | macro-F1 | wall time | trainable parameters | seeds |",
+        "|---|---|---|---|---|---|",
+    ]
     for name in dict.fromkeys(r["strategy"] for r in runs):
         rs = [r for r in runs if r["strategy"] == name]
         cells = []
@@ -67,8 +77,10 @@ def table(runs: list[dict]) -> str:
             cells.append(f"{100 * mean:.1f}%" + (f" ± {100 * std:.1f}" if len(rs) > 1 else ""))
         wall = sum(r["wall_seconds"] for r in rs) / len(rs)
         params = rs[0].get("trainable_params")
-        lines.append(f"| {name} | {' | '.join(cells)} | {wall / 60:.1f} min | "
-                     f"{f'{params / 1e6:.2f} M' if params else '-'} | {len(rs)} |")
+        lines.append(
+            f"| {name} | {' | '.join(cells)} | {wall / 60:.1f} min | "
+            f"{f'{params / 1e6:.2f} M' if params else '-'} | {len(rs)} |"
+        )
     return "\n".join(lines)
 
 
@@ -96,8 +108,18 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
 
     def record() -> None:
-        write_results(out, {"benchmark": {"rt": "Rotten Tomatoes, minilm-l6", "r8": "Reuters R8, minilm-l6, DAPT on R52"}[args.task],
-                            "settings": settings, "runs": runs, "adapts": adapts, "table_markdown": table(runs)})
+        write_results(
+            out,
+            {
+                "benchmark": {"rt": "Rotten Tomatoes, minilm-l6", "r8": "Reuters R8, minilm-l6, DAPT on R52"}[
+                    args.task
+                ],
+                "settings": settings,
+                "runs": runs,
+                "adapts": adapts,
+                "table_markdown": table(runs),
+            },
+        )
 
     if args.task == "rt":
         data = materialise_rotten_tomatoes()
@@ -109,10 +131,27 @@ def main() -> None:
         adapted = Path("runs") / "benchmark" / "texts-r8" / f"adapted-minilm-l6{suffix}"
         dapt = "minilm-l6 + DAPT" + ("" if epochs == 1 else f" ({epochs} epochs)")
         if str(epochs) not in adapts:
-            result = adapt(AdaptConfig(data=str(unlabeled), backbone="minilm-l6", epochs=epochs,
-                                       max_length=settings.get("max_length", 128), out=str(adapted)))
-            adapts[str(epochs)] = {k: result.record[k] for k in ("documents", "steps", "perplexity_before",
-                                                                 "perplexity_after", "history", "wall_seconds", "data")}
+            result = adapt(
+                AdaptConfig(
+                    data=str(unlabeled),
+                    backbone="minilm-l6",
+                    epochs=epochs,
+                    max_length=settings.get("max_length", 128),
+                    out=str(adapted),
+                )
+            )
+            adapts[str(epochs)] = {
+                k: result.record[k]
+                for k in (
+                    "documents",
+                    "steps",
+                    "perplexity_before",
+                    "perplexity_after",
+                    "history",
+                    "wall_seconds",
+                    "data",
+                )
+            }
             record()
         plan = [(name, seed) for seed in seeds for name in ("tfidf-svm", "minilm-l6", dapt)]
     for name, seed in plan:
@@ -120,11 +159,21 @@ def main() -> None:
             continue
         started = time.perf_counter()
         if name == "tfidf-svm":
-            runs.append({"strategy": name, "seed": seed, "test": tfidf_svm(data, settings, seed),
-                         "wall_seconds": time.perf_counter() - started})
+            runs.append(
+                {
+                    "strategy": name,
+                    "seed": seed,
+                    "test": tfidf_svm(data, settings, seed),
+                    "wall_seconds": time.perf_counter() - started,
+                }
+            )
         else:
-            run_dir = Path("runs") / "benchmark" / f"texts-{args.task}" / \
-                f"{name.replace(' + ', '-').replace(' (', '-').replace(' epochs)', '-epochs')}-seed{seed}"
+            run_dir = (
+                Path("runs")
+                / "benchmark"
+                / f"texts-{args.task}"
+                / f"{name.replace(' + ', '-').replace(' (', '-').replace(' epochs)', '-epochs')}-seed{seed}"
+            )
             options = {**settings, "seed": seed, "out": str(run_dir)}
             if args.task == "rt":
                 options["strategy"] = name

@@ -1,4 +1,5 @@
 """Shared fixtures: a small real ELPV subset on disk, in the layout a user would have."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Domain-adaptive pretraining: real MiniLM weights and tokenizer, real Rotten Tomatoes snippets, few steps."""
+
 from __future__ import annotations
 
 import json
@@ -9,9 +10,9 @@ from safetensors.torch import load_file
 
 import headstart
 from headstart.backbones import create_backbone
+from headstart.backbones.text_encoders import text_model_source
 from headstart.data.rotten_tomatoes import load_reviews, materialise_rotten_tomatoes
 from headstart.errors import UserError
-from headstart.backbones.text_encoders import text_model_source
 from headstart.training.adapt import AdaptConfig, adapt, masked_lm_loss, masking_collator
 
 
@@ -20,8 +21,17 @@ def adapted(tmp_path_factory):
     folder = tmp_path_factory.mktemp("adapt")
     corpus = folder / "reviews.txt"
     corpus.write_text("\n".join(text.replace("\n", " ") for text, _ in load_reviews()[:120]) + "\n\n")
-    config = AdaptConfig(data=str(corpus), backbone="minilm-l6", max_steps=6, batch_size=16, max_length=48, lr=5e-4,
-                         heldout_fraction=0.2, head_warmup_steps=4, out=str(folder / "out"))
+    config = AdaptConfig(
+        data=str(corpus),
+        backbone="minilm-l6",
+        max_steps=6,
+        batch_size=16,
+        max_length=48,
+        lr=5e-4,
+        heldout_fraction=0.2,
+        head_warmup_steps=4,
+        out=str(folder / "out"),
+    )
     return adapt(config, log=lambda message: None)
 
 
@@ -33,7 +43,7 @@ def test_masking_chooses_15_percent_of_tokens_and_replaces_them_80_10_10():
     batch = masking_collator(tokenizer)([{"input_ids": i} for i in ids])
     original = torch.full_like(batch["input_ids"], tokenizer.pad_token_id)
     for row, i in enumerate(ids):
-        original[row, :len(i)] = torch.tensor(i)
+        original[row, : len(i)] = torch.tensor(i)
     special = torch.isin(original, torch.tensor(tokenizer.all_special_ids))
     chosen = batch["labels"] != -100
     assert not (chosen & special).any()
@@ -73,8 +83,15 @@ def test_adapt_writes_a_backbone_folder_with_perplexity_before_and_after(adapted
 
 def test_train_on_an_adapted_backbone_uses_its_weights_not_the_original(adapted, tmp_path):
     data = materialise_rotten_tomatoes(tmp_path, per_class=12)
-    run = headstart.train(str(data), backbone=str(adapted.out), strategy="head", epochs=1, max_length=32,
-                          report=False, out=str(tmp_path / "run"))
+    run = headstart.train(
+        str(data),
+        backbone=str(adapted.out),
+        strategy="head",
+        epochs=1,
+        max_length=32,
+        report=False,
+        out=str(tmp_path / "run"),
+    )
     body = run.model.body.state_dict()
     saved = load_file(str(adapted.out / "model.safetensors"))
     original = create_backbone("minilm-l6").body.state_dict()

@@ -2,6 +2,7 @@
 cross-class copy, a train/test leak, flipped labels) and a small real Rotten Tomatoes table with
 bad rows, copies and a leak: each is reported with its reason; `train --exclude-audit` trains on
 exactly the rest; the CLI's mistakes are one line; the page loads in headless Chromium."""
+
 from __future__ import annotations
 
 import csv
@@ -15,10 +16,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import run_cli
 import headstart
-from headstart.errors import UserError
 from headstart.data.rotten_tomatoes import load_reviews
+from headstart.errors import UserError
+from helpers import run_cli
 
 SETTINGS = {"image_size": 96, "batch_size": 16, "seed": 0}
 # the probe's default regularisation (C=0.003) was measured on thousands of items; on 48 training
@@ -66,7 +67,7 @@ def planted(tmp_path_factory) -> dict:
         path.rename(data / "train" / other / path.name)
     (data / "train" / "mono" / "empty.png").write_bytes(b"")
     whole = (data / "train" / "poly" / f[5].name).read_bytes()
-    (data / "train" / "poly" / "truncated.png").write_bytes(whole[:len(whole) // 2])
+    (data / "train" / "poly" / "truncated.png").write_bytes(whole[: len(whole) // 2])
     (data / "train" / "poly" / "notes.png").write_text("not a picture\n")
     (data / "train" / "mono" / "readme.txt").write_text("a stray file\n")
     shutil.copyfile(d[5], data / "train" / "mono" / "copy-of-d5.png")
@@ -76,8 +77,15 @@ def planted(tmp_path_factory) -> dict:
     out = data.parent / "audit"
     result = cli("audit", data, "--out", out, *[f"--set={k}={v}" for k, v in {**SETTINGS, **AUDIT_ONLY}.items()])
     assert result.returncode == 0, result.stderr[-3000:]
-    return {"data": data, "out": out, "flipped": flipped, "d5": d[5].name, "f6": f[6].name, "test_cell": test_cell.name,
-            "stdout": result.stdout}
+    return {
+        "data": data,
+        "out": out,
+        "flipped": flipped,
+        "d5": d[5].name,
+        "f6": f[6].name,
+        "test_cell": test_cell.name,
+        "stdout": result.stdout,
+    }
 
 
 def test_every_planted_file_problem_is_reported_with_its_reason(planted):
@@ -117,8 +125,15 @@ def test_train_with_exclude_audit_trains_on_exactly_the_rest(planted, tmp_path):
     with open(out / "clean.csv", newline="", encoding="utf-8") as f:
         clean = {(r["path"], r["split"]) for r in csv.DictReader(f)}
     excluded = {os.path.abspath(f["path"]) for f in flags_of(out) if f["excluded"] == "yes"}
-    run = headstart.train(str(data), exclude_audit=str(out), strategy="head", epochs=1, report=False,
-                          out=str(tmp_path / "run"), **SETTINGS)
+    run = headstart.train(
+        str(data),
+        exclude_audit=str(out),
+        strategy="head",
+        epochs=1,
+        report=False,
+        out=str(tmp_path / "run"),
+        **SETTINGS,
+    )
     record = json.loads((run.run_dir / "config.json").read_text())
     counts = record["data"]["counts"]
     assert sum(counts[s]["total"] for s in ("train", "val", "test")) == len(clean)
@@ -133,8 +148,10 @@ def test_train_with_exclude_audit_trains_on_exactly_the_rest(planted, tmp_path):
 
 
 def test_mistakes_are_one_line_errors(planted, tmp_path):
-    for args, words in [(["audit", tmp_path / "missing"], "data not found"),
-                        (["train", planted["data"], "--exclude-audit", tmp_path], "is not an audit folder")]:
+    for args, words in [
+        (["audit", tmp_path / "missing"], "data not found"),
+        (["train", planted["data"], "--exclude-audit", tmp_path], "is not an audit folder"),
+    ]:
         result = cli(*args)
         assert result.returncode == 2, (args, result.stderr[-2000:])
         lines = result.stderr.strip().splitlines()
@@ -143,8 +160,14 @@ def test_mistakes_are_one_line_errors(planted, tmp_path):
     with pytest.raises(UserError, match="filter_by must be one of"):
         headstart.audit(planted["data"], filter_by="guess")
     with pytest.raises(UserError, match="is an audit of"):
-        headstart.train(str(planted["data"] / "test"), exclude_audit=str(planted["out"]), strategy="head", epochs=1,
-                        out=str(tmp_path / "run"), **SETTINGS)
+        headstart.train(
+            str(planted["data"] / "test"),
+            exclude_audit=str(planted["out"]),
+            strategy="head",
+            epochs=1,
+            out=str(tmp_path / "run"),
+            **SETTINGS,
+        )
 
 
 @pytest.fixture(scope="module")
@@ -187,10 +210,14 @@ def test_the_audit_page_loads_in_headless_chromium(planted, tmp_path):
     from test_report import open_in_chromium
 
     if not (Path("/usr/bin/chromium").exists() and Path("/usr/bin/chromedriver").exists()):
-        pytest.fail("Chromium and ChromeDriver are missing: `make browser` installs them (Debian chromium, chromium-driver)")
+        pytest.fail(
+            "Chromium and ChromeDriver are missing: `make browser` installs them (Debian chromium, chromium-driver)"
+        )
     page = open_in_chromium(planted["out"] / "audit.html", tmp_path / "audit.png", SECTIONS)
     assert all(page["sections"].values()), page["sections"]
     assert len(page["images"]) >= 8  # the class chart, copies and label issues
-    assert all(complete and width > 0 and src.startswith("data:image/png;base64") for complete, width, src in page["images"])
+    assert all(
+        complete and width > 0 and src.startswith("data:image/png;base64") for complete, width, src in page["images"]
+    )
     assert page["external"] == []
     assert [entry for entry in page["logs"] if entry["level"] == "SEVERE"] == []

@@ -1,5 +1,6 @@
 """Backbones: every chain equals its network, prefixes chain, every parameter lands in one group, and the
 hub adapters load real files through their real code paths, offline."""
+
 from __future__ import annotations
 
 import collections
@@ -21,7 +22,9 @@ from headstart.backbones import create_backbone, get_spec, list_backbones
 from headstart.errors import UserError
 
 for _module in ("efficientnet_lite", "hf_hub", "mobilenet_v2", "timm_hub", "torchvision_hub"):
-    importlib.import_module(f"headstart.backbones.{_module}")  # importing registers, whatever the registry's lazy loader does
+    importlib.import_module(
+        f"headstart.backbones.{_module}"
+    )  # importing registers, whatever the registry's lazy loader does
 
 SITE = os.path.dirname(os.path.dirname(torch.__file__))
 GRACE_HOPPER = os.path.join(SITE, "matplotlib", "mpl-data", "sample_data", "grace_hopper.jpg")
@@ -29,6 +32,7 @@ CHINA = os.path.join(SITE, "sklearn", "datasets", "images", "china.jpg")
 
 
 # ---- helpers ---------------------------------------------------------------------------------------
+
 
 @pytest.fixture(autouse=True)
 def _seed_and_threads():
@@ -97,7 +101,8 @@ def assert_partition(backbone, network: nn.Module, classifier: nn.Module | None 
 
 def tensor_multiset(tensors) -> collections.Counter:
     return collections.Counter(
-        (tuple(t.shape), hashlib.sha1(t.detach().cpu().contiguous().numpy().tobytes()).hexdigest()) for t in tensors)
+        (tuple(t.shape), hashlib.sha1(t.detach().cpu().contiguous().numpy().tobytes()).hexdigest()) for t in tensors
+    )
 
 
 def assert_same_weights(backbone, reference_state: dict[str, torch.Tensor]):
@@ -143,9 +148,15 @@ def preprocess(path: str, p) -> torch.Tensor:
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms import v2 as T
 
-    transform = T.Compose([T.Resize(p.resize_size, interpolation=InterpolationMode(p.interpolation)),
-                           T.CenterCrop(p.input_size), T.ToImage(), T.ToDtype(torch.float32, scale=True),
-                           T.Normalize(p.mean, p.std)])
+    transform = T.Compose(
+        [
+            T.Resize(p.resize_size, interpolation=InterpolationMode(p.interpolation)),
+            T.CenterCrop(p.input_size),
+            T.ToImage(),
+            T.ToDtype(torch.float32, scale=True),
+            T.Normalize(p.mean, p.std),
+        ]
+    )
     return transform(Image.open(path).convert("RGB"))[None]
 
 
@@ -157,6 +168,7 @@ def top(backbone, x: torch.Tensor, k: int = 5) -> list[tuple[str, float]]:
 
 
 # ---- registry ----------------------------------------------------------------------------------------
+
 
 def test_registry_lists_offline_backbones_and_adapters():
     names = {s.name for s in list_backbones()}
@@ -200,10 +212,14 @@ def test_hf_text_encoder_families_name_their_groups_once(model_type, tmp_path, o
 
     from headstart.backbones.text_encoders import minilm_folder
 
-    size = dict(dim=32, n_layers=2, n_heads=2, hidden_dim=64) if model_type == "distilbert" else \
-        dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
-    AutoModel.from_config(AutoConfig.for_model(model_type, vocab_size=1000, max_position_embeddings=64, **size)) \
-        .save_pretrained(tmp_path)
+    size = (
+        dict(dim=32, n_layers=2, n_heads=2, hidden_dim=64)
+        if model_type == "distilbert"
+        else dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    )
+    AutoModel.from_config(
+        AutoConfig.for_model(model_type, vocab_size=1000, max_position_embeddings=64, **size)
+    ).save_pretrained(tmp_path)
     AutoTokenizer.from_pretrained(minilm_folder()).save_pretrained(tmp_path)
     b = create_backbone(f"hf:{tmp_path}")
     assert b.body.group_names == ["embeddings", "layer1", "layer2", "pooler"]
@@ -229,6 +245,7 @@ def test_a_duplicate_or_reserved_group_name_is_a_clear_error(monkeypatch):
             body = GroupedBody({"stem": a, "stage1": b})
             body.groups["head"] = nn.Identity()
             return Backbone(f"fake:{rest}", body, 2, Preprocessing((0.5,) * 3, (0.5,) * 3, 8, 8), False, "random")
+
         return BackboneSpec(f"fake:{rest}", "fake", True, None, build)
 
     monkeypatch.setitem(registry._ADAPTERS, "fake", make_spec)
@@ -244,8 +261,14 @@ def _former_state(state: dict[str, torch.Tensor], group: str) -> dict[str, torch
     return old
 
 
-@pytest.mark.parametrize("name,group", [("efficientnet_lite0", "conv_head"), ("torchvision:efficientnet_b0", "lastconv"),
-                                        ("torchvision:mobilenet_v3_small", "lastconv")])
+@pytest.mark.parametrize(
+    "name,group",
+    [
+        ("efficientnet_lite0", "conv_head"),
+        ("torchvision:efficientnet_b0", "lastconv"),
+        ("torchvision:mobilenet_v3_small", "lastconv"),
+    ],
+)
 def test_weights_saved_under_the_former_group_name_head_still_load(name, group, tmp_path, monkeypatch):
     """A run folder holds its layer groups in config.json, but inference rebuilds the model from the backbone
     name and loads model.safetensors strictly by parameter name. Renaming the last group changes only the
@@ -256,7 +279,9 @@ def test_weights_saved_under_the_former_group_name_head_still_load(name, group, 
     from headstart.model import Classifier
     from headstart.training.checkpoint import load_weights
 
-    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: (_ for _ in ()).throw(urllib.error.URLError("offline")))
+    monkeypatch.setattr(
+        urllib.request, "urlopen", lambda *a, **k: (_ for _ in ()).throw(urllib.error.URLError("offline"))
+    )
     torch.manual_seed(0)
     model = Classifier(create_backbone(name, pretrained=False), 3).eval()
     with torch.no_grad():
@@ -267,18 +292,28 @@ def test_weights_saved_under_the_former_group_name_head_still_load(name, group, 
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     assert model.group_names[-2:] == [group, "head"]
     old = _former_state(state, group)
-    inside = lambda keys, g: sorted(k[len(f"body.groups.{g}."):] for k in keys if k.startswith(f"body.groups.{g}."))
+
+    def inside(keys, g):
+        return sorted(k[len(f"body.groups.{g}.") :] for k in keys if k.startswith(f"body.groups.{g}."))
+
     assert inside(old, "head") == inside(state, group)  # the same names inside the group
-    assert set(old) - {k for k in old if k.startswith("body.groups.head.")} == \
-        set(state) - {k for k in state if k.startswith(f"body.groups.{group}.")}  # and everywhere else
+    assert set(old) - {k for k in old if k.startswith("body.groups.head.")} == set(state) - {
+        k for k in state if k.startswith(f"body.groups.{group}.")
+    }  # and everywhere else
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         expected = model(x)
     for saved in (old, state):
         save_file(saved, str(tmp_path / "model.safetensors"))
         torch.manual_seed(1)
-        fresh = Classifier(create_backbone(name, pretrained=False, arch_config=json.loads(json.dumps(
-            create_backbone(name, pretrained=False).arch_config))), 3).eval()
+        fresh = Classifier(
+            create_backbone(
+                name,
+                pretrained=False,
+                arch_config=json.loads(json.dumps(create_backbone(name, pretrained=False).arch_config)),
+            ),
+            3,
+        ).eval()
         load_weights(tmp_path / "model.safetensors", fresh)  # strict
         assert all(torch.equal(fresh.state_dict()[k], v) for k, v in state.items())
         with torch.no_grad():
@@ -286,6 +321,7 @@ def test_weights_saved_under_the_former_group_name_head_still_load(name, group, 
 
 
 # ---- mobilenet_v2 --------------------------------------------------------------------------------------
+
 
 def test_mobilenet_v2_chain_and_partition():
     from torchvision.models import mobilenet_v2
@@ -306,6 +342,7 @@ def test_mobilenet_v2_chain_and_partition():
 
 
 # ---- EfficientNet-Lite ----------------------------------------------------------------------------------
+
 
 def test_efficientnet_lite0_loads_package_weights_and_chains():
     import timm
@@ -340,7 +377,9 @@ def test_efficientnet_lite0_classifies_real_photos():
     palace = top(b, preprocess(CHINA, b.preprocessing))
     assert palace[0][0] == "palace" and palace[0][1] > 0.2, palace
     hopper = top(b, preprocess(GRACE_HOPPER, b.preprocessing))
-    assert hopper[0][0] in {"military uniform", "academic gown", "mortarboard", "suit", "bow tie", "Windsor tie"}, hopper
+    assert hopper[0][0] in {"military uniform", "academic gown", "mortarboard", "suit", "bow tie", "Windsor tie"}, (
+        hopper
+    )
     assert "military uniform" in [name for name, _ in hopper], hopper
 
 
@@ -375,13 +414,26 @@ TIMM_TINY = {
     "resnet": ("resnet18", dict(layers=[1, 1, 1, 1]), 64, ["stem", "stage1", "stage2", "stage3", "stage4"]),
     "efficientnet": ("tinynet_e", {}, 64, ["stem", "stage1", "stage2", "stage3", "stage4", "conv_head"]),
     "mobilenetv3": ("mobilenetv3_small_050", {}, 64, ["stem", "stage1", "stage2", "stage3", "stage4", "conv_head"]),
-    "convnext": ("convnext_atto", dict(depths=(1, 1, 1, 1), dims=(8, 16, 24, 32)), 64,
-                 ["stem", "stage1", "stage2", "stage3", "stage4"]),
-    "vit_token": ("vit_tiny_patch16_224", dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2), 32,
-                  ["embed", "block1", "block2", "final"]),
-    "vit_avg_reg": ("vit_tiny_patch16_224", dict(img_size=32, patch_size=8, embed_dim=32, depth=3, num_heads=2,
-                                                 global_pool="avg", reg_tokens=2, fc_norm=True), 32,
-                    ["embed", "block1", "block2", "block3", "final"]),
+    "convnext": (
+        "convnext_atto",
+        dict(depths=(1, 1, 1, 1), dims=(8, 16, 24, 32)),
+        64,
+        ["stem", "stage1", "stage2", "stage3", "stage4"],
+    ),
+    "vit_token": (
+        "vit_tiny_patch16_224",
+        dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2),
+        32,
+        ["embed", "block1", "block2", "final"],
+    ),
+    "vit_avg_reg": (
+        "vit_tiny_patch16_224",
+        dict(
+            img_size=32, patch_size=8, embed_dim=32, depth=3, num_heads=2, global_pool="avg", reg_tokens=2, fc_norm=True
+        ),
+        32,
+        ["embed", "block1", "block2", "block3", "final"],
+    ),
 }
 
 
@@ -481,6 +533,7 @@ def test_timm_unknown_family_and_missing_folder(tmp_path, offline_hub):
 
 # ---- torchvision ----------------------------------------------------------------------------------------
 
+
 def test_torchvision_loads_weights_from_torch_hub_cache(tmp_path, monkeypatch):
     from torchvision.models import MobileNet_V3_Small_Weights, mobilenet_v3_small
 
@@ -528,26 +581,43 @@ def _tv_tiny(family: str) -> nn.Module:
     if family == "efficientnet":
         return tvm.efficientnet_b0(weights=None)
     if family == "convnext":
-        setting = [CNBlockConfig(8, 16, 1), CNBlockConfig(16, 24, 1), CNBlockConfig(24, 32, 1), CNBlockConfig(32, None, 1)]
+        setting = [
+            CNBlockConfig(8, 16, 1),
+            CNBlockConfig(16, 24, 1),
+            CNBlockConfig(24, 32, 1),
+            CNBlockConfig(32, None, 1),
+        ]
         return tvm.ConvNeXt(setting, num_classes=7)
     if family == "vit":
-        return tvm.VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64,
-                                     num_classes=7)
+        return tvm.VisionTransformer(
+            image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64, num_classes=7
+        )
     if family == "vit_repr":
-        return tvm.VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64,
-                                     num_classes=7, representation_size=16)
+        return tvm.VisionTransformer(
+            image_size=32,
+            patch_size=8,
+            num_layers=2,
+            num_heads=2,
+            hidden_dim=32,
+            mlp_dim=64,
+            num_classes=7,
+            representation_size=16,
+        )
     raise AssertionError(family)
 
 
-@pytest.mark.parametrize("family,size,groups", [
-    ("resnet", 64, ["stem", "stage1", "stage2", "stage3", "stage4"]),
-    ("mobilenet_v2", 64, ["stem", "stage1", "stage2", "stage3", "stage4"]),
-    ("mobilenet_v3", 64, ["stem", "stage1", "stage2", "stage3", "stage4", "lastconv"]),
-    ("efficientnet", 64, ["stem", "stage1", "stage2", "stage3", "stage4", "lastconv"]),
-    ("convnext", 64, ["stem", "stage1", "stage2", "stage3", "stage4"]),
-    ("vit", 32, ["embed", "block1", "block2", "final"]),
-    ("vit_repr", 32, ["embed", "block1", "block2", "final"]),
-])
+@pytest.mark.parametrize(
+    "family,size,groups",
+    [
+        ("resnet", 64, ["stem", "stage1", "stage2", "stage3", "stage4"]),
+        ("mobilenet_v2", 64, ["stem", "stage1", "stage2", "stage3", "stage4"]),
+        ("mobilenet_v3", 64, ["stem", "stage1", "stage2", "stage3", "stage4", "lastconv"]),
+        ("efficientnet", 64, ["stem", "stage1", "stage2", "stage3", "stage4", "lastconv"]),
+        ("convnext", 64, ["stem", "stage1", "stage2", "stage3", "stage4"]),
+        ("vit", 32, ["embed", "block1", "block2", "final"]),
+        ("vit_repr", 32, ["embed", "block1", "block2", "final"]),
+    ],
+)
 def test_torchvision_families_chain(family, size, groups):
     from headstart.backbones.base import Backbone, GroupedBody, Preprocessing
     from headstart.backbones.torchvision_hub import cut_torchvision_model
@@ -562,8 +632,15 @@ def test_torchvision_families_chain(family, size, groups):
             if p.dim() > 1 and not p.any():
                 p.normal_(0, 0.05)
     parts, head, width = cut_torchvision_model(net, family)
-    b = Backbone(family, GroupedBody(parts), width, Preprocessing((0.5,) * 3, (0.5,) * 3, size, size), False, "random",
-                 source_head=head)
+    b = Backbone(
+        family,
+        GroupedBody(parts),
+        width,
+        Preprocessing((0.5,) * 3, (0.5,) * 3, size, size),
+        False,
+        "random",
+        source_head=head,
+    )
     assert b.body.group_names == groups
     x = torch.randn(2, 3, size, size)
     with torch.no_grad():
@@ -587,6 +664,7 @@ def test_torchvision_unknown_family():
 
 # ---- Hugging Face transformers -------------------------------------------------------------------------
 
+
 def _save_hf(folder, model, processor):
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
@@ -596,12 +674,26 @@ def test_hf_vit_classifier_local_folder(tmp_path, offline_hub):
     from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
 
     labels = {0: "cat", 1: "dog", 2: "fox"}
-    config = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                       intermediate_size=64, num_labels=3, id2label=labels, label2id={v: k for k, v in labels.items()})
+    config = ViTConfig(
+        image_size=32,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=3,
+        id2label=labels,
+        label2id={v: k for k, v in labels.items()},
+    )
     ref = ViTForImageClassification(config).eval()
     folder = tmp_path / "vit"
-    _save_hf(folder, ref, ViTImageProcessor(size={"height": 32, "width": 32}, resample=3,
-                                            image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5]))
+    _save_hf(
+        folder,
+        ref,
+        ViTImageProcessor(
+            size={"height": 32, "width": 32}, resample=3, image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5]
+        ),
+    )
     name = f"hf:{folder}"
     b = create_backbone(name)
     assert b.body.group_names == ["embed", "block1", "block2", "final"]
@@ -626,12 +718,24 @@ def test_hf_vit_classifier_local_folder(tmp_path, offline_hub):
 def test_hf_dinov2_local_folder(tmp_path, offline_hub, with_classifier):
     from transformers import BitImageProcessor, Dinov2Config, Dinov2ForImageClassification, Dinov2Model
 
-    config = Dinov2Config(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                          mlp_ratio=2, num_labels=4)
+    config = Dinov2Config(
+        image_size=32,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        mlp_ratio=2,
+        num_labels=4,
+    )
     ref = (Dinov2ForImageClassification(config) if with_classifier else Dinov2Model(config)).eval()
-    processor = BitImageProcessor(size={"shortest_edge": 40}, crop_size={"height": 32, "width": 32},
-                                  do_center_crop=True, resample=3, image_mean=[0.485, 0.456, 0.406],
-                                  image_std=[0.229, 0.224, 0.225])
+    processor = BitImageProcessor(
+        size={"shortest_edge": 40},
+        crop_size={"height": 32, "width": 32},
+        do_center_crop=True,
+        resample=3,
+        image_mean=[0.485, 0.456, 0.406],
+        image_std=[0.229, 0.224, 0.225],
+    )
     _save_hf(tmp_path, ref, processor)
     b = create_backbone(f"hf:{tmp_path}")
     p = b.preprocessing

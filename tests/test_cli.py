@@ -1,4 +1,5 @@
 """The `headstart` command as a user runs it: exit codes, one-line errors, files written."""
+
 from __future__ import annotations
 
 import csv
@@ -8,11 +9,22 @@ import shutil
 import subprocess
 from pathlib import Path
 
-
 from helpers import assert_one_line_error, run_cli
 
-TINY = ["--image-size", "64", "--batch-size", "8", "--epochs", "1", "--set", "val_fraction=0.2", "--set", "test_fraction=0.25",
-        "--set", "report=false"]
+TINY = [
+    "--image-size",
+    "64",
+    "--batch-size",
+    "8",
+    "--epochs",
+    "1",
+    "--set",
+    "val_fraction=0.2",
+    "--set",
+    "test_fraction=0.25",
+    "--set",
+    "report=false",
+]
 
 
 def run(*args, cwd=None) -> subprocess.CompletedProcess:
@@ -29,7 +41,9 @@ def test_single_class(tmp_path, elpv):
 
 
 def test_unknown_backbone_and_strategy(elpv):
-    assert_one_line_error(run("train", elpv, "--backbone", "resnet9000"), "unknown backbone 'resnet9000'", "mobilenet_v2")
+    assert_one_line_error(
+        run("train", elpv, "--backbone", "resnet9000"), "unknown backbone 'resnet9000'", "mobilenet_v2"
+    )
     assert_one_line_error(run("train", elpv, "--strategy", "yolo"), "unknown strategy 'yolo'", "lp-ft")
 
 

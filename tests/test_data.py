@@ -1,4 +1,5 @@
 """Tests for headstart.data: real files on disk, real images (ELPV cells written to a tmp folder)."""
+
 from __future__ import annotations
 
 import os
@@ -13,9 +14,19 @@ import pytest
 import torch
 from PIL import Image, ImageFile
 
-from headstart.data import (IMAGE_EXTENSIONS, DataSplits, Sample, decode_images, default_data_home,
-                            load_image_data, load_rgb, materialise_elpv, read_manifest, scan_image_folder,
-                            stratified_split)
+from headstart.data import (
+    IMAGE_EXTENSIONS,
+    DataSplits,
+    Sample,
+    decode_images,
+    default_data_home,
+    load_image_data,
+    load_rgb,
+    materialise_elpv,
+    read_manifest,
+    scan_image_folder,
+    stratified_split,
+)
 from headstart.errors import BadImage, UserError
 
 PER_CLASS = 12  # the `elpv` fixture in conftest.py writes this many cells per class
@@ -29,6 +40,7 @@ def cells(elpv) -> dict[str, list[Path]]:
 def elpv_labels() -> tuple[list[str], np.ndarray]:
     """The package's own labels.csv, read directly (cheaper than load_dataset's full image load)."""
     import elpv_dataset
+
     csv = Path(elpv_dataset.__file__).parent / "data" / "labels.csv"
     data = np.genfromtxt(csv, dtype=["|S19", "<f8", "|S4"], names=["path", "probability", "type"])
     return list(np.char.decode(data["path"])), data["probability"]
@@ -44,11 +56,14 @@ def make_class_tree(root: Path, files_per_class: dict[str, list[Path]]) -> Path:
 
 def png_header_only(path: Path, width: int, height: int) -> Path:
     """A PNG whose header claims width x height; opening it reads only the header."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0"))
-                     + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0")) + chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -76,6 +91,7 @@ def test_materialise_writes_the_user_layout(elpv, cells):
 
 def test_materialise_labels_and_pixels_match_the_package(cells):
     import elpv_dataset
+
     names, probabilities = elpv_labels()
     package_data = Path(elpv_dataset.__file__).parent / "data"
     for label, files in cells.items():
@@ -168,7 +184,7 @@ def test_png_with_a_jpg_name_is_read_by_its_contents(tmp_path, cells):
 def test_corrupt_png_data(tmp_path, cells):
     data = bytearray(cells["defective"][0].read_bytes())
     middle = len(data) // 2
-    data[middle:middle + 64] = bytes(64)  # zeroes in the compressed stream; the chunk CRC no longer matches
+    data[middle : middle + 64] = bytes(64)  # zeroes in the compressed stream; the chunk CRC no longer matches
     path = tmp_path / "corrupt.png"
     path.write_bytes(bytes(data))
     assert "cannot decode image" in bad_reason(path)
@@ -302,7 +318,9 @@ def test_decode_images_is_deterministic_across_thread_counts(cells):
 
 
 def test_scan_layout_a(tmp_path, cells):
-    root = make_class_tree(tmp_path / "data", {"defective": cells["defective"][:3], "functional": cells["functional"][:2]})
+    root = make_class_tree(
+        tmp_path / "data", {"defective": cells["defective"][:3], "functional": cells["functional"][:2]}
+    )
     nested = root / "functional" / "batch2"
     nested.mkdir()
     shutil.copy(cells["functional"][2], nested / "cell.PNG")  # upper-case extension counts
@@ -324,8 +342,9 @@ def test_scan_layout_a(tmp_path, cells):
     assert reasons[str(root / "functional" / "notes.txt")] == "not an image file (extension .txt)"
     assert "not in a class folder" in reasons[str(root / "loose.png")]
     assert "class folder has no images" in reasons[str(root / "empty_class")]
-    assert reasons[str(root / "defective" / "loop")] == (f"symbolic link loop (links to {root.resolve()}, "
-                                                         "which contains the link); not followed")
+    assert reasons[str(root / "defective" / "loop")] == (
+        f"symbolic link loop (links to {root.resolve()}, which contains the link); not followed"
+    )
     assert not any(".DS_Store" in p or ".thumbnails" in p for p in reasons)
     assert len(skipped) == 4
 
@@ -342,8 +361,10 @@ def test_scan_follows_links_but_enters_each_folder_once(tmp_path, cells):
     real = elsewhere.resolve()
     assert skipped == [
         (str(root / "a" / "link2"), f"folder already scanned (symbolic link to {real}); not entered again"),
-        (str(root / "a" / "self"), f"symbolic link loop (links to {(root / 'a').resolve()}, which contains "
-                                   "the link); not followed"),
+        (
+            str(root / "a" / "self"),
+            f"symbolic link loop (links to {(root / 'a').resolve()}, which contains the link); not followed",
+        ),
     ]
 
 
@@ -367,8 +388,9 @@ def test_scan_layout_b(tmp_path, cells):
     assert sorted(splits) == ["test", "train", "val"]
     assert [len(splits[k]) for k in ("train", "val", "test")] == [8, 2, 4]
     assert {s.label for s in splits["val"]} == {"defective", "functional"}
-    assert skipped == [(str(root / "train" / "readme.md"), "not in a class folder (images go in "
-                                                           f"{root / 'train'}/<class>/)")]
+    assert skipped == [
+        (str(root / "train" / "readme.md"), f"not in a class folder (images go in {root / 'train'}/<class>/)")
+    ]
 
 
 def test_scan_layout_b_with_a_stray_folder(tmp_path, cells):
@@ -390,20 +412,25 @@ def test_manifest(tmp_path, cells):
     d0, d1 = sorted((images / "d").iterdir())
     f0, f1 = sorted((images / "f").iterdir())
     manifest = tmp_path / "labels.csv"
-    manifest.write_text("path,label,split\n"
-                        f"img/d/{d0.name}, defective ,train\n"
-                        "img/d/nothing_here.png,defective,train\n"
-                        f"img/f/{f0.name},functional,train\n"
-                        f"img/d/{d1.name},defective,val\n"
-                        f"img/f/{f1.name},,test\n", encoding="utf-8")
+    manifest.write_text(
+        "path,label,split\n"
+        f"img/d/{d0.name}, defective ,train\n"
+        "img/d/nothing_here.png,defective,train\n"
+        f"img/f/{f0.name},functional,train\n"
+        f"img/d/{d1.name},defective,val\n"
+        f"img/f/{f1.name},,test\n",
+        encoding="utf-8",
+    )
 
     splits, skipped = read_manifest(manifest)
 
     assert splits["train"] == [Sample(str(d0), "defective"), Sample(str(f0), "functional")]
     assert splits["val"] == [Sample(str(d1), "defective")]
     assert "test" not in splits
-    assert skipped == [(str(tmp_path / "img/d/nothing_here.png"), f"listed in {manifest} line 3 but missing"),
-                       (str(f1), f"listed in {manifest} line 6 with an empty label")]
+    assert skipped == [
+        (str(tmp_path / "img/d/nothing_here.png"), f"listed in {manifest} line 3 but missing"),
+        (str(f1), f"listed in {manifest} line 6 with an empty label"),
+    ]
 
 
 def test_manifest_without_split_column(tmp_path, cells):
@@ -418,8 +445,9 @@ def test_manifest_missing_column(tmp_path):
     manifest.write_text("file,label\na.png,x\n")
     with pytest.raises(UserError) as caught:
         read_manifest(manifest)
-    assert str(caught.value) == (f"{manifest} has no 'path' column; found columns: 'file', 'label' "
-                                 "(need path, label, optionally split)")
+    assert str(caught.value) == (
+        f"{manifest} has no 'path' column; found columns: 'file', 'label' (need path, label, optionally split)"
+    )
 
 
 def test_manifest_not_utf8(tmp_path):
@@ -448,8 +476,9 @@ def test_labels_differing_in_case(tmp_path, cells):
 
 
 def test_folder_labels_differing_in_spaces(tmp_path, cells):
-    make_class_tree(tmp_path, {"cat": cells["defective"][:2], "cat ": cells["defective"][2:4],
-                               "dog": cells["functional"][:2]})
+    make_class_tree(
+        tmp_path, {"cat": cells["defective"][:2], "cat ": cells["defective"][2:4], "dog": cells["functional"][:2]}
+    )
     with pytest.raises(UserError, match="labels 'cat' and 'cat ' "):
         load_image_data(tmp_path)
 

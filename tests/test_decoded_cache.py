@@ -1,5 +1,6 @@
 """Decoded images kept on disk: a second run reads the same pixels, any edited file is decoded
 again, undecodable files stay reported, and a failed write leaves no cache behind."""
+
 from __future__ import annotations
 
 import shutil

@@ -1,5 +1,6 @@
 """The documentation stays usable: a short README, links that lead somewhere, every setting
 documented, and benchmark tables that match the JSON they are generated from. Trains nothing."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -67,6 +68,7 @@ def test_every_setting_is_documented():
 
 
 def test_benchmark_tables_match_their_json():
-    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "tables.py"), "--check"],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "tables.py"), "--check"], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, f"benchmarks/tables.py --check: {result.stdout}{result.stderr}"

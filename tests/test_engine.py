@@ -1,5 +1,6 @@
 """The engine on real weights and real ELPV images, at tiny sizes: strategies, freezing,
 learning rates, the training loop and reloading a run."""
+
 from __future__ import annotations
 
 import json
@@ -87,7 +88,7 @@ def test_strategies_stage_plans():
     (full,) = get_strategy("full").stages(groups, 5, o)
     assert full.lrs["head"] == 1e-3 and full.lrs["stem"] == pytest.approx(1e-4)  # d2l: head 10x the body
     (disc,) = get_strategy("discriminative").stages(groups, 5, o)
-    assert disc.lrs["stage4"] == pytest.approx(1e-3 / 2.6) and disc.lrs["stem"] == pytest.approx(1e-3 / 2.6 ** 5)
+    assert disc.lrs["stage4"] == pytest.approx(1e-3 / 2.6) and disc.lrs["stem"] == pytest.approx(1e-3 / 2.6**5)
     gradual = get_strategy("gradual").stages(groups, 8, o)
     assert [sorted(s.trainable, key=groups.index) for s in gradual] == [groups[-k:] for k in range(1, 7)]
     assert [s.epochs for s in gradual] == [1, 1, 1, 1, 1, 3]
@@ -109,8 +110,10 @@ def test_schedule_warms_up_then_decays_to_zero():
     sched = build_scheduler(opt, 10, 0.1, "cosine")
     opt.step()
     sched.step()
-    assert [g["lr"] for g in opt.param_groups] == [pytest.approx(0.5 * lr_factor(1, 10, 0.1, "cosine")),
-                                                   pytest.approx(0.05 * lr_factor(1, 10, 0.1, "cosine"))]
+    assert [g["lr"] for g in opt.param_groups] == [
+        pytest.approx(0.5 * lr_factor(1, 10, 0.1, "cosine")),
+        pytest.approx(0.05 * lr_factor(1, 10, 0.1, "cosine")),
+    ]
 
 
 def test_scratch_does_not_load_pretrained_weights():
@@ -141,8 +144,17 @@ def test_head_strategy_leaves_the_body_bit_for_bit_unchanged(head_run):
 
 def test_run_folder_holds_model_metrics_history_plots(head_run):
     d = head_run.run_dir
-    for name in ("config.json", "metrics.json", "history.json", "history.csv", "model.safetensors",
-                 "learning_curves.png", "confusion_matrix.png", "test_predictions.csv", "skipped.csv"):
+    for name in (
+        "config.json",
+        "metrics.json",
+        "history.json",
+        "history.csv",
+        "model.safetensors",
+        "learning_curves.png",
+        "confusion_matrix.png",
+        "test_predictions.csv",
+        "skipped.csv",
+    ):
         assert (d / name).is_file(), name
     metrics = json.loads((d / "metrics.json").read_text())
     assert set(metrics["test"]) >= {"accuracy", "balanced_accuracy", "macro_f1"}
@@ -168,8 +180,12 @@ def test_saved_model_reloads_and_predicts_the_same_logits(head_run, elpv):
     images, _ = decode_images([s.path for s in splits.test], run.preprocessing.resize_size)
     reloaded = run.logits(splits.test, images, precision="fp32")
     head_run.model.eval()
-    original = torch.cat([head_run.model(Normalize(run.preprocessing)(x)) for x, _ in
-                          make_loader(DecodedSamples(splits.test, images, {}, eval_transform(run.preprocessing)), 64, 0)])
+    original = torch.cat(
+        [
+            head_run.model(Normalize(run.preprocessing)(x))
+            for x, _ in make_loader(DecodedSamples(splits.test, images, {}, eval_transform(run.preprocessing)), 64, 0)
+        ]
+    )
     assert torch.allclose(reloaded, original, atol=1e-6)
     # in the run's own precision the reloaded model gives the run's own test predictions
     probs = run.logits(splits.test, images).softmax(1)
@@ -182,18 +198,33 @@ def test_saved_model_reloads_and_predicts_the_same_logits(head_run, elpv):
 
 
 def test_full_fine_tuning_lowers_the_loss(elpv, tmp_path):
-    result = headstart.train(str(elpv), strategy="full", epochs=4, lr=2e-3, crop_scale=1.0, hflip=False, frozen_groups=0,
-                             label_smoothing=0.0, precision="fp32", out=str(tmp_path / "full"), **TINY)
+    result = headstart.train(
+        str(elpv),
+        strategy="full",
+        epochs=4,
+        lr=2e-3,
+        crop_scale=1.0,
+        hflip=False,
+        frozen_groups=0,
+        label_smoothing=0.0,
+        precision="fp32",
+        out=str(tmp_path / "full"),
+        **TINY,
+    )
     losses = [h["train_loss"] for h in result.metrics["history"]]
     assert losses[-1] < 0.7 * losses[0], losses
-    changed = [k for k, v in Classifier(create_backbone("mobilenet_v2"), 2).body.state_dict().items()
-               if not torch.equal(v, result.model.body.state_dict()[k])]
+    changed = [
+        k
+        for k, v in Classifier(create_backbone("mobilenet_v2"), 2).body.state_dict().items()
+        if not torch.equal(v, result.model.body.state_dict()[k])
+    ]
     assert any(k.startswith("groups.stem") for k in changed)
 
 
 def test_gradual_history_counts_each_stages_trainable_parameters(elpv, tmp_path):
-    result = headstart.train(str(elpv), strategy="gradual", epochs=3, frozen_groups=0, out=str(tmp_path / "gradual"),
-                             **TINY)
+    result = headstart.train(
+        str(elpv), strategy="gradual", epochs=3, frozen_groups=0, out=str(tmp_path / "gradual"), **TINY
+    )
     sizes = {name: sum(p.numel() for p in g.parameters()) for name, g in result.model.layer_groups()}
     expected = [sizes["head"], sum(sizes[g] for g in ("stage2", "stage3", "stage4", "head")), sum(sizes.values())]
     assert [h["trainable_params"] for h in result.metrics["history"]] == expected
@@ -218,8 +249,9 @@ def test_config_file_and_validation(tmp_path):
 
 
 def test_frozen_groups_stay_bit_for_bit_unchanged_while_the_rest_trains(elpv, tmp_path):
-    result = headstart.train(str(elpv), strategy="discriminative", epochs=1, frozen_groups=2,
-                             out=str(tmp_path / "frozen"), **TINY)
+    result = headstart.train(
+        str(elpv), strategy="discriminative", epochs=1, frozen_groups=2, out=str(tmp_path / "frozen"), **TINY
+    )
     stages = json.loads((result.run_dir / "config.json").read_text())["strategy"]["stages"]
     assert set(stages[0]["lrs"]) == {"stage2", "stage3", "stage4", "head"}
     before = Classifier(create_backbone("mobilenet_v2"), 2).body.state_dict()
@@ -257,8 +289,18 @@ def test_a_diverging_loss_stops_the_run_and_keeps_the_best_epoch(elpv, tmp_path)
     messages: list[str] = []
     from headstart.config import config_from_dict
     from headstart.training.run import train
-    config = config_from_dict({"data": str(elpv), "strategy": "lp-ft", "epochs": 4, "lp_fraction": 0.5,
-                               "ft_lr_mult": 1e35, "out": str(tmp_path / "run"), **TINY})
+
+    config = config_from_dict(
+        {
+            "data": str(elpv),
+            "strategy": "lp-ft",
+            "epochs": 4,
+            "lp_fraction": 0.5,
+            "ft_lr_mult": 1e35,
+            "out": str(tmp_path / "run"),
+            **TINY,
+        }
+    )
     result = train(config, log=messages.append)
     warning = [m for m in messages if m.startswith("warning: the training loss became")]
     assert len(warning) == 1 and "keeping the best epoch so far" in warning[0] and "lower --lr" in warning[0]
@@ -272,8 +314,12 @@ def test_a_diverging_loss_stops_the_run_and_keeps_the_best_epoch(elpv, tmp_path)
 
 def test_a_loss_diverging_in_the_first_epoch_is_a_one_line_error(elpv, tmp_path):
     from headstart.errors import UserError
-    with pytest.raises(UserError, match=r"^the training loss became (nan|inf|-inf) \(epoch 1/1 \[full\]\) before the "
-                                        r"first epoch ended; lower --lr \(now 1e\+30\)$"):
+
+    with pytest.raises(
+        UserError,
+        match=r"^the training loss became (nan|inf|-inf) \(epoch 1/1 \[full\]\) before the "
+        r"first epoch ended; lower --lr \(now 1e\+30\)$",
+    ):
         headstart.train(elpv, strategy="full", epochs=1, lr=1e30, out=str(tmp_path / "run"), **TINY)
 
 
@@ -291,6 +337,7 @@ def test_compile_option_trains_the_same_model(elpv, tmp_path):
 
 def test_mixup_blends_pairs_of_inputs_and_trains(elpv, tmp_path):
     from headstart.training.epoch import mix_batch
+
     x, _ = tiny_batch(elpv)
     torch.manual_seed(0)
     mixed, partner, lam = mix_batch(x, 0.4)
@@ -310,6 +357,7 @@ def test_mixup_blends_pairs_of_inputs_and_trains(elpv, tmp_path):
 
 def test_mixup_on_texts_is_a_one_line_error(tmp_path):
     from headstart.errors import UserError
+
     table = tmp_path / "reviews.csv"
     table.write_text("text,label\n" + "".join(f"review {i},{'good' if i % 2 else 'bad'}\n" for i in range(12)))
     with pytest.raises(UserError, match=r"^mixup blends pixels .* does not apply to texts; leave mixup at 0$"):
@@ -318,16 +366,21 @@ def test_mixup_on_texts_is_a_one_line_error(tmp_path):
 
 def test_fit_minutes_plans_the_epochs_from_timed_steps_and_leaves_the_model_alone(elpv, model):
     from accelerate import Accelerator
+
     from headstart.training.budget import TIMED_BATCHES, WARMUP_BATCHES, plan_epochs
 
     x, y = tiny_batch(elpv)
     batches = [(x, y)] * (WARMUP_BATCHES + TIMED_BATCHES)
-    stages = get_strategy("discriminative").stages(model.groups_with_parameters(), 14, StrategyOptions(lr=1e-3, frozen_groups=2))
+    stages = get_strategy("discriminative").stages(
+        model.groups_with_parameters(), 14, StrategyOptions(lr=1e-3, frozen_groups=2)
+    )
     before = snapshot(model)
     plans = {}
     for minutes in (1e-6, 1e6, 0.05):
         config = TrainConfig(epochs=14, fit_minutes=minutes)
-        plans[minutes] = plan = plan_epochs(model, stages, torch.nn.Identity(), batches, 1000, 100, Accelerator(cpu=True), config)
+        plans[minutes] = plan = plan_epochs(
+            model, stages, torch.nn.Identity(), batches, 1000, 100, Accelerator(cpu=True), config
+        )
         assert plan.epoch_seconds == pytest.approx(1000 / plan.train_images_per_s + 100 / plan.eval_images_per_s)
         assert plan.epochs == max(1, min(14, int(minutes * 60 // plan.epoch_seconds)))
     assert plans[1e-6].epochs == 1 and plans[1e6].epochs == 14
@@ -336,8 +389,9 @@ def test_fit_minutes_plans_the_epochs_from_timed_steps_and_leaves_the_model_alon
 
 
 def test_fit_minutes_run_records_the_epochs_it_planned(elpv, tmp_path, capsys):
-    short = headstart.train(elpv, strategy="full", epochs=3, fit_minutes=1e-6, out=str(tmp_path / "short"),
-                            keep_resume_state=True, **TINY)
+    short = headstart.train(
+        elpv, strategy="full", epochs=3, fit_minutes=1e-6, out=str(tmp_path / "short"), keep_resume_state=True, **TINY
+    )
     logged = capsys.readouterr().out.splitlines()
     assert len(short.metrics["history"]) == 1
     config = json.loads((tmp_path / "short" / "config.json").read_text())["config"]

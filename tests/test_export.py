@@ -1,5 +1,6 @@
 """`headstart export` on a real tiny run: the ONNX (run by onnxruntime), TorchScript and safetensors
 files give PyTorch's logits on real ELPV images, from 0-1 pixels, at any batch size."""
+
 from __future__ import annotations
 
 import json
@@ -8,20 +9,21 @@ import onnxruntime
 import pytest
 import torch
 
-from helpers import run_cli
 import headstart
 from headstart.data import decode_images
 from headstart.data.sources import Sample
 from headstart.export import PREPROCESSING, TOLERANCE, export_run
 from headstart.inference import build_classifier, load_run
+from helpers import run_cli
 
 TINY = dict(image_size=64, batch_size=8, val_fraction=0.2, test_fraction=0.25, report=False)
 
 
 @pytest.fixture(scope="module")
 def run_dir(elpv, tmp_path_factory):
-    return headstart.train(str(elpv), strategy="head", epochs=1, out=str(tmp_path_factory.mktemp("runs") / "tiny"),
-                           **TINY).run_dir
+    return headstart.train(
+        str(elpv), strategy="head", epochs=1, out=str(tmp_path_factory.mktemp("runs") / "tiny"), **TINY
+    ).run_dir
 
 
 @pytest.fixture(scope="module")
@@ -89,10 +91,14 @@ def test_cli_export_and_its_one_line_errors(run_dir, tmp_path):
     assert result.returncode == 0, result.stderr
     assert str(tmp_path / "ts" / "model.pt") in result.stdout and "max abs difference" in result.stdout
     assert "Warning" not in result.stderr, result.stderr
-    for args, fragment in (((run_dir, "--format", "tflite"), "unknown export format 'tflite'"),
-                           ((tmp_path / "nope",), "not a finished headstart run")):
+    for args, fragment in (
+        ((run_dir, "--format", "tflite"), "unknown export format 'tflite'"),
+        ((tmp_path / "nope",), "not a finished headstart run"),
+    ):
         result = cli(*args)
-        assert result.returncode == 2 and result.stderr.startswith("error: ") and fragment in result.stderr, result.stderr
+        assert result.returncode == 2 and result.stderr.startswith("error: ") and fragment in result.stderr, (
+            result.stderr
+        )
         assert len(result.stderr.strip().splitlines()) == 1
 
 

@@ -1,14 +1,12 @@
 """The feature cache on real weights and real ELPV images: cached and uncached training agree,
 any change to what the outputs depend on rebuilds the cache, and a killed build is never reused."""
+
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import textwrap
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,10 +18,15 @@ from headstart.backbones import create_backbone
 from headstart.data import decode_images, load_image_data
 from headstart.data.pipeline import DecodedSamples, Normalize, eval_transform, make_loader, train_transform
 from headstart.model import Classifier
-from headstart.strategies import apply_trainable
-from headstart.training.feature_cache import (CacheRequest, CachedFeatures, SkipPrefix, frozen_prefix_depth,
-                                              load_or_build)
 from headstart.runtime.accelerator import make_accelerator
+from headstart.strategies import apply_trainable
+from headstart.training.feature_cache import (
+    CachedFeatures,
+    CacheRequest,
+    SkipPrefix,
+    frozen_prefix_depth,
+    load_or_build,
+)
 
 TINY = dict(image_size=64, batch_size=8, val_fraction=0.2, test_fraction=0.25, report=False)
 
@@ -65,10 +68,20 @@ def test_cached_prefix_gives_the_same_logits_as_the_whole_model(setting, tmp_pat
 
 def test_cached_and_uncached_training_agree_for_the_same_seed(elpv, tmp_path):
     """head strategy, float32, no augmentation: the same batches, so the same weights and metrics."""
-    runs = {cache: headstart.train(str(elpv), strategy="head", epochs=2, feature_cache=cache, augment=False,
-                                   precision="fp32", cache_dir=str(tmp_path / "cache"), out=str(tmp_path / str(cache)),
-                                   **TINY)
-            for cache in (True, False)}
+    runs = {
+        cache: headstart.train(
+            str(elpv),
+            strategy="head",
+            epochs=2,
+            feature_cache=cache,
+            augment=False,
+            precision="fp32",
+            cache_dir=str(tmp_path / "cache"),
+            out=str(tmp_path / str(cache)),
+            **TINY,
+        )
+        for cache in (True, False)
+    }
     cached, uncached = runs[True].metrics, runs[False].metrics
     assert [h["cached_groups"] for h in cached["history"]] == [5, 5]
     assert [h["cached_groups"] for h in uncached["history"]] == [0, 0]
@@ -111,8 +124,14 @@ def test_a_change_to_weights_preprocessing_or_one_image_rebuilds_the_cache(setti
     assert log[-1].startswith("feature cache: wrote")
 
     other = prep.at_size(72)  # the preprocessing changes
-    build(model, CacheRequest(3, splits.train, eval_transform(other), 1, {"preprocessing": other.to_dict()}),
-          decode_images([s.path for s in splits.train], other.resize_size)[0], other, tmp_path, log)
+    build(
+        model,
+        CacheRequest(3, splits.train, eval_transform(other), 1, {"preprocessing": other.to_dict()}),
+        decode_images([s.path for s in splits.train], other.resize_size)[0],
+        other,
+        tmp_path,
+        log,
+    )
     assert log[-1].startswith("feature cache: wrote")
 
     changed = dict(images)  # one image's pixels change
@@ -126,6 +145,7 @@ def test_a_change_to_weights_preprocessing_or_one_image_rebuilds_the_cache(setti
 
 def test_an_image_edited_on_disk_rebuilds_the_cache_of_a_run(elpv, tmp_path):
     import shutil
+
     data = tmp_path / "data"
     shutil.copytree(elpv, data)
     settings = dict(strategy="head", epochs=1, cache_dir=str(tmp_path / "cache"), **TINY)
@@ -179,8 +199,9 @@ def test_a_killed_build_is_never_reused_and_its_leftovers_are_removed(setting, e
 
     log: list[str] = []
     model = frozen_model(0).eval()
-    features = build(model, CacheRequest(3, splits.train, eval_transform(prep), 1, {"test": "killed"}),
-                     images, prep, root, log)
+    features = build(
+        model, CacheRequest(3, splits.train, eval_transform(prep), 1, {"test": "killed"}), images, prep, root, log
+    )
     assert log[-1].startswith("feature cache: wrote")
     assert not list(root.glob(".*.partial-*"))
     assert np.isfinite(features).all() and np.abs(features).sum() > 0
@@ -190,8 +211,15 @@ def test_a_stage_that_trains_more_than_the_head_caches_one_view_per_epoch(elpv, 
     """Augmentation stays as rich as uncached: discriminative over stage2..head for 3 epochs gets
     3 views of each training image, not cache_views (1)."""
     cache = tmp_path / "cache"
-    result = headstart.train(str(elpv), strategy="discriminative", epochs=3, frozen_groups=2, cache_dir=str(cache),
-                             out=str(tmp_path / "run"), **TINY)
+    result = headstart.train(
+        str(elpv),
+        strategy="discriminative",
+        epochs=3,
+        frozen_groups=2,
+        cache_dir=str(cache),
+        out=str(tmp_path / "run"),
+        **TINY,
+    )
     assert [h["cached_groups"] for h in result.metrics["history"]] == [2, 2, 2]
     views = sorted(np.load(p / "features.npy", mmap_mode="r").shape[0] for p in cache.iterdir())
     assert views == [1, 3]  # validation: one centre crop; training: one view per epoch
@@ -209,8 +237,15 @@ def test_head_trains_only_the_new_head_from_the_cache_on_every_offline_backbone(
     """`head` is a linear probe on every offline backbone: every body parameter and BatchNorm buffer stays
     bit-for-bit the pretrained one (EfficientNet-Lite's conv_head too, once named "head" and trained), and
     every epoch trains from the cache of the whole body, with cache_views views."""
-    result = headstart.train(str(elpv), backbone=backbone, strategy="head", epochs=2, cache_dir=str(tmp_path / "cache"),
-                             out=str(tmp_path / "run"), **TINY)
+    result = headstart.train(
+        str(elpv),
+        backbone=backbone,
+        strategy="head",
+        epochs=2,
+        cache_dir=str(tmp_path / "cache"),
+        out=str(tmp_path / "run"),
+        **TINY,
+    )
     log = capsys.readouterr().out
     pretrained = create_backbone(backbone).body.state_dict()
     after = result.model.body.state_dict()
@@ -237,15 +272,24 @@ def test_views_that_do_not_all_fit_are_cached_as_many_as_fit_and_the_epochs_cycl
     depth = 2  # stem and stage1 frozen: mobilenet_v2's stage1 output at 64 px is 24 x 16 x 16
     budget = _budget_gb(elpv, 4 * 24 * 16 * 16, 2.5)
     cache = tmp_path / "cache"
-    result = headstart.train(str(elpv), strategy="discriminative", epochs=4, frozen_groups=depth, cache_max_gb=budget,
-                             cache_dir=str(cache), out=str(tmp_path / "run"), **TINY)
+    result = headstart.train(
+        str(elpv),
+        strategy="discriminative",
+        epochs=4,
+        frozen_groups=depth,
+        cache_max_gb=budget,
+        cache_dir=str(cache),
+        out=str(tmp_path / "run"),
+        **TINY,
+    )
     log = capsys.readouterr().out
     assert [h["cached_groups"] for h in result.metrics["history"]] == [depth] * 4
     assert "2 of the 4 views wanted fit cache_max_gb" in log and "cycle" in log and "not used" not in log
     views = sorted(np.load(p / "features.npy", mmap_mode="r").shape[0] for p in cache.iterdir())
     assert views == [1, 2]
-    train_features = next(f for f in (np.load(p / "features.npy", mmap_mode="r") for p in cache.iterdir())
-                          if f.shape[0] == 2)
+    train_features = next(
+        f for f in (np.load(p / "features.npy", mmap_mode="r") for p in cache.iterdir()) if f.shape[0] == 2
+    )
     dataset = CachedFeatures(train_features, [0] * train_features.shape[1], seed=0)
     shown = []
     for epoch in range(4):
@@ -256,8 +300,15 @@ def test_views_that_do_not_all_fit_are_cached_as_many_as_fit_and_the_epochs_cycl
 
 def test_when_not_even_one_view_fits_the_stage_runs_uncached_and_says_so(elpv, tmp_path, capsys):
     budget = _budget_gb(elpv, 4 * 1280, 0.5)  # head: the pooled 1280 features; half a view of the training set
-    result = headstart.train(str(elpv), strategy="head", epochs=1, cache_max_gb=budget, cache_dir=str(tmp_path / "cache"),
-                             out=str(tmp_path / "run"), **TINY)
+    result = headstart.train(
+        str(elpv),
+        strategy="head",
+        epochs=1,
+        cache_max_gb=budget,
+        cache_dir=str(tmp_path / "cache"),
+        out=str(tmp_path / "run"),
+        **TINY,
+    )
     log = capsys.readouterr().out
     assert [h["cached_groups"] for h in result.metrics["history"]] == [0]
     assert "feature cache: not used for the frozen groups stem, stage1, stage2, stage3, stage4" in log

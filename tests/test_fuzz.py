@@ -1,6 +1,7 @@
 """Fuzzing the parsers a user's files go through: a CSV manifest, a config mapping, a config file.
 Whatever the input, the answer is a result or a one-line UserError, never another exception; a
 manifest's samples exist on disk and every row it skips carries a reason."""
+
 from __future__ import annotations
 
 import shutil
@@ -20,10 +21,14 @@ FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCh
 KEYS = sorted(TrainConfig.__dataclass_fields__)
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=True, allow_infinity=True)
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**6), 10**6)
+    | st.floats(allow_nan=True, allow_infinity=True)
     | st.text(max_size=12),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
-    max_leaves=6)
+    max_leaves=6,
+)
 
 
 def one_line_error(error: UserError) -> None:
@@ -40,20 +45,48 @@ def folder(elpv):
     shutil.rmtree(root)
 
 
-cell_text = st.sampled_from(["a.png", "b.png", "missing.png", "", " ", "x", "train", "val", "test", "tEsT",
-                             "../a.png", "a.png ", "défaut", '"', ",", "\n", "\x00"]) | st.text(max_size=8)
+cell_text = st.sampled_from(
+    [
+        "a.png",
+        "b.png",
+        "missing.png",
+        "",
+        " ",
+        "x",
+        "train",
+        "val",
+        "test",
+        "tEsT",
+        "../a.png",
+        "a.png ",
+        "défaut",
+        '"',
+        ",",
+        "\n",
+        "\x00",
+    ]
+) | st.text(max_size=8)
 rows = st.lists(st.lists(cell_text, min_size=0, max_size=4), max_size=8)
 headers = st.sampled_from([["path", "label"], ["path", "label", "split"], ["label", "path"]]) | st.lists(
-    st.sampled_from(["path", "label", "split", "PATH", " Label ", "other", ""]), min_size=0, max_size=4)
+    st.sampled_from(["path", "label", "split", "PATH", " Label ", "other", ""]), min_size=0, max_size=4
+)
 
 
 @FUZZ
-@given(header=headers, body=rows, raw=st.binary(max_size=60), mode=st.sampled_from(["rows", "rows", "rows", "bytes", "mixed"]))
+@given(
+    header=headers,
+    body=rows,
+    raw=st.binary(max_size=60),
+    mode=st.sampled_from(["rows", "rows", "rows", "bytes", "mixed"]),
+)
 def test_manifest_parser(folder, header, body, raw, mode):
     csv_path = folder / "manifest.csv"
     text = "\n".join(",".join(r) for r in [header, *body])
-    data = {"rows": text.encode("utf-8", "surrogatepass"), "bytes": raw,
-            "mixed": text.encode("utf-8", "surrogatepass")[:40] + raw}[mode]
+    data = {
+        "rows": text.encode("utf-8", "surrogatepass"),
+        "bytes": raw,
+        "mixed": text.encode("utf-8", "surrogatepass")[:40] + raw,
+    }[mode]
     csv_path.write_bytes(data)
     try:
         splits, skipped = read_manifest(csv_path)
@@ -61,7 +94,9 @@ def test_manifest_parser(folder, header, body, raw, mode):
         one_line_error(e)
         event("manifest refused")
         return
-    event(f"manifest read: {'with' if any(splits.values()) else 'no'} samples, {'with' if skipped else 'no'} skipped rows")
+    event(
+        f"manifest read: {'with' if any(splits.values()) else 'no'} samples, {'with' if skipped else 'no'} skipped rows"
+    )
     samples = [s for group in splits.values() for s in group]
     assert all(Path(s.path).is_file() for s in samples)
     assert all(reason for _, reason in skipped)
@@ -86,9 +121,29 @@ def test_config_from_any_mapping(settings_dict):
 
 yaml_like = st.text(alphabet=string.printable + "é\u00a0", max_size=80) | st.builds(
     lambda pairs: "\n".join(f"{k}: {v}" for k, v in pairs),
-    st.lists(st.tuples(st.sampled_from(KEYS), st.sampled_from(["1", "-1", "0.5", "yes", "nan", "[1, 2]", "{a: 1}",
-                                                               "''", "~", "adamw", "1e999", "!!python/object:os.system"])),
-             max_size=4))
+    st.lists(
+        st.tuples(
+            st.sampled_from(KEYS),
+            st.sampled_from(
+                [
+                    "1",
+                    "-1",
+                    "0.5",
+                    "yes",
+                    "nan",
+                    "[1, 2]",
+                    "{a: 1}",
+                    "''",
+                    "~",
+                    "adamw",
+                    "1e999",
+                    "!!python/object:os.system",
+                ]
+            ),
+        ),
+        max_size=4,
+    ),
+)
 
 
 @FUZZ

@@ -17,6 +17,7 @@ The layers, lowest first (a part is a top-level module or sub-package of headsta
 
 Parts in the same layer do not import each other. Imports inside functions count as imports.
 """
+
 from __future__ import annotations
 
 import ast
@@ -121,7 +122,7 @@ def test_no_import_circle():
         path.append(node)
         for nxt in sorted(edges[node] & set(edges)):
             if state.get(nxt) == 1:
-                return path[path.index(nxt):] + [nxt]
+                return path[path.index(nxt) :] + [nxt]
             if nxt not in state:
                 circle = visit(nxt)
                 if circle:

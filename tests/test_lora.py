@@ -1,5 +1,6 @@
 """LoRA on vision transformers: a tiny Hugging Face ViT and a tiny timm ViT saved to disk, trained on
 real ELPV cells (the text encoder's case is in test_text.py)."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,9 @@ from headstart.backbones import create_backbone
 def tiny_hf_vit(folder):
     from transformers import ViTConfig, ViTImageProcessor, ViTModel
 
-    config = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                       intermediate_size=64)
+    config = ViTConfig(
+        image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64
+    )
     torch.manual_seed(0)
     ViTModel(config).save_pretrained(folder)
     ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
@@ -27,8 +29,9 @@ def tiny_timm_vit(folder):
     from timm.models import save_for_hf
 
     torch.manual_seed(0)
-    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32, patch_size=8, embed_dim=32,
-                              depth=2, num_heads=2)
+    model = timm.create_model(
+        "vit_tiny_patch16_224", pretrained=False, img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2
+    )
     save_for_hf(model, folder, safe_serialization=True)
     return f"timm:local-dir:{folder}"
 
@@ -36,8 +39,17 @@ def tiny_timm_vit(folder):
 @pytest.mark.parametrize("make, targets", [(tiny_hf_vit, ["q_proj", "v_proj"]), (tiny_timm_vit, ["qkv"])])
 def test_lora_on_a_vision_transformer_adapts_its_attention_and_nothing_else(make, targets, elpv, tmp_path):
     name = make(tmp_path / "vit")
-    result = headstart.train(str(elpv), backbone=name, strategy="lora", epochs=2, lr=1e-2, batch_size=8,
-                             lora_merge=False, report=False, out=str(tmp_path / "run"))
+    result = headstart.train(
+        str(elpv),
+        backbone=name,
+        strategy="lora",
+        epochs=2,
+        lr=1e-2,
+        batch_size=8,
+        lora_merge=False,
+        report=False,
+        out=str(tmp_path / "run"),
+    )
     record = json.loads((result.run_dir / "config.json").read_text())
     assert record["strategy"]["lora"]["targets"] == targets
     pretrained = create_backbone(name).body.state_dict()

@@ -1,13 +1,14 @@
 """`headstart compare` and the report, on tiny real runs (real weights, real ELPV images, 64 px,
 1 epoch): one split and budget for every run, mean and std over the seeds that ran, resuming,
 linear CKA, source-class head initialisation, and the page in a headless Chromium."""
+
 from __future__ import annotations
 
 import json
 import os
 import shutil
-import subprocess
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -19,28 +20,49 @@ import torch
 
 import headstart
 from headstart.backbones import create_backbone
+from headstart.compare import compare, folder_lock
 from headstart.data import decode_images, load_image_data
-from headstart.errors import UserError
 from headstart.data.pipeline import DecodedSamples, Normalize, eval_transform, make_loader
+from headstart.errors import UserError
+from headstart.evaluation.metrics import training_rate
 from headstart.head_init import init_head
 from headstart.model import Classifier
 from headstart.reporting.cka import group_features, linear_cka
-from headstart.compare import compare, folder_lock
 from headstart.reporting.summary import recommendation, table_rows
-from headstart.evaluation.metrics import training_rate
 
-TINY = ["--image-size", "64", "--batch-size", "8", "--epochs", "1", "--set", "val_fraction=0.2", "--set", "test_fraction=0.25"]
+TINY = [
+    "--image-size",
+    "64",
+    "--batch-size",
+    "8",
+    "--epochs",
+    "1",
+    "--set",
+    "val_fraction=0.2",
+    "--set",
+    "test_fraction=0.25",
+]
 # the body must really move in one epoch for CKA to fall: every group trains, at a high rate
 MOVING = ["--set", "frozen_groups=0", "--set", "lr=0.05"]
-SECTIONS = ["summary", "table", "learning-curves", "confusion-matrices", "per-class", "worst-classified", "forgetting",
-            "head-init", "settings"]
+SECTIONS = [
+    "summary",
+    "table",
+    "learning-curves",
+    "confusion-matrices",
+    "per-class",
+    "worst-classified",
+    "forgetting",
+    "head-init",
+    "settings",
+]
 
 
 def headstart_cli(*args) -> subprocess.CompletedProcess:
     """A process of its own, whose output includes that of the runs compare trains in processes of theirs."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "headstart.cli", *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "headstart.cli", *map(str, args)], capture_output=True, text=True, env=env, timeout=600
+    )
 
 
 def read(path: Path) -> dict:
@@ -56,11 +78,25 @@ def comparison(elpv, tmp_path_factory):
     shutil.copytree(elpv, data)
     # keep_resume_state: a finished run keeps its resume.pt, so that removing its model below leaves it as a run
     # killed after its last epoch's state was written
-    args = ["compare", data, "--strategies", "head,full", *TINY, *MOVING, "--set", "keep_resume_state=true", "--out", out]
+    args = [
+        "compare",
+        data,
+        "--strategies",
+        "head,full",
+        *TINY,
+        *MOVING,
+        "--set",
+        "keep_resume_state=true",
+        "--out",
+        out,
+    ]
     first = headstart_cli(*args, "--seeds", "0")
     assert first.returncode == 0, first.stderr[-3000:]
-    after_first = {"report": read(out / "report.json"), "record": read(out / "compare.json"),
-                   "full_model_mtime": (out / "full-seed0" / "model.safetensors").stat().st_mtime_ns}
+    after_first = {
+        "report": read(out / "report.json"),
+        "record": read(out / "compare.json"),
+        "full_model_mtime": (out / "full-seed0" / "model.safetensors").stat().st_mtime_ns,
+    }
     (out / "head-seed0" / "model.safetensors").unlink()
     second = headstart_cli(*args, "--seeds", "0,1")
     assert second.returncode == 0, second.stderr[-3000:]
@@ -69,8 +105,18 @@ def comparison(elpv, tmp_path_factory):
 
 def same_settings(comparison, **changes) -> dict:
     """The comparison fixture's settings, as compare() takes them."""
-    return {"data": str(comparison["data"]), "image_size": 64, "batch_size": 8, "epochs": 1, "val_fraction": 0.2,
-            "test_fraction": 0.25, "frozen_groups": 0, "lr": 0.05, "keep_resume_state": True, **changes}
+    return {
+        "data": str(comparison["data"]),
+        "image_size": 64,
+        "batch_size": 8,
+        "epochs": 1,
+        "val_fraction": 0.2,
+        "test_fraction": 0.25,
+        "frozen_groups": 0,
+        "lr": 0.05,
+        "keep_resume_state": True,
+        **changes,
+    }
 
 
 @pytest.mark.slow
@@ -79,17 +125,27 @@ def test_every_run_saw_the_same_split_and_budget(comparison):
     record = read(out / "compare.json")
     assert sorted(r["folder"] for r in record["runs"]) == ["full-seed0", "full-seed1", "head-seed0", "head-seed1"]
     configs = {r["folder"]: read(out / r["folder"] / "config.json") for r in record["runs"]}
-    tests = {f: [row.split(",")[0] for row in (out / f / "test_predictions.csv").read_text().splitlines()[1:]] for f in configs}
+    tests = {
+        f: [row.split(",")[0] for row in (out / f / "test_predictions.csv").read_text().splitlines()[1:]]
+        for f in configs
+    }
     assert len({tuple(t) for t in tests.values()}) == 1 and tests["head-seed0"]
     assert len({json.dumps(c["data"]["counts"], sort_keys=True) for c in configs.values()}) == 1
     assert len({r["result"]["split"] for r in record["runs"]}) == 1
     # the training seed changes, the split seed does not; without split_seed, seed 1 would split differently
     assert {f: (c["config"]["seed"], c["config"]["split_seed"]) for f, c in configs.items()} == {
-        "head-seed0": (0, 0), "full-seed0": (0, 0), "head-seed1": (1, 0), "full-seed1": (1, 0)}
+        "head-seed0": (0, 0),
+        "full-seed0": (0, 0),
+        "head-seed1": (1, 0),
+        "full-seed1": (1, 0),
+    }
     other = load_image_data(comparison["data"], val_fraction=0.2, test_fraction=0.25, seed=1).test
     assert sorted(s.path for s in other) != sorted(tests["head-seed0"])
     # one budget: every setting but strategy, seed, head_init and out is the same, and is the comparison's
-    shared = [{k: v for k, v in c["config"].items() if k not in ("strategy", "seed", "head_init", "out")} for c in configs.values()]
+    shared = [
+        {k: v for k, v in c["config"].items() if k not in ("strategy", "seed", "head_init", "out")}
+        for c in configs.values()
+    ]
     assert all(s == record["budget"] for s in shared) and record["budget"]["epochs"] == 1
     assert [len(h) for h in (read(out / f / "metrics.json")["history"] for f in configs)] == [1, 1, 1, 1]
 
@@ -128,8 +184,9 @@ def test_a_second_comparison_on_a_busy_folder_is_refused_in_one_line(comparison)
     out = comparison["out"]
     before = (out / "compare.json").read_text()
     with folder_lock(out):  # this process holds the folder, as a comparison that is running does
-        result = headstart_cli("compare", comparison["data"], "--strategies", "head", *TINY, *MOVING,
-                               "--seeds", "0,1,2", "--out", out)
+        result = headstart_cli(
+            "compare", comparison["data"], "--strategies", "head", *TINY, *MOVING, "--seeds", "0,1,2", "--out", out
+        )
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert f"{out} is in use by another comparison (pid {os.getpid()} on " in result.stderr
@@ -138,10 +195,15 @@ def test_a_second_comparison_on_a_busy_folder_is_refused_in_one_line(comparison)
 
 @pytest.mark.slow
 def test_a_comparison_refuses_other_settings_and_reports_failed_runs(comparison, tmp_path):
-    with pytest.raises(UserError, match=r"holds a comparison with other settings \(epochs 1 there, 2 here\); use another --out"):
+    with pytest.raises(
+        UserError, match=r"holds a comparison with other settings \(epochs 1 there, 2 here\); use another --out"
+    ):
         compare(same_settings(comparison, epochs=2), ["head"], [0], out=comparison["out"], log=lambda m: None)
-    with pytest.raises(UserError, match=r"^1 of 1 runs failed \(first: lp-ft seed 0: lp-ft needs at least 2 epochs.*"
-                                        r"nothing to report"):
+    with pytest.raises(
+        UserError,
+        match=r"^1 of 1 runs failed \(first: lp-ft seed 0: lp-ft needs at least 2 epochs.*"
+        r"nothing to report",
+    ):
         compare(same_settings(comparison), ["lp-ft"], [0], out=tmp_path / "c", log=lambda m: None)
     assert read(tmp_path / "c" / "compare.json")["runs"][0]["attempts"][0]["exit_status"] == 2
 
@@ -153,8 +215,11 @@ def test_a_comparison_refuses_to_go_on_when_the_data_no_longer_splits_as_for_its
     extra = defective / "added-later.png"
     shutil.copy(sorted(defective.glob("*.png"))[0], extra)
     try:
-        with pytest.raises(UserError, match=r"^the data in .* has changed since the runs in .*: it no longer splits into "
-                                            r"their test files; compare it in another --out$"):
+        with pytest.raises(
+            UserError,
+            match=r"^the data in .* has changed since the runs in .*: it no longer splits into "
+            r"their test files; compare it in another --out$",
+        ):
             compare(same_settings(comparison), ["head"], [0, 1, 2], out=comparison["out"], log=lambda m: None)
     finally:
         extra.unlink()
@@ -179,12 +244,34 @@ def test_killing_a_comparison_stops_the_run_it_is_training(elpv, tmp_path):
     """`kill` (SIGTERM) on `headstart compare` ends the run's own process too, instead of leaving it
     training unseen."""
     out = tmp_path / "cmp"
-    args = ["compare", elpv, "--strategies", "full", "--seeds", "0", "--image-size", "64", "--batch-size", "8",
-            "--epochs", "30", "--set", "val_fraction=0.2", "--set", "test_fraction=0.25", "--out", out]
+    args = [
+        "compare",
+        elpv,
+        "--strategies",
+        "full",
+        "--seeds",
+        "0",
+        "--image-size",
+        "64",
+        "--batch-size",
+        "8",
+        "--epochs",
+        "30",
+        "--set",
+        "val_fraction=0.2",
+        "--set",
+        "test_fraction=0.25",
+        "--out",
+        out,
+    ]
     log = tmp_path / "compare.log"
     with log.open("w") as sink:
-        parent = subprocess.Popen([sys.executable, "-m", "headstart.cli", *map(str, args)],
-                                  env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=sink, stderr=subprocess.STDOUT)
+        parent = subprocess.Popen(
+            [sys.executable, "-m", "headstart.cli", *map(str, args)],
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
     deadline = time.monotonic() + 300
     while not (out / "full-seed0" / "config.json").is_file():  # written by the run's own process
         assert parent.poll() is None, log.read_text()[-3000:]
@@ -239,7 +326,7 @@ def imagenet_named(elpv, tmp_path_factory) -> Path:
     cells = sorted((elpv / "defective").glob("*.png")) + sorted((elpv / "functional").glob("*.png"))
     for i, name in enumerate(["goldfish", "tabby_cat", "cardigan", "defective"]):
         (root / name).mkdir()
-        for cell in cells[6 * i:6 * i + 6]:
+        for cell in cells[6 * i : 6 * i + 6]:
             shutil.copy(cell, root / name / cell.name)
     return root
 
@@ -253,7 +340,11 @@ def test_source_head_init_copies_the_rows_of_matching_classes(imagenet_named):
     xavier = model.head[-1].weight.detach().clone()
     matches = init_head(model.head, backbone, classes, "source", log=lambda m: None)
     assert [(m["class"], m["source_index"], m["matched_by"]) for m in matches] == [
-        ("cardigan", None, "ambiguous"), ("defective", None, "no match"), ("goldfish", 1, "name"), ("tabby_cat", 281, "synonym")]
+        ("cardigan", None, "ambiguous"),
+        ("defective", None, "no match"),
+        ("goldfish", 1, "name"),
+        ("tabby_cat", 281, "synonym"),
+    ]
     weight, bias, source = model.head[-1].weight, model.head[-1].bias, backbone.source_head
     assert backbone.source_classes[1] == "goldfish" and backbone.source_classes[281] == "tabby"
     assert torch.equal(weight[2], source.weight[1]) and torch.equal(bias[2], source.bias[1])
@@ -265,13 +356,23 @@ def test_source_head_init_copies_the_rows_of_matching_classes(imagenet_named):
 def source_head_run(imagenet_named, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "source-head"
     # a time budget too short for one epoch: the run stops after its first of three epochs
-    return headstart.train(str(imagenet_named), strategy="head", head_init="source", epochs=3, time_budget_s=1e-6,
-                           image_size=64, batch_size=8, out=str(out))
+    return headstart.train(
+        str(imagenet_named),
+        strategy="head",
+        head_init="source",
+        epochs=3,
+        time_budget_s=1e-6,
+        image_size=64,
+        batch_size=8,
+        out=str(out),
+    )
 
 
 def test_a_time_budget_stops_a_run_after_the_epoch_that_reached_it(source_head_run):
     m = source_head_run.metrics
-    assert len(m["history"]) == 1 and m["stop_reason"].startswith("time budget: 1e-06 s of training reached after epoch 1")
+    assert len(m["history"]) == 1 and m["stop_reason"].startswith(
+        "time budget: 1e-06 s of training reached after epoch 1"
+    )
     assert m["final_model"] == "last" and m["model_epoch"] == 1
 
 
@@ -292,20 +393,34 @@ def open_in_chromium(page: Path, screenshot: Path, sections: list[str] = SECTION
     options = Options()
     options.binary_location = "/usr/bin/chromium"
     with tempfile.TemporaryDirectory() as profile:
-        for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    f"--user-data-dir={profile}", "--window-size=1280,1000"):
+        for arg in (
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            "--window-size=1280,1000",
+        ):
             options.add_argument(arg)
         options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
         driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
         try:
             driver.get(page.resolve().as_uri())
-            found = {s: bool(driver.execute_script("return document.getElementById(arguments[0]) !== null", s)) for s in sections}
+            found = {
+                s: bool(driver.execute_script("return document.getElementById(arguments[0]) !== null", s))
+                for s in sections
+            }
             images = driver.execute_script(
-                "return Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.src.slice(0, 22)])")
+                "return Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.src.slice(0, 22)])"
+            )
             external = driver.execute_script(
                 "return Array.from(document.querySelectorAll('[src],[href]')).map(e => e.getAttribute('src') || e.getAttribute('href'))"
-                ".filter(u => !u.startsWith('data:'))")
+                ".filter(u => !u.startsWith('data:'))"
+            )
             logs = driver.get_log("browser")
             driver.set_window_size(1280, driver.execute_script("return document.body.scrollHeight"))
             driver.save_screenshot(str(screenshot))
@@ -318,31 +433,57 @@ def open_in_chromium(page: Path, screenshot: Path, sections: list[str] = SECTION
 @pytest.mark.parametrize("which", ["comparison", "single run"])
 def test_the_report_loads_in_headless_chromium(which, request, tmp_path):
     if not (Path("/usr/bin/chromium").exists() and Path("/usr/bin/chromedriver").exists()):
-        pytest.fail("Chromium and ChromeDriver are missing: `make browser` installs them (Debian chromium, chromium-driver)")
-    folder = request.getfixturevalue("comparison")["out"] if which == "comparison" else request.getfixturevalue("source_head_run").run_dir
+        pytest.fail(
+            "Chromium and ChromeDriver are missing: `make browser` installs them (Debian chromium, chromium-driver)"
+        )
+    folder = (
+        request.getfixturevalue("comparison")["out"]
+        if which == "comparison"
+        else request.getfixturevalue("source_head_run").run_dir
+    )
     page = open_in_chromium(folder / "report.html", tmp_path / "report.png")
     assert all(page["sections"].values()), page["sections"]
     assert len(page["images"]) >= 5
-    assert all(complete and width > 0 and src.startswith("data:image/png;base64") for complete, width, src in page["images"]), page["images"]
+    assert all(
+        complete and width > 0 and src.startswith("data:image/png;base64") for complete, width, src in page["images"]
+    ), page["images"]
     assert page["external"] == []  # self-contained: nothing to fetch
     assert [entry for entry in page["logs"] if entry["level"] == "SEVERE"] == []
     assert (tmp_path / "report.png").stat().st_size > 10_000
 
 
 def recommended(values: dict[str, list[float]], n_test: int = 656) -> str:
-    runs = [{"label": label, "strategy": label, "head_init": "xavier", "seed": seed, "status": "finished",
-             "metrics": {"accuracy": v, "balanced_accuracy": v, "macro_f1": v, "n": n_test}, "wall_seconds": 1.0,
-             "train_images_per_s": 1.0, "images_per_s_end_to_end": 1.0, "trainable_per_stage": {}}
-            for label, vs in values.items() for seed, v in enumerate(vs)]
+    runs = [
+        {
+            "label": label,
+            "strategy": label,
+            "head_init": "xavier",
+            "seed": seed,
+            "status": "finished",
+            "metrics": {"accuracy": v, "balanced_accuracy": v, "macro_f1": v, "n": n_test},
+            "wall_seconds": 1.0,
+            "train_images_per_s": 1.0,
+            "images_per_s_end_to_end": 1.0,
+            "trainable_per_stage": {},
+        }
+        for label, vs in values.items()
+        for seed, v in enumerate(vs)
+    ]
     return recommendation(table_rows(runs))
 
 
 def test_the_recommendation_says_plainly_when_a_difference_is_not_established():
     line = recommended({"lp-ft": [0.88, 0.885, 0.878], "discriminative": [0.893, 0.889, 0.897]})
-    assert line.startswith("discriminative is best (89.3% ± 0.4 test accuracy, 3 seeds) by 1.2 points over lp-ft (88.1% ± 0.4, 3 seeds)")
-    assert line.endswith("; the seeds' ranges do not overlap, but the margin is under two standard errors of an accuracy "
-                         "measured on 656 test images (1.2 points each), so it is not established beyond this test split.")
-    assert recommended({"a": [0.82, 0.90], "b": [0.84, 0.86]}).endswith("the seeds' ranges overlap, so the difference is not established.")
+    assert line.startswith(
+        "discriminative is best (89.3% ± 0.4 test accuracy, 3 seeds) by 1.2 points over lp-ft (88.1% ± 0.4, 3 seeds)"
+    )
+    assert line.endswith(
+        "; the seeds' ranges do not overlap, but the margin is under two standard errors of an accuracy "
+        "measured on 656 test images (1.2 points each), so it is not established beyond this test split."
+    )
+    assert recommended({"a": [0.82, 0.90], "b": [0.84, 0.86]}).endswith(
+        "the seeds' ranges overlap, so the difference is not established."
+    )
     assert recommended({"a": [0.95, 0.96], "b": [0.80, 0.81]}).endswith("the seeds' ranges do not overlap.")
     assert "single seed" in recommended({"a": [0.9], "b": [0.8]})
     assert "tie" in recommended({"a": [0.9, 0.8], "b": [0.8, 0.9]})
@@ -351,7 +492,8 @@ def test_the_recommendation_says_plainly_when_a_difference_is_not_established():
 def test_a_runs_training_rate_is_its_images_over_its_training_seconds():
     """gradual's first stage trains from the feature cache in a fraction of a second: averaging the
     epochs' rates would report thousands of images/s for a run that trained at about 30."""
-    history = [{"train_images_per_s": 10_000.0, "train_seconds": 0.2}] + \
-              [{"train_images_per_s": 30.0, "train_seconds": 60.0}] * 3
+    history = [{"train_images_per_s": 10_000.0, "train_seconds": 0.2}] + [
+        {"train_images_per_s": 30.0, "train_seconds": 60.0}
+    ] * 3
     assert training_rate(history) == pytest.approx((2_000 + 3 * 1_800) / 180.2)
     assert training_rate([]) == 0.0

@@ -1,5 +1,6 @@
 """Resuming: a run killed with SIGKILL at random points, and resumed each time, ends with the
 metrics of the run that was never interrupted; no file it leaves is ever unreadable."""
+
 from __future__ import annotations
 
 import json
@@ -15,17 +16,27 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from helpers import run_cli
 import headstart
-from headstart.run_folder import config_of_run
 from headstart.errors import UserError
+from headstart.run_folder import config_of_run
 from headstart.training.resume import RESUME, load_state, run_fingerprint
+from helpers import run_cli
 
 # gradual: stages of one epoch (head, stage4, stage3) then five of the rest, all from feature
 # caches at this size; a resume lands at stage boundaries, inside a stage and, with a checkpoint
 # after every optimiser step, inside an epoch
-SETTINGS = dict(strategy="gradual", epochs=8, image_size=64, batch_size=4, val_fraction=0.2, test_fraction=0.25,
-                deterministic=True, seed=3, checkpoint_steps=1, report=False)
+SETTINGS = dict(
+    strategy="gradual",
+    epochs=8,
+    image_size=64,
+    batch_size=4,
+    val_fraction=0.2,
+    test_fraction=0.25,
+    deterministic=True,
+    seed=3,
+    checkpoint_steps=1,
+    report=False,
+)
 TIMING_KEYS = {"train_seconds", "train_images_per_s"}
 
 
@@ -68,9 +79,14 @@ def check_readable(run: Path) -> None:
 
 def state_train_paths(run: Path) -> list[str]:
     from headstart.data import load_image_data
+
     config = config_of_run(run)
-    return [s.path for s in load_image_data(config.data, val_fraction=config.val_fraction,
-                                            test_fraction=config.test_fraction, seed=config.seed).train]
+    return [
+        s.path
+        for s in load_image_data(
+            config.data, val_fraction=config.val_fraction, test_fraction=config.test_fraction, seed=config.seed
+        ).train
+    ]
 
 
 @pytest.mark.slow
@@ -184,8 +200,10 @@ def test_two_runs_with_the_same_seed_are_identical(elpv, tmp_path):
 
     def untimed(run_dir: Path) -> dict:
         metrics = json.loads((run_dir / "metrics.json").read_text())
-        return {**{k: v for k, v in metrics.items() if k != "wall_seconds" and k != "train_images_per_s"},
-                "history": without_timing(metrics["history"])}
+        return {
+            **{k: v for k, v in metrics.items() if k != "wall_seconds" and k != "train_images_per_s"},
+            "history": without_timing(metrics["history"]),
+        }
 
     assert untimed(first.run_dir) == untimed(second.run_dir)
     assert (first.run_dir / "test_predictions.csv").read_text() == (second.run_dir / "test_predictions.csv").read_text()

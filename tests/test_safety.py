@@ -1,4 +1,5 @@
 """No pickle is ever loaded: every torch.load in the package passes weights_only=True."""
+
 from __future__ import annotations
 
 import ast
@@ -11,8 +12,15 @@ PACKAGE = Path(headstart.__file__).parent
 
 def torch_load_calls(path: Path) -> list[ast.Call]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    return [node for node in ast.walk(tree) if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-            and node.func.attr == "load" and isinstance(node.func.value, ast.Name) and node.func.value.id == "torch"]
+    return [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "load"
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id == "torch"
+    ]
 
 
 def test_every_torch_load_is_weights_only():
@@ -21,5 +29,8 @@ def test_every_torch_load_is_weights_only():
     for path, found in calls.items():
         for call in found:
             flags = {k.arg: k.value for k in call.keywords}
-            assert "weights_only" in flags and isinstance(flags["weights_only"], ast.Constant) \
-                and flags["weights_only"].value is True, f"{path}:{call.lineno} torch.load without weights_only=True"
+            assert (
+                "weights_only" in flags
+                and isinstance(flags["weights_only"], ast.Constant)
+                and flags["weights_only"].value is True
+            ), f"{path}:{call.lineno} torch.load without weights_only=True"

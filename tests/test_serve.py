@@ -1,6 +1,7 @@
 """`headstart serve` over real HTTP on loopback (uvicorn in a thread, a tiny real run, real ELPV
 images): predictions equal `headstart.predict`, 413 and 400 refusals, concurrent load with shared
 batches, the port-in-use error, and the page driven in headless Chromium."""
+
 from __future__ import annotations
 
 import asyncio
@@ -36,8 +37,14 @@ LIMIT_MB = 0.5
 @pytest.fixture(scope="module")
 def run_dir(elpv, tmp_path_factory):
     # float32, so the server's batches and predict's batches give the same numbers to 1e-6
-    return headstart.train(str(elpv), strategy="head", epochs=1, precision="fp32",
-                           out=str(tmp_path_factory.mktemp("runs") / "tiny"), **TINY).run_dir
+    return headstart.train(
+        str(elpv),
+        strategy="head",
+        epochs=1,
+        precision="fp32",
+        out=str(tmp_path_factory.mktemp("runs") / "tiny"),
+        **TINY,
+    ).run_dir
 
 
 @pytest.fixture(scope="module")
@@ -55,11 +62,18 @@ def cells(elpv) -> list[Path]:
 def post_file(url: str, name: str, data: bytes, top_k: int | None = None) -> tuple[int, dict]:
     """POST /predict as a browser form does (multipart/form-data, the field `file`)."""
     boundary = uuid.uuid4().hex
-    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
-            f"Content-Type: application/octet-stream\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+            f"Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     query = f"?top_k={top_k}" if top_k else ""
-    request = urllib.request.Request(f"{url}/predict{query}", data=body,
-                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    request = urllib.request.Request(
+        f"{url}/predict{query}", data=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    )
     return send(request)
 
 
@@ -90,9 +104,13 @@ def test_predictions_over_http_equal_headstart_predict(url, run_dir, cells):
         status, answer = post_file(url, path.name, path.read_bytes(), top_k=2)
         assert status == 200, answer
         assert [t["label"] for t in answer["top"]] == [t["label"] for t in row["top"]], path
-        assert [t["probability"] for t in answer["top"]] == pytest.approx([t["probability"] for t in row["top"]], abs=1e-4)
+        assert [t["probability"] for t in answer["top"]] == pytest.approx(
+            [t["probability"] for t in row["top"]], abs=1e-4
+        )
     # the bytes as the body itself (curl --data-binary) give the same answer
-    raw = urllib.request.Request(f"{url}/predict?top_k=2", data=cells[0].read_bytes(), headers={"Content-Type": "image/png"})
+    raw = urllib.request.Request(
+        f"{url}/predict?top_k=2", data=cells[0].read_bytes(), headers={"Content-Type": "image/png"}
+    )
     status, answer = send(raw)
     assert status == 200 and answer["top"][0]["label"] == expected[0]["top"][0]["label"]
 
@@ -111,8 +129,13 @@ def test_oversized_upload_gets_413(url, cells):
     parts = urlparse(url)
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
     data = buffer.getvalue()
-    connection.request("POST", "/predict", body=(data[i:i + 65536] for i in range(0, len(data), 65536)),
-                       headers={"Content-Type": "image/png"}, encode_chunked=True)
+    connection.request(
+        "POST",
+        "/predict",
+        body=(data[i : i + 65536] for i in range(0, len(data), 65536)),
+        headers={"Content-Type": "image/png"},
+        encode_chunked=True,
+    )
     response = connection.getresponse()
     assert response.status == 413 and "upload too large" in json.load(response)["error"]
     connection.close()
@@ -138,15 +161,20 @@ def test_what_is_not_an_image_gets_400_with_the_reason(url, cells):
     assert status == 400 and "truncated" in answer["error"], answer
     status, answer = post_file(url, "empty.png", b"")
     assert status == 400 and "empty" in answer["error"], answer
-    text = urllib.request.Request(f"{url}/predict", data=json.dumps({"text": "a cracked cell"}).encode(),
-                                  headers={"Content-Type": "application/json"})
+    text = urllib.request.Request(
+        f"{url}/predict",
+        data=json.dumps({"text": "a cracked cell"}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     status, answer = send(text)
     assert status == 400 and "text input is not supported" in answer["error"], answer
     assert health(url)["status"] == "ok"
 
 
 def test_200_requests_from_8_concurrent_clients_all_answered_in_shared_batches(url, run_dir, cells):
-    expected = {Path(r["path"]).name: r["top"][0]["label"] for r in headstart.predict(run_dir, [str(p) for p in cells])[0]}
+    expected = {
+        Path(r["path"]).name: r["top"][0]["label"] for r in headstart.predict(run_dir, [str(p) for p in cells])[0]
+    }
     files = [(p.name, p.read_bytes()) for p in cells]
     before = health(url)["stats"]
 
@@ -203,8 +231,13 @@ def test_batcher_waits_only_for_requests_on_their_way():
 
 
 def cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "headstart.cli", *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "headstart.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        timeout=120,
+    )
 
 
 @pytest.mark.slow
@@ -213,8 +246,10 @@ def test_serve_port_in_use_and_missing_run_are_one_line_errors(url, run_dir, tmp
     try:
         taken.listen()
         port = taken.getsockname()[1]
-        for result, fragment in ((cli("serve", run_dir, "--port", port), f"cannot listen on 127.0.0.1:{port}"),
-                                 (cli("serve", tmp_path / "nope", "--port", 0), "not a finished headstart run")):
+        for result, fragment in (
+            (cli("serve", run_dir, "--port", port), f"cannot listen on 127.0.0.1:{port}"),
+            (cli("serve", tmp_path / "nope", "--port", 0), "not a finished headstart run"),
+        ):
             assert result.returncode == 2, result.stderr
             lines = result.stderr.strip().splitlines()
             assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], result.stderr
@@ -223,8 +258,10 @@ def test_serve_port_in_use_and_missing_run_are_one_line_errors(url, run_dir, tmp
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (shutil.which("chromium") and shutil.which("chromedriver")),
-                    reason="needs Debian's chromium and chromium-driver (make browser)")
+@pytest.mark.skipif(
+    not (shutil.which("chromium") and shutil.which("chromedriver")),
+    reason="needs Debian's chromium and chromium-driver (make browser)",
+)
 def test_the_page_in_headless_chromium_shows_the_top_class(url, cells, tmp_path):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -233,9 +270,17 @@ def test_the_page_in_headless_chromium_shows_the_top_class(url, cells, tmp_path)
 
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium")
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 f"--user-data-dir={tempfile.mkdtemp(dir=tmp_path)}"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tempfile.mkdtemp(dir=tmp_path)}",
+    ):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)

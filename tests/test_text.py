@@ -1,4 +1,5 @@
 """Text backbones and text data: real MiniLM weights, real Rotten Tomatoes snippets, tiny sizes."""
+
 from __future__ import annotations
 
 import csv
@@ -62,8 +63,11 @@ def test_hf_adapter_cuts_a_bert_family_encoder_saved_to_disk(model_type, tmp_pat
     """A tiny randomly initialised encoder of each family, saved and loaded back through `hf:<folder>`."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-    size = dict(dim=32, n_layers=2, n_heads=2, hidden_dim=64) if model_type == "distilbert" else \
-        dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    size = (
+        dict(dim=32, n_layers=2, n_heads=2, hidden_dim=64)
+        if model_type == "distilbert"
+        else dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    )
     config = AutoConfig.for_model(model_type, vocab_size=1000, max_position_embeddings=64, **size)
     torch.manual_seed(0)
     AutoModel.from_config(config).save_pretrained(tmp_path)
@@ -99,9 +103,11 @@ def write_tables(folder, rows):
             writer.writerow(["review", "sentiment"])
             writer.writerows(rows)
         paths[name] = folder / name
-    (folder / "t.jsonl").write_text("".join(json.dumps({"review": t, "sentiment": l}) + "\n" for t, l in rows))
+    (folder / "t.jsonl").write_text("".join(json.dumps({"review": t, "sentiment": s}) + "\n" for t, s in rows))
     pd.DataFrame(rows, columns=["review", "sentiment"]).to_parquet(folder / "t.parquet")
-    Dataset.from_dict({"review": [r[0] for r in rows], "sentiment": [r[1] for r in rows]}).save_to_disk(str(folder / "ds"))
+    Dataset.from_dict({"review": [r[0] for r in rows], "sentiment": [r[1] for r in rows]}).save_to_disk(
+        str(folder / "ds")
+    )
     return [folder / "t.csv", folder / "t.tsv", folder / "t.jsonl", folder / "t.parquet", folder / "ds"]
 
 
@@ -120,13 +126,20 @@ def test_every_table_format_gives_the_same_texts_and_a_seeded_split(tmp_path):
 
 def test_bad_text_rows_are_named_and_skipped_and_bad_tables_are_one_line(tmp_path):
     table = tmp_path / "t.csv"
-    table.write_bytes(b"text,label\ngood one,pos\n   ,pos\nno label,\nbad \xff byte,neg\nfine,neg\nalso fine,pos\nok,neg\n")
+    table.write_bytes(
+        b"text,label\ngood one,pos\n   ,pos\nno label,\nbad \xff byte,neg\nfine,neg\nalso fine,pos\nok,neg\n"
+    )
     splits, texts = load_text_data(table, val_fraction=0.25, test_fraction=0, seed=0)
     reasons = dict(splits.skipped)
-    assert reasons == {f"{table}:line 3": "empty text", f"{table}:line 4": "empty label",
-                       f"{table}:line 5": "not UTF-8 text (byte 0xff); save the file as UTF-8"}
+    assert reasons == {
+        f"{table}:line 3": "empty text",
+        f"{table}:line 4": "empty label",
+        f"{table}:line 5": "not UTF-8 text (byte 0xff); save the file as UTF-8",
+    }
     assert len(texts) == 4
-    with pytest.raises(UserError, match=r"has no 'review' column \(columns: 'text', 'label'\); name yours with --set text_column"):
+    with pytest.raises(
+        UserError, match=r"has no 'review' column \(columns: 'text', 'label'\); name yours with --set text_column"
+    ):
         load_text_data(table, text_column="review")
     one_class = tmp_path / "one.csv"
     one_class.write_text("text,label\na,x\nb,x\nc,x\n")
@@ -141,7 +154,7 @@ def test_length_bucketed_order_visits_every_text_once_in_batches_of_similar_leng
     order.plan()
     indices = [i for i, _ in order.keys]
     assert sorted(indices) == list(range(1000))
-    batches = [indices[b:b + 16] for b in range(0, 1000, 16)]
+    batches = [indices[b : b + 16] for b in range(0, 1000, 16)]
     spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) / len(batches)
     assert spread < 15  # random batches of 16 from 3..199 would span about 170 tokens
     first = indices[:16]
@@ -180,8 +193,9 @@ def test_gradual_on_texts_unfreezes_encoder_layers_top_down_and_skips_the_parame
 
 
 def test_lora_trains_adapters_and_head_only_and_leaves_the_base_weights_bit_for_bit(reviews, tmp_path):
-    kept = headstart.train(str(reviews), strategy="lora", epochs=2, lr=5e-3, lora_merge=False, out=str(tmp_path / "kept"),
-                           **TINY)
+    kept = headstart.train(
+        str(reviews), strategy="lora", epochs=2, lr=5e-3, lora_merge=False, out=str(tmp_path / "kept"), **TINY
+    )
     pretrained = create_backbone("minilm-l6").body.state_dict()
     trained = kept.model.body.state_dict()
     base = {k: v for k, v in trained.items() if "lora_" not in k}

@@ -1,9 +1,10 @@
 """headstart: fine-tune a pretrained backbone on your own small labeled data set."""
+
 __version__ = "0.1.0"
 
-from .config import TrainConfig  # noqa: E402
 # the audit package's function, bound after the package: headstart.audit(...) audits
 from .audit import audit  # noqa: E402
+from .config import TrainConfig  # noqa: E402
 
 
 def train(data: str, **settings):
@@ -25,16 +26,19 @@ def resume(run_dir):
 def load_run(run_dir, checkpoint: str = "model"):
     """A finished run's model ("model"; or its "best" or "last" epoch), classes and preprocessing."""
     from .inference import load_run as _load_run
+
     return _load_run(run_dir, checkpoint)
 
 
 def evaluate(run_dir, data=None) -> dict:
     from .inference import evaluate_run
+
     return evaluate_run(run_dir, data)
 
 
 def predict(run_dir, inputs, top_k: int = 3):
     from .inference import predict as _predict
+
     return _predict(run_dir, list(inputs), top_k)
 
 

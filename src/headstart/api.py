@@ -1,6 +1,7 @@
 """Runs as a user asks for them, from Python or the command line: what surrounds training (the
 audit's exclusions going in, the report coming out) is done here, above the training package,
 which knows of neither."""
+
 from __future__ import annotations
 
 from .config import TrainConfig

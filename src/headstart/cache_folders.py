@@ -5,6 +5,7 @@ hash of everything their contents depend on. A folder under its final name is al
 a build writes into `.<key>.partial-<pid>-<random>` and renames it when done, so a build that
 is killed leaves only a hidden folder, which is never read and is removed by a later build.
 """
+
 from __future__ import annotations
 
 import os

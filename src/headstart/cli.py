@@ -1,4 +1,5 @@
 """The `headstart` command: a thin layer over the Python API."""
+
 from __future__ import annotations
 
 import csv
@@ -14,13 +15,23 @@ from .strategies import STRATEGIES, default_comparison
 
 DEFAULT_STRATEGIES = default_comparison()
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Fine-tune a pretrained model on your own labeled images or texts.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Fine-tune a pretrained model on your own labeled images or texts.",
+)
 
 # The demo's recipe for the embedded default (ELPV solar cells), measured in docs/defaults.md.
 # Cells have no up or down (vflip), and a defect may touch the cell's edge (no centre crop).
-DEMO_OVERRIDES = {"backbone": "mobilenet_v2", "strategy": "discriminative", "epochs": 14, "test_fraction": 0.25,
-                  "vflip": True, "crop_pct": 1.0}
+DEMO_OVERRIDES = {
+    "backbone": "mobilenet_v2",
+    "strategy": "discriminative",
+    "epochs": 14,
+    "test_fraction": 0.25,
+    "vflip": True,
+    "crop_pct": 1.0,
+}
 # The demo plans its epochs to train for about this long, so that set-up included it stays under 15 minutes on
 # a 2-core machine with or without native bfloat16 (docs/defaults.md, "fit_minutes and the demo's time")
 DEMO_MINUTES = 8.0
@@ -29,8 +40,9 @@ DEMO_MINUTES = 8.0
 def _build_config(data: Optional[str], config_file: Optional[Path], options: dict, settings: list[str]):
     from .config import config_from_dict
 
-    return config_from_dict(_settings(data, config_file, options, settings),
-                            source=str(config_file) if config_file else "options")
+    return config_from_dict(
+        _settings(data, config_file, options, settings), source=str(config_file) if config_file else "options"
+    )
 
 
 def _settings(data: Optional[str], config_file: Optional[Path], options: dict, settings: list[str]) -> dict:
@@ -51,8 +63,13 @@ def _settings(data: Optional[str], config_file: Optional[Path], options: dict, s
 
 @app.command()
 def train(
-    data: Optional[str] = typer.Argument(None, help="Image folder (one sub-folder per class; train/ val/ test/ optional) or CSV manifest (path,label); for a text backbone, a table (CSV, TSV, JSON lines, Parquet; columns text,label) or a datasets folder."),
-    backbone: Optional[str] = typer.Option(None, help="Backbone name (see `headstart models`), or timm:<name>, torchvision:<name>, hf:<repo id or folder>."),
+    data: Optional[str] = typer.Argument(
+        None,
+        help="Image folder (one sub-folder per class; train/ val/ test/ optional) or CSV manifest (path,label); for a text backbone, a table (CSV, TSV, JSON lines, Parquet; columns text,label) or a datasets folder.",
+    ),
+    backbone: Optional[str] = typer.Option(
+        None, help="Backbone name (see `headstart models`), or timm:<name>, torchvision:<name>, hf:<repo id or folder>."
+    ),
     strategy: Optional[str] = typer.Option(None, help=f"{' | '.join(STRATEGIES)}."),
     epochs: Optional[int] = typer.Option(None, help="Epochs in all, shared by the strategy's stages."),
     lr: Optional[float] = typer.Option(None, help="Peak learning rate of the head; lower layer groups get less."),
@@ -60,23 +77,48 @@ def train(
     batch_size: Optional[int] = typer.Option(None),
     seed: Optional[int] = typer.Option(None),
     vflip: Optional[bool] = typer.Option(None, "--vflip/--no-vflip", help="Also flip images vertically when training."),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML or JSON file of settings; options given here win."),
+    config: Optional[Path] = typer.Option(
+        None, "--config", help="YAML or JSON file of settings; options given here win."
+    ),
     set_: list[str] = typer.Option([], "--set", help="Any setting as key=value (repeatable), e.g. --set lr_decay=2.0."),
     out: Optional[str] = typer.Option(None, help="Run folder (default runs/<time>-<backbone>-<strategy>)."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="A run folder whose training stopped: go on after its last finished epoch, with its own settings."),
-    exclude_audit: Optional[str] = typer.Option(None, "--exclude-audit", help="An audit folder (headstart audit): leave out the items its flagged.csv marks excluded."),
+    resume: Optional[Path] = typer.Option(
+        None,
+        "--resume",
+        help="A run folder whose training stopped: go on after its last finished epoch, with its own settings.",
+    ),
+    exclude_audit: Optional[str] = typer.Option(
+        None,
+        "--exclude-audit",
+        help="An audit folder (headstart audit): leave out the items its flagged.csv marks excluded.",
+    ),
 ):
     """Fine-tune a backbone on DATA and write a run folder: model, metrics, plots, config, report."""
     from .api import run_training
 
-    options = dict(backbone=backbone, strategy=strategy, epochs=epochs, lr=lr, image_size=image_size,
-                   batch_size=batch_size, seed=seed, vflip=vflip, out=out, exclude_audit=exclude_audit)
+    options = dict(
+        backbone=backbone,
+        strategy=strategy,
+        epochs=epochs,
+        lr=lr,
+        image_size=image_size,
+        batch_size=batch_size,
+        seed=seed,
+        vflip=vflip,
+        out=out,
+        exclude_audit=exclude_audit,
+    )
     if resume is not None:
-        given = [k for k, v in options.items() if v is not None] + (["DATA"] if data else []) \
-            + (["--config"] if config else []) + (["--set"] if set_ else [])
+        given = (
+            [k for k, v in options.items() if v is not None]
+            + (["DATA"] if data else [])
+            + (["--config"] if config else [])
+            + (["--set"] if set_ else [])
+        )
         if given:
             raise UserError(f"--resume uses the run's own settings; do not pass {', '.join(given)}")
         from .run_folder import config_of_run
+
         run_training(config_of_run(resume), resume=True)
         return
     run_training(_build_config(data, config, options, set_))
@@ -84,13 +126,26 @@ def train(
 
 @app.command()
 def audit(
-    data: str = typer.Argument(..., help="Image folder or CSV manifest (path,label), or a table of texts (text,label), as for train."),
-    backbone: Optional[str] = typer.Option(None, help="Whose features the near-duplicate and label checks use (default: mobilenet_v2 for images, minilm-l6 for texts)."),
+    data: str = typer.Argument(
+        ..., help="Image folder or CSV manifest (path,label), or a table of texts (text,label), as for train."
+    ),
+    backbone: Optional[str] = typer.Option(
+        None,
+        help="Whose features the near-duplicate and label checks use (default: mobilenet_v2 for images, minilm-l6 for texts).",
+    ),
     out: Optional[str] = typer.Option(None, help="Audit folder (default runs/audit-<time>)."),
-    near_threshold: Optional[float] = typer.Option(None, help="Centred feature cosine above which two items are near copies (default 0.995 images, 0.95 texts)."),
+    near_threshold: Optional[float] = typer.Option(
+        None, help="Centred feature cosine above which two items are near copies (default 0.995 images, 0.95 texts)."
+    ),
     folds: Optional[int] = typer.Option(None, help="K of the K-fold linear probes (default 5)."),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML or JSON file of settings (split, image size, text columns)."),
-    set_: list[str] = typer.Option([], "--set", help="A train setting (split, image_size, text_column, ...) or an audit setting (probe_c, filter_by, tiny_class, label_issues) as key=value."),
+    config: Optional[Path] = typer.Option(
+        None, "--config", help="YAML or JSON file of settings (split, image size, text columns)."
+    ),
+    set_: list[str] = typer.Option(
+        [],
+        "--set",
+        help="A train setting (split, image_size, text_column, ...) or an audit setting (probe_c, filter_by, tiny_class, label_issues) as key=value.",
+    ),
 ):
     """Check DATA before training: unusable files, duplicates, conflicting labels, train/test leaks, class balance,
     likely label errors. Writes audit.html, flagged.csv, audit.json and clean.csv; deletes nothing."""
@@ -103,16 +158,27 @@ def audit(
 
 @app.command()
 def adapt(
-    data: str = typer.Argument(..., help="Unlabeled text: a .txt file (one document per line), a folder of .txt files, or a table's text column; with --tapt, the labeled task table."),
-    backbone: str = typer.Option("minilm-l6", help="Text backbone: minilm-l6, hf:<repo id or folder>, or a folder an earlier adapt wrote."),
-    tapt: bool = typer.Option(False, "--tapt", help="Task-adaptive: DATA is the labeled task table; adapt on the texts of its training split only."),
+    data: str = typer.Argument(
+        ...,
+        help="Unlabeled text: a .txt file (one document per line), a folder of .txt files, or a table's text column; with --tapt, the labeled task table.",
+    ),
+    backbone: str = typer.Option(
+        "minilm-l6", help="Text backbone: minilm-l6, hf:<repo id or folder>, or a folder an earlier adapt wrote."
+    ),
+    tapt: bool = typer.Option(
+        False,
+        "--tapt",
+        help="Task-adaptive: DATA is the labeled task table; adapt on the texts of its training split only.",
+    ),
     text_column: str = typer.Option("text", help="The column of a table that holds the text."),
     epochs: int = typer.Option(1, min=1),
     max_steps: Optional[int] = typer.Option(None, help="Stop after this many optimiser steps."),
     lr: float = typer.Option(1e-4),
     batch_size: int = typer.Option(32, min=1),
     max_length: int = typer.Option(128, min=8, help="Tokens kept per document."),
-    whole_word: bool = typer.Option(False, "--whole-word", help="Mask whole words (always as [MASK]) instead of single tokens."),
+    whole_word: bool = typer.Option(
+        False, "--whole-word", help="Mask whole words (always as [MASK]) instead of single tokens."
+    ),
     seed: int = typer.Option(0),
     out: Optional[str] = typer.Option(None, help="Backbone folder to write (default runs/adapt-<time>-<backbone>)."),
 ):
@@ -120,37 +186,84 @@ def adapt(
     from .training.adapt import adapt as run_adapt
     from .training.adapt import adapt_config_from_dict
 
-    run_adapt(adapt_config_from_dict(dict(data=data, backbone=backbone, tapt=tapt, text_column=text_column, epochs=epochs,
-                                          max_steps=max_steps, lr=lr, batch_size=batch_size, max_length=max_length,
-                                          whole_word=whole_word, seed=seed, out=out)))
+    run_adapt(
+        adapt_config_from_dict(
+            dict(
+                data=data,
+                backbone=backbone,
+                tapt=tapt,
+                text_column=text_column,
+                epochs=epochs,
+                max_steps=max_steps,
+                lr=lr,
+                batch_size=batch_size,
+                max_length=max_length,
+                whole_word=whole_word,
+                seed=seed,
+                out=out,
+            )
+        )
+    )
 
 
 @app.command()
 def compare(
-    data: Optional[str] = typer.Argument(None, help="Image folder or CSV manifest, as for train (default: the embedded ELPV cells, with the demo's settings)."),
+    data: Optional[str] = typer.Argument(
+        None,
+        help="Image folder or CSV manifest, as for train (default: the embedded ELPV cells, with the demo's settings).",
+    ),
     backbone: Optional[str] = typer.Option(None, help="Backbone name, as for train."),
-    strategies: Optional[str] = typer.Option(None, help=f"Comma-separated (default: {', '.join(DEFAULT_STRATEGIES)}, and lora for a backbone with attention layers)."),
+    strategies: Optional[str] = typer.Option(
+        None,
+        help=f"Comma-separated (default: {', '.join(DEFAULT_STRATEGIES)}, and lora for a backbone with attention layers).",
+    ),
     seeds: str = typer.Option("0,1,2", help="Training seeds, comma-separated; every seed uses the same split."),
-    head_init: str = typer.Option("xavier", "--head-init", help="xavier, source, or xavier,source to run each strategy both ways."),
+    head_init: str = typer.Option(
+        "xavier", "--head-init", help="xavier, source, or xavier,source to run each strategy both ways."
+    ),
     split_seed: int = typer.Option(0, help="Seed of the train/val/test split shared by every run."),
     epochs: Optional[int] = typer.Option(None, help="Epochs of every run (the shared budget)."),
-    minutes: Optional[float] = typer.Option(None, help="Or a time budget: every run stops after the epoch at which its training steps took this long (--epochs caps it and plans the schedule)."),
+    minutes: Optional[float] = typer.Option(
+        None,
+        help="Or a time budget: every run stops after the epoch at which its training steps took this long (--epochs caps it and plans the schedule).",
+    ),
     image_size: Optional[int] = typer.Option(None),
     batch_size: Optional[int] = typer.Option(None),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML or JSON file of settings shared by every run."),
     set_: list[str] = typer.Option([], "--set", help="Any setting shared by every run, as key=value (repeatable)."),
-    out: Optional[str] = typer.Option(None, help="Comparison folder (default runs/compare-<time>); an existing one is resumed."),
+    out: Optional[str] = typer.Option(
+        None, help="Comparison folder (default runs/compare-<time>); an existing one is resumed."
+    ),
 ):
     """Run several strategies on one data set and backbone, same split and budget, several seeds; write a report."""
     from .compare import compare as run_compare
 
-    values = _settings(data, config, dict(backbone=backbone, epochs=epochs, image_size=image_size, batch_size=batch_size,
-                                          time_budget_s=minutes * 60 if minutes is not None else None), set_)
+    values = _settings(
+        data,
+        config,
+        dict(
+            backbone=backbone,
+            epochs=epochs,
+            image_size=image_size,
+            batch_size=batch_size,
+            time_budget_s=minutes * 60 if minutes is not None else None,
+        ),
+        set_,
+    )
     if data is None and "data" not in values:  # the embedded ELPV cells, with the demo's recipe
-        values = {**{k: v for k, v in DEMO_OVERRIDES.items() if k != "strategy"}, "data": str(_embedded_elpv()), **values}
-    run_compare(values, strategies=_comma_list(strategies) if strategies else None,
-                seeds=[_int(s, "--seeds") for s in _comma_list(seeds)], head_inits=_comma_list(head_init),
-                split_seed=split_seed, out=out)
+        values = {
+            **{k: v for k, v in DEMO_OVERRIDES.items() if k != "strategy"},
+            "data": str(_embedded_elpv()),
+            **values,
+        }
+    run_compare(
+        values,
+        strategies=_comma_list(strategies) if strategies else None,
+        seeds=[_int(s, "--seeds") for s in _comma_list(seeds)],
+        head_inits=_comma_list(head_init),
+        split_seed=split_seed,
+        out=out,
+    )
 
 
 @app.command()
@@ -175,8 +288,12 @@ def _int(text: str, option: str) -> int:
 
 
 @app.command("eval")
-def eval_(run: Path = typer.Argument(..., help="A run folder."),
-          data: Optional[str] = typer.Argument(None, help="Image folder or manifest to evaluate on (default: the run's own val and test splits).")):
+def eval_(
+    run: Path = typer.Argument(..., help="A run folder."),
+    data: Optional[str] = typer.Argument(
+        None, help="Image folder or manifest to evaluate on (default: the run's own val and test splits)."
+    ),
+):
     """Evaluate a run's model; prints metrics and writes RUN/eval.json."""
     from .evaluation.metrics import summary_line
     from .inference import evaluate_run
@@ -191,11 +308,13 @@ def eval_(run: Path = typer.Argument(..., help="A run folder."),
 
 
 @app.command()
-def predict(run: Path = typer.Argument(..., help="A run folder."),
-            inputs: list[str] = typer.Argument(..., help="Image files or folders; for a text run, the texts themselves."),
-            top_k: int = typer.Option(3, "--top-k", min=1),
-            format: str = typer.Option("csv", "--format", help="csv | json"),
-            output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write here instead of standard output.")):
+def predict(
+    run: Path = typer.Argument(..., help="A run folder."),
+    inputs: list[str] = typer.Argument(..., help="Image files or folders; for a text run, the texts themselves."),
+    top_k: int = typer.Option(3, "--top-k", min=1),
+    format: str = typer.Option("csv", "--format", help="csv | json"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write here instead of standard output."),
+):
     """Predict the top-k classes of images (or texts) with a run's model."""
     from .inference import predict as run_predict
 
@@ -221,9 +340,11 @@ def predict(run: Path = typer.Argument(..., help="A run folder."),
 
 
 @app.command()
-def export(run: Path = typer.Argument(..., help="A run folder."),
-           format: str = typer.Option("onnx", "--format", help="onnx | torchscript | safetensors"),
-           out: Optional[Path] = typer.Option(None, "--out", help="Folder to write to (default RUN/export).")):
+def export(
+    run: Path = typer.Argument(..., help="A run folder."),
+    format: str = typer.Option("onnx", "--format", help="onnx | torchscript | safetensors"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder to write to (default RUN/export)."),
+):
     """Export a run's model (ONNX, TorchScript, safetensors) with preprocessing.json, checked against PyTorch."""
     from .export import PREPROCESSING, export_run
 
@@ -231,27 +352,37 @@ def export(run: Path = typer.Argument(..., help="A run folder."),
     folder = Path(check["file"]).parent
     typer.echo(f"{format}: {check['file']} ({check['exporter']})")
     typer.echo(f"preprocessing: {folder / PREPROCESSING}")
-    typer.echo(f"check: max abs difference of the logits against PyTorch {check['max_abs_diff']:.2e} "
-               f"on {check['compared_on']} (tolerance {check['tolerance']:.0e}); recorded in {folder / 'export.json'}")
+    typer.echo(
+        f"check: max abs difference of the logits against PyTorch {check['max_abs_diff']:.2e} "
+        f"on {check['compared_on']} (tolerance {check['tolerance']:.0e}); recorded in {folder / 'export.json'}"
+    )
     if not check["ok"]:
-        typer.secho(f"error: the exported {format} model differs from PyTorch by more than the tolerance", err=True, fg="red")
+        typer.secho(
+            f"error: the exported {format} model differs from PyTorch by more than the tolerance", err=True, fg="red"
+        )
         raise typer.Exit(1)
 
 
 @app.command()
-def serve(run: Path = typer.Argument(..., help="A run folder."),
-          host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: every interface)."),
-          port: int = typer.Option(8000, help="Port to listen on."),
-          max_batch: int = typer.Option(16, "--max-batch", help="Most requests one forward pass takes."),
-          max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", help="How long a request waits for others to share its batch."),
-          max_upload_mb: float = typer.Option(10.0, "--max-upload-mb", help="Larger request bodies get 413."),
-          top_k: int = typer.Option(3, "--top-k", help="Classes per answer unless the request asks (?top_k=N).")):
+def serve(
+    run: Path = typer.Argument(..., help="A run folder."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: every interface)."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+    max_batch: int = typer.Option(16, "--max-batch", help="Most requests one forward pass takes."),
+    max_wait_ms: float = typer.Option(
+        5.0, "--max-wait-ms", help="How long a request waits for others to share its batch."
+    ),
+    max_upload_mb: float = typer.Option(10.0, "--max-upload-mb", help="Larger request bodies get 413."),
+    top_k: int = typer.Option(3, "--top-k", help="Classes per answer unless the request asks (?top_k=N)."),
+):
     """Serve a run's model over HTTP: POST /predict (an image), GET /health, and a page at / to try it."""
     try:
         from .serve import serve as run_server
     except ImportError as e:
-        raise UserError(f"headstart serve needs fastapi, uvicorn and python-multipart ({e}): "
-                        "pip install fastapi uvicorn python-multipart") from e
+        raise UserError(
+            f"headstart serve needs fastapi, uvicorn and python-multipart ({e}): "
+            "pip install fastapi uvicorn python-multipart"
+        ) from e
     run_server(run, host, port, max_batch, max_wait_ms, max_upload_mb, top_k, log=typer.echo)
 
 
@@ -266,8 +397,15 @@ def models(as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
     for spec in list_backbones():
         module = spec.package.replace("-", "_") if spec.package else None
         installed = bool(module and importlib.util.find_spec(module))
-        rows.append({"name": spec.name, "offline": spec.offline and installed, "params_millions": spec.params_millions,
-                     "package": spec.package, "description": spec.description})
+        rows.append(
+            {
+                "name": spec.name,
+                "offline": spec.offline and installed,
+                "params_millions": spec.params_millions,
+                "package": spec.package,
+                "description": spec.description,
+            }
+        )
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -280,17 +418,25 @@ def models(as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
     table.add_column("params (M)", no_wrap=True, justify="right")
     table.add_column("description")
     for r in rows:
-        table.add_row(r["name"], "yes" if r["offline"] else "no",
-                      f"{r['params_millions']:.1f}" if r["params_millions"] else "?", r["description"])
+        table.add_row(
+            r["name"],
+            "yes" if r["offline"] else "no",
+            f"{r['params_millions']:.1f}" if r["params_millions"] else "?",
+            r["description"],
+        )
     table.add_row("timm:<name>", "no", "", "any timm model (hub download, or timm:local-dir:<folder>)")
     table.add_row("torchvision:<name>", "no", "", "torchvision classification models (download)")
-    table.add_row("hf:<repo or folder>", "no", "", "Hugging Face image models: ViT, DeiT, DINOv2 (download or local folder)")
+    table.add_row(
+        "hf:<repo or folder>", "no", "", "Hugging Face image models: ViT, DeiT, DINOv2 (download or local folder)"
+    )
     Console().print(table)
 
 
 @app.command()
-def cache(clear: bool = typer.Option(False, "--clear", help="Delete every cache."),
-          cache_dir: Optional[Path] = typer.Option(None, help="Feature cache folder (default $HEADSTART_HOME/features).")):
+def cache(
+    clear: bool = typer.Option(False, "--clear", help="Delete every cache."),
+    cache_dir: Optional[Path] = typer.Option(None, help="Feature cache folder (default $HEADSTART_HOME/features)."),
+):
     """List the on-disk caches (decoded images; frozen layer groups' outputs) and their sizes, or delete them."""
     import shutil
 
@@ -300,15 +446,19 @@ def cache(clear: bool = typer.Option(False, "--clear", help="Delete every cache.
 
     def describe_features(path: Path) -> str:
         meta = json.loads((path / META).read_text()) if (path / META).is_file() else {}
-        return (f"{meta.get('backbone', '?')}, {meta.get('images', '?')} images x {meta.get('views', '?')} views, "
-                f"{meta.get('depth', '?')} groups")
+        return (
+            f"{meta.get('backbone', '?')}, {meta.get('images', '?')} images x {meta.get('views', '?')} views, "
+            f"{meta.get('depth', '?')} groups"
+        )
 
     def describe_decoded(path: Path) -> str:
         record = json.loads((path / INDEX).read_text()) if (path / INDEX).is_file() else {}
         return f"{len(record.get('images', []))} decoded images, {len(record.get('skipped', []))} undecodable"
 
-    for title, root, describe in (("feature caches", cache_dir or default_cache_root(), describe_features),
-                                  ("decoded images", default_decoded_root(), describe_decoded)):
+    for title, root, describe in (
+        ("feature caches", cache_dir or default_cache_root(), describe_features),
+        ("decoded images", default_decoded_root(), describe_decoded),
+    ):
         entries = sorted(p for p in root.glob("*") if p.is_dir()) if root.is_dir() else []
         total = 0
         for path in entries:
@@ -318,25 +468,34 @@ def cache(clear: bool = typer.Option(False, "--clear", help="Delete every cache.
             typer.echo(f"{size / 2**20:9.1f} MiB  {path.name}  {describe(path)}{complete}")
             if clear:
                 shutil.rmtree(path)
-        typer.echo(f"{title}: {'deleted' if clear else 'total'} {total / 2**20:.1f} MiB in {len(entries)} caches under {root}")
+        typer.echo(
+            f"{title}: {'deleted' if clear else 'total'} {total / 2**20:.1f} MiB in {len(entries)} caches under {root}"
+        )
 
 
 @app.command()
-def demo(out: Optional[str] = typer.Option(None, help="Run folder (default runs/demo-<time>)."),
-         epochs: Optional[int] = typer.Option(None, help=f"Epochs at most (default {DEMO_OVERRIDES['epochs']})."),
-         minutes: float = typer.Option(DEMO_MINUTES, help="Minutes of training (validation included) to plan the epochs "
-                                       "for on this machine, from a few timed steps; 0: every epoch, however long.")):
+def demo(
+    out: Optional[str] = typer.Option(None, help="Run folder (default runs/demo-<time>)."),
+    epochs: Optional[int] = typer.Option(None, help=f"Epochs at most (default {DEMO_OVERRIDES['epochs']})."),
+    minutes: float = typer.Option(
+        DEMO_MINUTES,
+        help="Minutes of training (validation included) to plan the epochs "
+        "for on this machine, from a few timed steps; 0: every epoch, however long.",
+    ),
+):
     """Fine-tune mobilenet_v2 on the embedded ELPV solar-cell images (defective vs functional)."""
     from datetime import datetime
 
-    from .config import config_from_dict
     from .api import run_training
+    from .config import config_from_dict
     from .runtime import distributed
 
     data = _embedded_elpv()
     if distributed.is_main():
         typer.echo(f"ELPV solar cells in {data} (CC BY-NC-SA 4.0, from package elpv-dataset)")
-    out = out or distributed.from_main(lambda: f"runs/demo-{datetime.now():%Y%m%d-%H%M%S}")  # one folder for all processes
+    out = out or distributed.from_main(
+        lambda: f"runs/demo-{datetime.now():%Y%m%d-%H%M%S}"
+    )  # one folder for all processes
     values = {**DEMO_OVERRIDES, "data": str(data), "out": out, "fit_minutes": minutes}
     if epochs:
         values["epochs"] = epochs

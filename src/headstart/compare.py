@@ -12,6 +12,7 @@ finished epoch, a missing one starts. One comparison process works in a folder a
 on out/compare.lock); a second is refused. All runs use the split of `split_seed` while their
 training seed changes; a folder whose runs do not share the split and settings is refused.
 """
+
 from __future__ import annotations
 
 import csv
@@ -35,8 +36,14 @@ from .backbones import create_backbone
 from .config import TrainConfig, config_from_dict
 from .errors import UserError
 from .files import write_json, write_text
-from .reporting.compare import PER_RUN, RECORD, check_same_split_and_budget, evaluated_files, shared_settings, \
-    write_comparison_report
+from .reporting.compare import (
+    PER_RUN,
+    RECORD,
+    check_same_split_and_budget,
+    evaluated_files,
+    shared_settings,
+    write_comparison_report,
+)
 from .run_folder import RESUME, SKIPPED, is_finished, read_json
 from .runtime import distributed
 from .runtime.environment import resolve_device
@@ -84,7 +91,9 @@ def budget_settings(settings: dict, split_seed: int) -> dict:
     """The settings every run shares, validated and complete (TrainConfig's defaults filled in)."""
     given = sorted(set(settings) & set(PER_RUN))
     if given:
-        raise UserError(f"compare sets {', '.join(given)} per run itself; use --strategies, --seeds, --head-init, --out")
+        raise UserError(
+            f"compare sets {', '.join(given)} per run itself; use --strategies, --seeds, --head-init, --out"
+        )
     config = config_from_dict({**settings, "split_seed": split_seed}, source="compare settings")
     if not config.data:
         raise UserError("no data given: pass an image folder or a CSV manifest")
@@ -135,13 +144,25 @@ def run_in_process(config: dict, resume: bool, run_dir: Path) -> dict:
             signal.signal(signal.SIGTERM, previous)
     child.returncode = os.waitstatus_to_exitcode(status)
     failure = (run_dir / FAILURE).read_text().strip() if (run_dir / FAILURE).is_file() else None
-    return {"resumed": resume, "exit_status": child.returncode, "wall_seconds": time.perf_counter() - started,
-            "peak_rss_bytes": usage.ru_maxrss * 1024,  # Linux: KiB
-            "error": failure or (None if child.returncode == 0 else f"the run's process exited with status {child.returncode}")}
+    return {
+        "resumed": resume,
+        "exit_status": child.returncode,
+        "wall_seconds": time.perf_counter() - started,
+        "peak_rss_bytes": usage.ru_maxrss * 1024,  # Linux: KiB
+        "error": failure
+        or (None if child.returncode == 0 else f"the run's process exited with status {child.returncode}"),
+    }
 
 
-def compare(settings: dict, strategies: list[str] | None = None, seeds: list[int] = (0, 1, 2),
-            head_inits: list[str] = ("xavier",), split_seed: int = 0, out: str | Path | None = None, log=print) -> Path:
+def compare(
+    settings: dict,
+    strategies: list[str] | None = None,
+    seeds: list[int] = (0, 1, 2),
+    head_inits: list[str] = ("xavier",),
+    split_seed: int = 0,
+    out: str | Path | None = None,
+    log=print,
+) -> Path:
     """Run what is missing of the comparison in `out` and write its report; returns the report's path.
 
     Launched as several processes (torchrun, accelerate launch): the runs train one after the
@@ -157,6 +178,7 @@ def compare(settings: dict, strategies: list[str] | None = None, seeds: list[int
             log = _quiet
 
     with ExitStack() as held:  # the folder's lock, taken by the main process, until the comparison ends
+
         def start() -> tuple[Path, dict, list[dict]]:
             folder = Path(out) if out else Path("runs") / f"compare-{datetime.now():%Y%m%d-%H%M%S}"
             if folder.is_dir() and not (folder / RECORD).is_file() and any(p.name != LOCK for p in folder.iterdir()):
@@ -165,8 +187,11 @@ def compare(settings: dict, strategies: list[str] | None = None, seeds: list[int
             record = load_record(folder, budget)
             check_data_unchanged(folder, record, budget)
             known = {tuple(r["key"]) for r in record["runs"]}
-            record["runs"] += [{"key": e.key(), "label": e.label, "folder": e.folder, "attempts": []}
-                               for e in entries if tuple(e.key()) not in known]
+            record["runs"] += [
+                {"key": e.key(), "label": e.label, "folder": e.folder, "attempts": []}
+                for e in entries
+                if tuple(e.key()) not in known
+            ]
             write_json(folder / RECORD, record)
             return folder, record, [r for r in record["runs"] if not is_finished(folder / r["folder"])]
 
@@ -209,8 +234,9 @@ def folder_lock(folder: Path):
         except BlockingIOError:
             f.seek(0)
             holder = f.read().strip() or "another process"
-            raise UserError(f"{folder} is in use by another comparison ({holder}); wait for it to end, "
-                            f"or choose another --out") from None
+            raise UserError(
+                f"{folder} is in use by another comparison ({holder}); wait for it to end, or choose another --out"
+            ) from None
         f.seek(0)
         f.truncate()
         f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
@@ -223,13 +249,20 @@ def run_here(config: dict, resume: bool) -> dict:
     takes part in every run). Its peak memory is this process's so far: no longer the run's own."""
     started = time.perf_counter()
     try:
-        run_training(config_from_dict(config, source="compare"), log=print if distributed.is_main() else _quiet, resume=resume)
+        run_training(
+            config_from_dict(config, source="compare"), log=print if distributed.is_main() else _quiet, resume=resume
+        )
         error = None
     except UserError as e:
         error = " ".join(str(e).split())
-    return {"resumed": resume, "exit_status": 0 if error is None else 2, "wall_seconds": time.perf_counter() - started,
-            "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,  # Linux: KiB
-            "peak_rss_how": PEAK_HOW_SHARED, "error": error}
+    return {
+        "resumed": resume,
+        "exit_status": 0 if error is None else 2,
+        "wall_seconds": time.perf_counter() - started,
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,  # Linux: KiB
+        "peak_rss_how": PEAK_HOW_SHARED,
+        "error": error,
+    }
 
 
 def _quiet(*args, **kwargs) -> None:
@@ -259,11 +292,17 @@ def check_data_unchanged(out: Path, record: dict, budget: dict) -> None:
         return  # nothing to compare with, or no test split: the fingerprints are checked after each run
     with open(finished[0] / SKIPPED, newline="", encoding="utf-8") as f:
         skipped = {row[0] for row in list(csv.reader(f))[1:] if row}
-    splits = load_image_data(budget["data"], val_fraction=budget["val_fraction"], test_fraction=budget["test_fraction"],
-                             seed=budget["split_seed"])
+    splits = load_image_data(
+        budget["data"],
+        val_fraction=budget["val_fraction"],
+        test_fraction=budget["test_fraction"],
+        seed=budget["split_seed"],
+    )
     if sorted(s.path for s in splits.test if s.path not in skipped) != evaluated_files(finished[0]):
-        raise UserError(f"the data in {budget['data']} has changed since the runs in {out}: it no longer splits into "
-                        f"their test files; compare it in another --out")
+        raise UserError(
+            f"the data in {budget['data']} has changed since the runs in {out}: it no longer splits into "
+            f"their test files; compare it in another --out"
+        )
 
 
 def child_main(argv: list[str]) -> int:

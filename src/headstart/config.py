@@ -1,4 +1,5 @@
 """A run's configuration: defaults, a YAML/JSON file, command-line overrides, validation by key."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -202,18 +203,32 @@ def config_from_dict(d: dict[str, Any], source: str = "config") -> TrainConfig:
 
 def _check_ranges(c: TrainConfig) -> None:
     checks = [
-        ("epochs", c.epochs is None or c.epochs >= 1), ("batch_size", c.batch_size >= 1), ("lr", c.lr is None or c.lr > 0),
-        ("grad_accum", c.grad_accum >= 1), ("warmup", 0 <= c.warmup < 1),
-        ("val_fraction", 0 <= c.val_fraction < 1), ("test_fraction", 0 <= c.test_fraction < 1),
-        ("crop_scale", 0 < c.crop_scale <= 1), ("dropout", c.dropout is None or 0 <= c.dropout < 1),
-        ("label_smoothing", 0 <= c.label_smoothing < 1), ("image_size", c.image_size is None or c.image_size >= 16),
+        ("epochs", c.epochs is None or c.epochs >= 1),
+        ("batch_size", c.batch_size >= 1),
+        ("lr", c.lr is None or c.lr > 0),
+        ("grad_accum", c.grad_accum >= 1),
+        ("warmup", 0 <= c.warmup < 1),
+        ("val_fraction", 0 <= c.val_fraction < 1),
+        ("test_fraction", 0 <= c.test_fraction < 1),
+        ("crop_scale", 0 < c.crop_scale <= 1),
+        ("dropout", c.dropout is None or 0 <= c.dropout < 1),
+        ("label_smoothing", 0 <= c.label_smoothing < 1),
+        ("image_size", c.image_size is None or c.image_size >= 16),
         ("crop_pct", c.crop_pct is None or 0.3 <= c.crop_pct <= 1),
-        ("patience", c.patience >= 0), ("frozen_groups", c.frozen_groups is None or c.frozen_groups >= 0),
-        ("lr_decay", c.lr_decay is None or c.lr_decay > 0), ("max_length", c.max_length is None or c.max_length >= 2),
-        ("lora_rank", c.lora_rank >= 1), ("lora_alpha", c.lora_alpha > 0), ("lora_dropout", 0 <= c.lora_dropout < 1),
-        ("cache_views", c.cache_views >= 1), ("checkpoint_steps", c.checkpoint_steps >= 0), ("ema", 0 <= c.ema < 1), ("cache_max_gb", c.cache_max_gb >= 0),
+        ("patience", c.patience >= 0),
+        ("frozen_groups", c.frozen_groups is None or c.frozen_groups >= 0),
+        ("lr_decay", c.lr_decay is None or c.lr_decay > 0),
+        ("max_length", c.max_length is None or c.max_length >= 2),
+        ("lora_rank", c.lora_rank >= 1),
+        ("lora_alpha", c.lora_alpha > 0),
+        ("lora_dropout", 0 <= c.lora_dropout < 1),
+        ("cache_views", c.cache_views >= 1),
+        ("checkpoint_steps", c.checkpoint_steps >= 0),
+        ("ema", 0 <= c.ema < 1),
+        ("cache_max_gb", c.cache_max_gb >= 0),
         ("time_budget_s", c.time_budget_s >= 0),
-        ("fit_minutes", c.fit_minutes >= 0), ("mixup", c.mixup >= 0),
+        ("fit_minutes", c.fit_minutes >= 0),
+        ("mixup", c.mixup >= 0),
     ]
     for key, ok in checks:
         if not ok:

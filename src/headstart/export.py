@@ -9,6 +9,7 @@ The ONNX and TorchScript models take what a user can make with any image library
 The mean/std normalisation is inside the exported graph, so a user only decodes, resizes, crops and
 divides by 255. The output is the logits, (batch, number of classes), in the order of `classes`.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,8 @@ from torch import nn
 
 from .data.pipeline import Normalize
 from .errors import UserError
-from .inference import LoadedRun, build_classifier, load_run
 from .files import save_weights, write_atomic, write_json
+from .inference import LoadedRun, build_classifier, load_run
 
 FILES = {"onnx": "model.onnx", "torchscript": "model.pt", "safetensors": "model.safetensors"}
 PREPROCESSING = "preprocessing.json"
@@ -45,15 +46,19 @@ class PixelsToLogits(nn.Module):
         return self.classifier(self.normalize(pixels * 255.0))
 
 
-def export_run(run_dir: str | Path, format: str, out: str | Path | None = None, log: Callable[[str], None] = print) -> dict:
+def export_run(
+    run_dir: str | Path, format: str, out: str | Path | None = None, log: Callable[[str], None] = print
+) -> dict:
     """Write RUN/export/<model file> and preprocessing.json; check the written model against PyTorch
     on random inputs and record the result in export.json. Returns that check."""
     if format not in FILES:
         raise UserError(f"unknown export format {format!r}; choose one of: {', '.join(FILES)}")
     run = load_run(run_dir)
     if run.modality != "image":
-        raise UserError(f"{run_dir} is a text run; export takes image runs only so far (a text run's model.safetensors "
-                        f"and tokenizer/ are already usable with transformers)")
+        raise UserError(
+            f"{run_dir} is a text run; export takes image runs only so far (a text run's model.safetensors "
+            f"and tokenizer/ are already usable with transformers)"
+        )
     out = Path(out) if out else run.run_dir / "export"
     net = PixelsToLogits(run).eval()
     size = run.preprocessing.input_size
@@ -65,9 +70,16 @@ def export_run(run_dir: str | Path, format: str, out: str | Path | None = None, 
     inputs = [torch.rand(b, 3, size, size, generator=torch.Generator().manual_seed(b)) for b in CHECK_BATCHES]
     with torch.no_grad():
         diff = max(float((load(x) - net(x)).abs().max()) for x in inputs)
-    check = {"format": format, "file": str(path), "exporter": exporter, "max_abs_diff": diff, "tolerance": TOLERANCE,
-             "ok": diff <= TOLERANCE, "compared_on": f"random 0-1 pixels, batches of {', '.join(map(str, CHECK_BATCHES))}",
-             "run": str(run.run_dir)}
+    check = {
+        "format": format,
+        "file": str(path),
+        "exporter": exporter,
+        "max_abs_diff": diff,
+        "tolerance": TOLERANCE,
+        "ok": diff <= TOLERANCE,
+        "compared_on": f"random 0-1 pixels, batches of {', '.join(map(str, CHECK_BATCHES))}",
+        "run": str(run.run_dir),
+    }
     checks = json.loads((out / CHECKS).read_text()) if (out / CHECKS).is_file() else {}
     write_json(out / CHECKS, {**checks, format: check})
     return check
@@ -91,13 +103,22 @@ def preprocessing_record(run: LoadedRun) -> dict:
             f"centre-crop {p.input_size} x {p.input_size}",
             "float32 values 0-1 (uint8 / 255), channels first: (batch, 3, height, width)",
         ],
-        "input": {"name": "pixels", "dtype": "float32", "shape": ["batch", 3, p.input_size, p.input_size],
-                  "layout": "NCHW, RGB", "range": "0-1", "normalisation": "inside the model (the mean and std above)"},
-        "output": {"name": "logits", "shape": ["batch", len(run.classes)],
-                   "meaning": "logits in the order of `classes`; softmax gives probabilities"},
+        "input": {
+            "name": "pixels",
+            "dtype": "float32",
+            "shape": ["batch", 3, p.input_size, p.input_size],
+            "layout": "NCHW, RGB",
+            "range": "0-1",
+            "normalisation": "inside the model (the mean and std above)",
+        },
+        "output": {
+            "name": "logits",
+            "shape": ["batch", len(run.classes)],
+            "meaning": "logits in the order of `classes`; softmax gives probabilities",
+        },
         "safetensors": "model.safetensors holds the weights of headstart's Classifier (body -> head), which takes "
-                       "normalised input ((pixels - mean) / std), not 0-1 pixels; rebuild it with "
-                       "headstart.inference.build_classifier(config.json of the run, the file)",
+        "normalised input ((pixels - mean) / std), not 0-1 pixels; rebuild it with "
+        "headstart.inference.build_classifier(config.json of the run, the file)",
     }
 
 
@@ -107,19 +128,35 @@ def export_onnx(net: nn.Module, example: torch.Tensor, path: Path, log) -> str:
     try:
         import onnxscript  # noqa: F401  (the dynamo exporter needs it)
     except ImportError as e:
-        raise UserError("ONNX export needs onnx, onnxscript and onnxruntime: pip install onnx onnxscript onnxruntime") from e
+        raise UserError(
+            "ONNX export needs onnx, onnxscript and onnxruntime: pip install onnx onnxscript onnxruntime"
+        ) from e
     names = dict(input_names=["pixels"], output_names=["logits"])
     try:
-        program = torch.onnx.export(net, (example,), dynamo=True, verbose=False,
-                                    dynamic_shapes=({0: torch.export.Dim("batch", min=1)},), **names)
+        program = torch.onnx.export(
+            net,
+            (example,),
+            dynamo=True,
+            verbose=False,
+            dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
+            **names,
+        )
         write_atomic(path, lambda tmp: program.save(tmp))
         return "torch.onnx.export(dynamo=True)"
     except Exception as e:  # an operator the dynamo exporter cannot translate
         reason = " ".join(str(e).split())[:300]
         log(f"warning: the dynamo ONNX exporter failed ({type(e).__name__}: {reason}); using dynamo=False")
-        write_atomic(path, lambda tmp: torch.onnx.export(net, (example,), tmp, dynamo=False,
-                                                         dynamic_axes={"pixels": {0: "batch"}, "logits": {0: "batch"}},
-                                                         **names))
+        write_atomic(
+            path,
+            lambda tmp: torch.onnx.export(
+                net,
+                (example,),
+                tmp,
+                dynamo=False,
+                dynamic_axes={"pixels": {0: "batch"}, "logits": {0: "batch"}},
+                **names,
+            ),
+        )
         return f"torch.onnx.export(dynamo=False), after the dynamo exporter failed: {type(e).__name__}: {reason}"
 
 
@@ -140,8 +177,11 @@ def jit_deprecation_quiet():
 
 
 def export_safetensors(net: PixelsToLogits, example: torch.Tensor, path: Path, log) -> str:
-    save_weights(path, net.classifier, metadata={"format": "headstart Classifier state dict",
-                                                 "input": "normalised pixels; see preprocessing.json"})
+    save_weights(
+        path,
+        net.classifier,
+        metadata={"format": "headstart Classifier state dict", "input": "normalised pixels; see preprocessing.json"},
+    )
     return "safetensors.torch.save_file"
 
 

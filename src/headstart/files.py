@@ -1,4 +1,5 @@
 """Files written atomically: a crash never leaves a half-written file under its final name."""
+
 from __future__ import annotations
 
 import csv
@@ -46,12 +47,14 @@ def link_atomic(source: Path, destination: Path) -> None:
     """`destination` becomes a second name of `source`'s file (a hard link: no second copy on disk),
     or a copy where the file system has no hard links. Replacing `source` later (write_atomic
     renames a new file onto it) leaves `destination` as it was."""
+
     def link(tmp: str) -> None:
         os.unlink(tmp)
         try:
             os.link(source, tmp)
         except OSError:
             shutil.copyfile(source, tmp)
+
     write_atomic(destination, link)
 
 
@@ -60,6 +63,7 @@ def write_json(path: Path, data: Any) -> None:
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(data, f, indent=2, default=str)
             f.write("\n")
+
     write_atomic(path, write)
 
 
@@ -67,6 +71,7 @@ def write_text(path: Path, text: str) -> None:
     def write(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
+
     write_atomic(path, write)
 
 

@@ -6,6 +6,7 @@ backbone's own class names (for ImageNet-1k: torchvision's or timm's), any WordN
 ImageNet-1k class (timm ships the lemma list: "tabby, tabby cat"), or its synset id ("n02123045").
 A name that fits two source classes ("crane": the bird and the machine) is ambiguous and left alone.
 """
+
 from __future__ import annotations
 
 import re
@@ -59,8 +60,15 @@ def match_source_classes(classes: list[str], source_classes: list[str]) -> list[
         index, how = table.get(normalise(name), (None, "no match"))
         if how != "no match" and index is None:
             how = "ambiguous"
-        rows.append({"class": name, "row": row, "source_index": index, "matched_by": how,
-                     "source_class": source_classes[index] if index is not None else None})
+        rows.append(
+            {
+                "class": name,
+                "row": row,
+                "source_index": index,
+                "matched_by": how,
+                "source_class": source_classes[index] if index is not None else None,
+            }
+        )
     return rows
 
 
@@ -72,22 +80,30 @@ def init_head(head: nn.Module, backbone: Backbone, classes: list[str], mode: str
     source = backbone.source_head
     linear = head[-1] if isinstance(head, nn.Sequential) else head
     if source is None or not backbone.source_classes:
-        raise UserError(f"head_init=source needs a backbone that came with its pretraining head and class names; "
-                        f"{backbone.name} has none here: use head_init=xavier")
+        raise UserError(
+            f"head_init=source needs a backbone that came with its pretraining head and class names; "
+            f"{backbone.name} has none here: use head_init=xavier"
+        )
     if source.in_features != linear.in_features:
-        raise UserError(f"head_init=source: {backbone.name}'s pretraining head takes {source.in_features} features, "
-                        f"the new head {linear.in_features}; use head_init=xavier")
+        raise UserError(
+            f"head_init=source: {backbone.name}'s pretraining head takes {source.in_features} features, "
+            f"the new head {linear.in_features}; use head_init=xavier"
+        )
     matches = match_source_classes(classes, backbone.source_classes)
     with torch.no_grad():
         for m in matches:
             if m["source_index"] is not None:
                 linear.weight[m["row"]] = source.weight[m["source_index"]]
                 linear.bias[m["row"]] = source.bias[m["source_index"]] if source.bias is not None else 0.0
-    copied = [f"{m['class']} <- {m['source_class']} ({m['matched_by']})" for m in matches if m["source_index"] is not None]
+    copied = [
+        f"{m['class']} <- {m['source_class']} ({m['matched_by']})" for m in matches if m["source_index"] is not None
+    ]
     if copied:
         rest = "; the rest Xavier" if len(copied) < len(classes) else ""
         log(f"head init: {len(copied)} of {len(classes)} rows from the source head: {'; '.join(copied)}{rest}")
     else:
-        log(f"warning: head_init=source: no class name matches a class of {backbone.name}'s pretraining head; "
-            f"every row stays Xavier")
+        log(
+            f"warning: head_init=source: no class name matches a class of {backbone.name}'s pretraining head; "
+            f"every row stays Xavier"
+        )
     return matches

@@ -1,4 +1,5 @@
 """Use a finished run: reload its model, evaluate it on a split or a folder, predict files."""
+
 from __future__ import annotations
 
 import json
@@ -51,7 +52,9 @@ class LoadedRun:
         computed as the run computed its final metrics: in its precision (see `forward`) and with
         its batch size."""
         feed = self.feed(inputs)
-        loader = feed.loader(samples, {c: i for i, c in enumerate(self.classes)}, self.record["config"]["batch_size"], 0)
+        loader = feed.loader(
+            samples, {c: i for i, c in enumerate(self.classes)}, self.record["config"]["batch_size"], 0
+        )
         return torch.cat([self.forward(x, precision, feed.prepare) for x, _ in loader])
 
     @torch.no_grad()
@@ -81,7 +84,9 @@ class LoadedRun:
     def top_classes(self, probabilities: torch.Tensor, k: int) -> list[dict]:
         """The k most probable classes of one sample's probabilities, most probable first."""
         top = probabilities.topk(min(k, len(self.classes)))
-        return [{"label": self.classes[int(i)], "probability": round(float(p), 6)} for p, i in zip(top.values, top.indices)]
+        return [
+            {"label": self.classes[int(i)], "probability": round(float(p), 6)} for p, i in zip(top.values, top.indices)
+        ]
 
 
 def load_run(run_dir: str | Path, checkpoint: str = "model") -> LoadedRun:
@@ -89,11 +94,16 @@ def load_run(run_dir: str | Path, checkpoint: str = "model") -> LoadedRun:
     run_dir = Path(run_dir)
     config_path, weights_path = run_dir / run_folder.CONFIG, run_folder.checkpoint_path(run_dir, checkpoint)
     if not config_path.is_file() or not weights_path.is_file():
-        raise UserError(f"{run_dir} is not a finished headstart run (needs {run_folder.CONFIG} and {weights_path.name})")
+        raise UserError(
+            f"{run_dir} is not a finished headstart run (needs {run_folder.CONFIG} and {weights_path.name})"
+        )
     record = json.loads(config_path.read_text())
     prep = preprocessing_from_dict(record["preprocessing"])
-    tokenizer = load_tokenizer(str(run_dir / run_folder.TOKENIZER), f"the run {run_dir}") \
-        if isinstance(prep, TextPreprocessing) else None
+    tokenizer = (
+        load_tokenizer(str(run_dir / run_folder.TOKENIZER), f"the run {run_dir}")
+        if isinstance(prep, TextPreprocessing)
+        else None
+    )
     return LoadedRun(run_dir, build_classifier(record, weights_path), record["classes"], prep, record, tokenizer)
 
 
@@ -102,7 +112,9 @@ def build_classifier(record: dict, weights_path: str | Path) -> Classifier:
     b = record["backbone"]
     # the architecture only: every weight comes from the file
     backbone = create_backbone(b["name"], pretrained=False, arch_config=b.get("arch_config") or None)
-    model = Classifier(backbone, len(record["classes"]), record["config"]["dropout"]).to(memory_format=torch.channels_last)
+    model = Classifier(backbone, len(record["classes"]), record["config"]["dropout"]).to(
+        memory_format=torch.channels_last
+    )
     lora = record.get("strategy", {}).get("lora")
     if lora and holds_adapters(weights_path):  # unmerged: best/last, or a run with lora_merge=false
         model.add_adapters(lora["rank"], lora["alpha"], 0.0, lora["targets"])
@@ -132,7 +144,9 @@ def evaluate_run(run_dir: str | Path, data: str | None = None) -> dict:
     parts = {"val": splits.val, "test": splits.test} if data is None else {"all": splits.all_samples()}
     unknown = sorted({s.label for s in splits.all_samples()} - set(run.classes))
     if unknown:
-        raise UserError(f"label {unknown[0]!r} in {data or 'the data'} is not one of the run's classes: {', '.join(run.classes)}")
+        raise UserError(
+            f"label {unknown[0]!r} in {data or 'the data'} is not one of the run's classes: {', '.join(run.classes)}"
+        )
     result: dict = {"data": str(data or run.record["config"]["data"]), "skipped": skipped}
     for name, samples in parts.items():
         samples = [s for s in samples if s.path in inputs]

@@ -1,4 +1,5 @@
 """The classifier headstart trains: a pretrained body and a new head for the user's classes."""
+
 from __future__ import annotations
 
 import torch

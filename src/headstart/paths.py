@@ -1,4 +1,5 @@
 """Where headstart keeps what it can rebuild: materialised data sets and feature caches."""
+
 from __future__ import annotations
 
 import os

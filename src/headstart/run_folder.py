@@ -17,6 +17,7 @@ A finished run holds each distinct set of weights once: metrics.json's "checkpoi
 of the best and of the last epoch (model.safetensors when it is the run's model). Folders written
 before it had all three files, and no such record; `checkpoint_path` reads both.
 """
+
 from __future__ import annotations
 
 import json
@@ -109,10 +110,15 @@ def write_results(run_dir: Path, metrics: dict, history: list[dict], model_sourc
     holds the same epoch. Not lean: both epoch files stay (what resuming the run again needs)."""
     same_epoch = metrics["best_epoch"] == len(history)
     other = "last" if model_source == "best" else "best"
-    names = {model_source: MODEL, other: MODEL if same_epoch else CHECKPOINT_FILES[other]} if lean \
+    names = (
+        {model_source: MODEL, other: MODEL if same_epoch else CHECKPOINT_FILES[other]}
+        if lean
         else {"best": BEST, "last": LAST}
+    )
     write_json(run_dir / METRICS, {**metrics, "checkpoints": names})
-    write_text(run_dir / HISTORY_CSV, rows_to_csv(list(history[0]), [list(h.values()) for h in history]) if history else "")
+    write_text(
+        run_dir / HISTORY_CSV, rows_to_csv(list(history[0]), [list(h.values()) for h in history]) if history else ""
+    )
     for name in (BEST, LAST):
         if name not in names.values():
             (run_dir / name).unlink(missing_ok=True)
@@ -122,11 +128,17 @@ def remove_resume_state(run_dir: Path) -> None:
     (run_dir / RESUME).unlink(missing_ok=True)
 
 
-def write_predictions(run_dir: Path, samples, logits: torch.Tensor, classes: list[str], texts: dict | None = None) -> None:
+def write_predictions(
+    run_dir: Path, samples, logits: torch.Tensor, classes: list[str], texts: dict | None = None
+) -> None:
     """One row per test sample: where it is, its label, the predicted class and its probability (and, for texts,
     the text)."""
     probs = logits.softmax(1)
-    rows = [[s.path, s.label, classes[int(p.argmax())], f"{float(p.max()):.4f}"] + ([texts[s.path]] if texts else [])
-            for s, p in zip(samples, probs)]
-    write_text(run_dir / PREDICTIONS,
-               rows_to_csv(["path", "label", "predicted", "probability"] + (["text"] if texts else []), rows))
+    rows = [
+        [s.path, s.label, classes[int(p.argmax())], f"{float(p.max()):.4f}"] + ([texts[s.path]] if texts else [])
+        for s, p in zip(samples, probs)
+    ]
+    write_text(
+        run_dir / PREDICTIONS,
+        rows_to_csv(["path", "label", "predicted", "probability"] + (["text"] if texts else []), rows),
+    )

@@ -2,6 +2,7 @@
 (cosine similarity of the backbone's features above a threshold), and what each copy means:
 a spare copy in the same class and split, copies whose labels conflict, or a leak of a held-out
 item into another split."""
+
 from __future__ import annotations
 
 import hashlib
@@ -30,7 +31,7 @@ def near_pairs(features: np.ndarray, threshold: float, block: int = 2048) -> lis
     x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
     pairs = []
     for start in range(0, len(x), block):
-        sims = x[start:start + block] @ x.T
+        sims = x[start : start + block] @ x.T
         rows, cols = np.nonzero(sims > threshold)
         for r, c in zip(rows, cols):
             i = start + int(r)
@@ -57,8 +58,9 @@ def components(n: int, pairs) -> list[list[int]]:
     return [sorted(g) for g in groups.values() if len(g) > 1]
 
 
-def duplicate_flags(samples, splits: list[str], hashes: list[str], near: list[tuple[int, int, float]]
-                    ) -> tuple[list[Flag], list[dict]]:
+def duplicate_flags(
+    samples, splits: list[str], hashes: list[str], near: list[tuple[int, int, float]]
+) -> tuple[list[Flag], list[dict]]:
     """Flags for the copies to drop, and every group for the report. In a group of one label, the
     copy in the most held-out split is kept (test, then val, then train; then the first path) and
     the others are leaks (in another split) or duplicates (same split). A group whose copies carry
@@ -72,15 +74,32 @@ def duplicate_flags(samples, splits: list[str], hashes: list[str], near: list[tu
     for members in components(len(samples), exact + [(i, j) for i, j, _ in near]):
         labels = sorted({samples[i].label for i in members})
         keep = min(members, key=lambda i: (HELD_OUT_ORDER[splits[i]], samples[i].path))
-        group = {"members": [{"path": samples[i].path, "label": samples[i].label, "split": splits[i],
-                              "exact": hashes[i] == hashes[keep]} for i in members],
-                 "kind": "conflicting_labels" if len(labels) > 1 else "copies", "kept": None}
+        group = {
+            "members": [
+                {
+                    "path": samples[i].path,
+                    "label": samples[i].label,
+                    "split": splits[i],
+                    "exact": hashes[i] == hashes[keep],
+                }
+                for i in members
+            ],
+            "kind": "conflicting_labels" if len(labels) > 1 else "copies",
+            "kept": None,
+        }
         if len(labels) > 1:
             names = ", ".join(f"{samples[i].path} ({samples[i].label}, {splits[i]})" for i in members)
             for i in members:
-                flags.append(Flag(samples[i].path, "conflicting_labels", f"{len(members)} copies with labels "
-                                  f"{' / '.join(labels)}: {names}", samples[i].label, splits[i],
-                                  score=pair_score(similarity, i, members, hashes)))
+                flags.append(
+                    Flag(
+                        samples[i].path,
+                        "conflicting_labels",
+                        f"{len(members)} copies with labels {' / '.join(labels)}: {names}",
+                        samples[i].label,
+                        splits[i],
+                        score=pair_score(similarity, i, members, hashes),
+                    )
+                )
         else:
             group["kept"] = samples[keep].path
             for i in members:
@@ -93,8 +112,16 @@ def duplicate_flags(samples, splits: list[str], hashes: list[str], near: list[tu
                 else:
                     reason = "duplicate" if hashes[i] == hashes[keep] else "near_duplicate"
                     details = f"{how} {samples[keep].path} (kept)"
-                flags.append(Flag(samples[i].path, reason, details, samples[i].label, splits[i],
-                                  score=pair_score(similarity, i, members, hashes)))
+                flags.append(
+                    Flag(
+                        samples[i].path,
+                        reason,
+                        details,
+                        samples[i].label,
+                        splits[i],
+                        score=pair_score(similarity, i, members, hashes),
+                    )
+                )
         groups.append(group)
     return flags, groups
 

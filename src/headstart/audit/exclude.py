@@ -3,6 +3,7 @@
 The split is made first, on everything as listed, and the excluded items are then removed from it,
 so the rest keep the split they had in the audit (and a leak's held-out copy stays held out).
 Names are compared as absolute paths (texts: FILE:line N with FILE absolute)."""
+
 from __future__ import annotations
 
 import csv
@@ -28,7 +29,9 @@ def read_exclusions(audit_dir, data) -> dict[str, str]:
     """{normalised name: why} for every row of the audit's flagged.csv with excluded=yes."""
     audit_dir = Path(audit_dir)
     if not (audit_dir / FLAGGED).is_file() or not (audit_dir / RECORD).is_file():
-        raise UserError(f"{audit_dir} is not an audit folder (no {FLAGGED} and {RECORD}); make one with: headstart audit DATA")
+        raise UserError(
+            f"{audit_dir} is not an audit folder (no {FLAGGED} and {RECORD}); make one with: headstart audit DATA"
+        )
     try:
         record = json.loads((audit_dir / RECORD).read_text())
     except ValueError as e:
@@ -46,7 +49,9 @@ def read_exclusions(audit_dir, data) -> dict[str, str]:
                 raise UserError(f"{audit_dir / FLAGGED} line {line}: excluded is {row['excluded']!r}; use yes or no")
             if value == "yes":
                 reasons.setdefault(normal_name(row["path"]), []).append(row["reason"])
-    return {name: f"excluded by the audit {audit_dir} ({', '.join(dict.fromkeys(why))})" for name, why in reasons.items()}
+    return {
+        name: f"excluded by the audit {audit_dir} ({', '.join(dict.fromkeys(why))})" for name, why in reasons.items()
+    }
 
 
 def audit_filter(audit_dir, data):
@@ -71,11 +76,16 @@ def exclude_flagged(splits, why: dict[str, str], audit_dir, log) -> int:
                 kept.append(s)
         setattr(splits, name, kept)
     missing = len(why) - removed
-    splits.notes.append(f"{removed} items excluded by the audit {audit_dir}" +
-                        (f"; the other {missing} it excludes were not usable items here (unreadable files, bad rows)" if missing else ""))
+    splits.notes.append(
+        f"{removed} items excluded by the audit {audit_dir}"
+        + (
+            f"; the other {missing} it excludes were not usable items here (unreadable files, bad rows)"
+            if missing
+            else ""
+        )
+    )
     log(f"audit {audit_dir}: {splits.notes[-1]}")
     left = sorted(set(splits.classes) - {s.label for s in splits.train})
     if left:
         raise UserError(f"after excluding the audit's items no training item is left for class {left[0]!r}")
     return removed
-

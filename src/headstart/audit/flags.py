@@ -1,4 +1,5 @@
 """One flagged item: what it is, why, and whether `train --exclude-audit` leaves it out."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass

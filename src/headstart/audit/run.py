@@ -1,5 +1,6 @@
 """`audit(data, ...)`: check a labeled image folder, manifest or text table before training, and
 write the audit folder: audit.html, flagged.csv, audit.json and clean.csv."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,14 +20,22 @@ from .files import image_shape_flags, skipped_flags
 from .flags import Flag
 from .labels import label_issue_flags, out_of_sample_probabilities, tfidf_probabilities
 
-FILTERS = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given",
-           "low_normalized_margin", "low_self_confidence")
+FILTERS = (
+    "prune_by_noise_rate",
+    "prune_by_class",
+    "both",
+    "confident_learning",
+    "predicted_neq_given",
+    "low_normalized_margin",
+    "low_self_confidence",
+)
 TEXT_SUFFIXES = (".tsv", ".tab", ".jsonl", ".ndjson", ".json", ".parquet")
 
 
 @dataclass
 class AuditSettings:
     """What the audit checks and how; the data, backbone and split settings are TrainConfig keys."""
+
     near_threshold: float | None = None  # centred cosine above which two items are near copies; None: by kind
     folds: int = 5  # K of the K-fold probes
     # the probe's inverse regularisation (scikit-learn's C) on standardised features; measured on ELPV
@@ -60,15 +69,21 @@ def split_settings(settings: dict) -> tuple[dict, AuditSettings]:
 
 
 def check_settings(values: dict) -> AuditSettings:
-    from ..config import _coerce
     from typing import get_type_hints
+
+    from ..config import _coerce
 
     hints = get_type_hints(AuditSettings)
     s = AuditSettings(**{k: _coerce(k, v, hints[k]) for k, v in values.items()})
     if s.filter_by not in FILTERS:
         raise UserError(f"filter_by must be one of {', '.join(FILTERS)}, got {s.filter_by!r}")
-    for key, ok in (("near_threshold", s.near_threshold is None or 0 < s.near_threshold <= 1), ("folds", s.folds >= 2),
-                    ("probe_c", s.probe_c > 0), ("tiny_class", s.tiny_class >= 0), ("thumbnails", s.thumbnails >= 0)):
+    for key, ok in (
+        ("near_threshold", s.near_threshold is None or 0 < s.near_threshold <= 1),
+        ("folds", s.folds >= 2),
+        ("probe_c", s.probe_c > 0),
+        ("tiny_class", s.tiny_class >= 0),
+        ("thumbnails", s.thumbnails >= 0),
+    ):
         if not ok:
             raise UserError(f"audit setting {key!r} is out of range: {getattr(s, key)!r}")
     return s
@@ -109,17 +124,22 @@ def audit(data, backbone: str | None = None, out=None, log=print, **settings) ->
     if not data or not Path(data).exists():
         raise UserError(f"data not found: {data}")
     train_values, s = split_settings(settings)
-    config = config_from_dict({**train_values, "data": str(data), "backbone": backbone or default_backbone(str(data)),
-                               "strategy": "head"})
+    config = config_from_dict(
+        {**train_values, "data": str(data), "backbone": backbone or default_backbone(str(data)), "strategy": "head"}
+    )
     out = Path(out) if out else default_out()
     net = create_backbone(config.backbone)
     config = config.with_kind_defaults(net.modality)
     kind = kind_of(net)
     prep = kind.preprocessing(net, config)
-    splits, feed = kind.load(config, net, prep, log=lambda line: None if line.startswith("warning: skipped") else log(line))
+    splits, feed = kind.load(
+        config, net, prep, log=lambda line: None if line.startswith("warning: skipped") else log(line)
+    )
     samples, splits_list = splits.all_samples(), splits.split_names()
-    log(f"audit of {data}: {len(samples)} {net.modality}s in {len(splits.classes)} classes, "
-        f"{len(splits.skipped)} unusable, backbone {config.backbone}")
+    log(
+        f"audit of {data}: {len(samples)} {net.modality}s in {len(splits.classes)} classes, "
+        f"{len(splits.skipped)} unusable, backbone {config.backbone}"
+    )
     lap("load")
 
     flags = skipped_flags(splits.skipped)
@@ -147,30 +167,55 @@ def audit(data, backbone: str | None = None, out=None, log=print, **settings) ->
         labels = np.array([splits.classes.index(x.label) for x in samples])
         probabilities = out_of_sample_probabilities(features, labels, s.folds, config.seed, s.probe_c)
         if texts and s.text_tfidf:
-            probabilities = (probabilities + tfidf_probabilities([texts[x.path] for x in samples], labels, s.folds,
-                                                                 config.seed)) / 2
+            probabilities = (
+                probabilities + tfidf_probabilities([texts[x.path] for x in samples], labels, s.folds, config.seed)
+            ) / 2
         issue_flags, scores = label_issue_flags(samples, splits_list, splits.classes, probabilities, s.filter_by)
         flags += issue_flags
         quality = {x.path: float(q) for x, q in zip(samples, scores)}
-        probe = {"out_of_sample_accuracy": float((probabilities.argmax(1) == labels).mean()), "folds": s.folds,
-                 "C": s.probe_c, "filter_by": s.filter_by, "tfidf": bool(texts and s.text_tfidf), "issues": len(issue_flags)}
+        probe = {
+            "out_of_sample_accuracy": float((probabilities.argmax(1) == labels).mean()),
+            "folds": s.folds,
+            "C": s.probe_c,
+            "filter_by": s.filter_by,
+            "tfidf": bool(texts and s.text_tfidf),
+            "issues": len(issue_flags),
+        }
     lap("label issues")
 
     excluded = {f.path for f in flags if f.excluded}
     balance = class_balance(splits)
     record = {
-        "data": os.path.abspath(str(data)), "backbone": config.backbone, "kind": net.modality,
+        "data": os.path.abspath(str(data)),
+        "backbone": config.backbone,
+        "kind": net.modality,
         "created": datetime.now().isoformat(timespec="seconds"),
-        "settings": {**dataclasses.asdict(s), "near_threshold": threshold,
-                     "split": {"val_fraction": config.val_fraction, "test_fraction": config.test_fraction,
-                               "seed": config.data_split_seed(), "source": splits.split_source},
-                     "image_size": getattr(prep, "input_size", None), "max_length": getattr(prep, "max_length", None)},
-        "counts": {"items": len(samples) + len(splits.skipped), "usable": len(samples),
-                   "flagged_items": len({f.path for f in flags}), "excluded_items": len(excluded),
-                   "kept_items": sum(x.path not in excluded for x in samples),
-                   "by_reason": reason_counts(flags)},
-        "classes": balance, "warnings": balance_warnings(balance, s.tiny_class), "files": file_summary,
-        "duplicate_groups": groups, "label_probe": probe, "notes": splits.notes,
+        "settings": {
+            **dataclasses.asdict(s),
+            "near_threshold": threshold,
+            "split": {
+                "val_fraction": config.val_fraction,
+                "test_fraction": config.test_fraction,
+                "seed": config.data_split_seed(),
+                "source": splits.split_source,
+            },
+            "image_size": getattr(prep, "input_size", None),
+            "max_length": getattr(prep, "max_length", None),
+        },
+        "counts": {
+            "items": len(samples) + len(splits.skipped),
+            "usable": len(samples),
+            "flagged_items": len({f.path for f in flags}),
+            "excluded_items": len(excluded),
+            "kept_items": sum(x.path not in excluded for x in samples),
+            "by_reason": reason_counts(flags),
+        },
+        "classes": balance,
+        "warnings": balance_warnings(balance, s.tiny_class),
+        "files": file_summary,
+        "duplicate_groups": groups,
+        "label_probe": probe,
+        "notes": splits.notes,
     }
     out.mkdir(parents=True, exist_ok=True)
     from .outputs import write_outputs
@@ -195,9 +240,13 @@ def class_balance(splits) -> dict:
 
 
 def balance_warnings(balance: dict, tiny: int) -> list[str]:
-    warnings = [f"class {c!r} has only {v['total']} items (fewer than {tiny})" for c, v in balance.items() if v["total"] < tiny]
+    warnings = [
+        f"class {c!r} has only {v['total']} items (fewer than {tiny})" for c, v in balance.items() if v["total"] < tiny
+    ]
     totals = [v["total"] for v in balance.values()]
     if totals and min(totals) and max(totals) / min(totals) >= 10:
-        warnings.append(f"classes are imbalanced: the largest has {max(totals)} items, the smallest {min(totals)} "
-                        f"({max(totals) / min(totals):.0f}x)")
+        warnings.append(
+            f"classes are imbalanced: the largest has {max(totals)} items, the smallest {min(totals)} "
+            f"({max(totals) / min(totals):.0f}x)"
+        )
     return warnings

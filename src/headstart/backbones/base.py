@@ -1,4 +1,5 @@
 """What every backbone provides: a body cut into ordered layer groups, its preprocessing, its width."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -33,7 +34,13 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Preprocessing":
-        return cls(tuple(d["mean"]), tuple(d["std"]), int(d["input_size"]), int(d["resize_size"]), d.get("interpolation", "bilinear"))
+        return cls(
+            tuple(d["mean"]),
+            tuple(d["std"]),
+            int(d["input_size"]),
+            int(d["resize_size"]),
+            d.get("interpolation", "bilinear"),
+        )
 
 
 @dataclass(frozen=True)
@@ -79,12 +86,15 @@ def check_group_names(names: Sequence[str], label: str = "a backbone") -> None:
         if not isinstance(name, str) or not name or "." in name:
             raise RuntimeError(f"headstart bug cutting {label}: layer group name {name!r} is not a plain name")
         if name in RESERVED_GROUP_NAMES:
-            raise RuntimeError(f"headstart bug cutting {label}: its body has a layer group named {name!r}, a name "
-                               f"reserved for the classifier's own groups ({', '.join(RESERVED_GROUP_NAMES)}); "
-                               f"groups: {', '.join(names)}")
+            raise RuntimeError(
+                f"headstart bug cutting {label}: its body has a layer group named {name!r}, a name "
+                f"reserved for the classifier's own groups ({', '.join(RESERVED_GROUP_NAMES)}); "
+                f"groups: {', '.join(names)}"
+            )
         if name in seen:
-            raise RuntimeError(f"headstart bug cutting {label}: two layer groups are named {name!r}; "
-                               f"groups: {', '.join(names)}")
+            raise RuntimeError(
+                f"headstart bug cutting {label}: two layer groups are named {name!r}; groups: {', '.join(names)}"
+            )
         seen.add(name)
 
 
@@ -127,7 +137,7 @@ class GroupedBody(nn.Module):
             if any(k.startswith(new) for k in state_dict):
                 continue
             for key in [k for k in state_dict if k.startswith(old)]:
-                state_dict[new + key[len(old):]] = state_dict.pop(key)
+                state_dict[new + key[len(old) :]] = state_dict.pop(key)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 

@@ -7,6 +7,7 @@ registers the pieces it owns and calls the network's code, holding the network i
 `check_partition` then proves that every parameter and buffer of the network lands in exactly one
 group, or in the pretrained classifier kept aside.
 """
+
 from __future__ import annotations
 
 import functools
@@ -27,7 +28,9 @@ class Part(nn.Module):
     Part pickles.
     """
 
-    def __init__(self, owner: nn.Module, members: dict[str, str], fn: Callable[[nn.Module, torch.Tensor], torch.Tensor]):
+    def __init__(
+        self, owner: nn.Module, members: dict[str, str], fn: Callable[[nn.Module, torch.Tensor], torch.Tensor]
+    ):
         super().__init__()
         object.__setattr__(self, "_owner", owner)  # not a sub-module: the owner holds every group
         self._fn = fn
@@ -110,7 +113,9 @@ def members_of(paths: Iterable[str], root: nn.Module | None = None) -> dict[str,
     return out
 
 
-def leftover_members(owner: nn.Module, taken: Sequence[nn.Module], skip: Sequence[nn.Module | None] = ()) -> dict[str, str]:
+def leftover_members(
+    owner: nn.Module, taken: Sequence[nn.Module], skip: Sequence[nn.Module | None] = ()
+) -> dict[str, str]:
     """Everything in `owner` (sub-modules, parameters, buffers) that no module in `taken` holds, leaving out `skip`.
 
     Whole sub-modules are returned where none of their descendants is taken or skipped; otherwise the
@@ -139,14 +144,18 @@ def leftover_members(owner: nn.Module, taken: Sequence[nn.Module], skip: Sequenc
     return out
 
 
-def check_partition(network: nn.Module, groups: dict[str, nn.Module], source_head: nn.Module | None, label: str) -> None:
+def check_partition(
+    network: nn.Module, groups: dict[str, nn.Module], source_head: nn.Module | None, label: str
+) -> None:
     """Every parameter and buffer of `network` is in exactly one group, or in the source head; nothing else is.
 
     A failure is a bug in headstart's cut of this architecture, not a user mistake.
     """
     seen: dict[int, str] = {}
     for gname, group in groups.items():
-        for name, t in list(group.named_parameters(remove_duplicate=False)) + list(group.named_buffers(remove_duplicate=False)):
+        for name, t in list(group.named_parameters(remove_duplicate=False)) + list(
+            group.named_buffers(remove_duplicate=False)
+        ):
             if id(t) in seen:
                 raise RuntimeError(f"headstart bug cutting {label}: tensor {gname}.{name} is also in {seen[id(t)]}")
             seen[id(t)] = f"{gname}.{name}"
@@ -159,7 +168,9 @@ def check_partition(network: nn.Module, groups: dict[str, nn.Module], source_hea
         raise RuntimeError(f"headstart bug cutting {label}: no group holds {', '.join(missing[:5])}")
     foreign = [n for i, n in seen.items() if i not in net_tensors]
     if foreign:
-        raise RuntimeError(f"headstart bug cutting {label}: groups hold tensors not in the network: {', '.join(foreign[:5])}")
+        raise RuntimeError(
+            f"headstart bug cutting {label}: groups hold tensors not in the network: {', '.join(foreign[:5])}"
+        )
 
 
 @torch.no_grad()
@@ -170,9 +181,14 @@ def output_reductions(modules: Sequence[nn.Module], probe_size: int = 64, in_cha
         for mod in modules:
             mod.eval()
         param = next((p for mod in modules for p in mod.parameters()), None)
-        x = torch.zeros(1, in_chans, probe_size, probe_size,
-                        dtype=param.dtype if param is not None else torch.float32,
-                        device=param.device if param is not None else "cpu")
+        x = torch.zeros(
+            1,
+            in_chans,
+            probe_size,
+            probe_size,
+            dtype=param.dtype if param is not None else torch.float32,
+            device=param.device if param is not None else "cpu",
+        )
         out = []
         for mod in modules:
             x = mod(x)
@@ -195,11 +211,12 @@ def split_by_reduction(modules: Sequence[nn.Module], reductions: Sequence[int]) 
     return runs
 
 
-def stem_and_stages(prefix: list[nn.Module], blocks: Sequence[nn.Module], probe_size: int = 64,
-                    in_chans: int = 3) -> dict[str, nn.Module]:
+def stem_and_stages(
+    prefix: list[nn.Module], blocks: Sequence[nn.Module], probe_size: int = 64, in_chans: int = 3
+) -> dict[str, nn.Module]:
     """`prefix` (the stem) followed by `blocks`, grouped by resolution: modules up to stride 2 join the stem,
     then one group per further resolution: stage1 (/4), stage2 (/8), ..."""
-    reductions = output_reductions(list(prefix) + list(blocks), probe_size, in_chans)[len(prefix):]
+    reductions = output_reductions(list(prefix) + list(blocks), probe_size, in_chans)[len(prefix) :]
     stem = list(prefix)
     rest_blocks, rest_red = [], []
     for b, r in zip(blocks, reductions):
@@ -258,6 +275,7 @@ def resize_for_crop(input_size: int, crop_pct: float | None) -> int:
 
 
 # ---- ImageNet class names --------------------------------------------------------------------------
+
 
 @functools.lru_cache(maxsize=1)
 def imagenet_classes() -> list[str]:

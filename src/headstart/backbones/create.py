@@ -1,4 +1,5 @@
 """Backbones by name: the registered ones, and `timm:`, `torchvision:` and `hf:` names through the adapters."""
+
 from __future__ import annotations
 
 import os

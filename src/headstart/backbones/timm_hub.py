@@ -14,6 +14,7 @@ MobileNetV4), ConvNeXt, VisionTransformer. Groups:
 The last group always ends with the model's own `forward_head(x, pre_logits=True)`, so it pools the way
 the model was built to (avg / token / map) and its output is what the pretrained classifier reads.
 """
+
 from __future__ import annotations
 
 import functools
@@ -24,14 +25,24 @@ from torch import nn
 
 from ..errors import UserError
 from .base import Backbone, BackboneSpec, GroupedBody, Preprocessing
-from .chains import (Part, check_partition, imagenet_classes, interpolation_name, leftover_members, members_of,
-                     one_line, resize_for_crop, stem_and_stages)
+from .chains import (
+    Part,
+    check_partition,
+    imagenet_classes,
+    interpolation_name,
+    leftover_members,
+    members_of,
+    one_line,
+    resize_for_crop,
+    stem_and_stages,
+)
 from .registry import register_adapter
 
 SUPPORTED = "ResNet, EfficientNet (incl. MobileNetV2/MNASNet/TinyNet), MobileNetV3/V4, ConvNeXt, VisionTransformer"
 
 
 # ---- cutting -----------------------------------------------------------------------------------------
+
 
 def _get(owner: nn.Module, path: str):
     for name in path.split("."):
@@ -52,7 +63,9 @@ def _vit_embed(owner: nn.Module, x):
     return owner.norm_pre(x)
 
 
-def _last_group(model: nn.Module, earlier: list[nn.Module], tail: tuple[str, ...], classifier: nn.Module | None) -> Part:
+def _last_group(
+    model: nn.Module, earlier: list[nn.Module], tail: tuple[str, ...], classifier: nn.Module | None
+) -> Part:
     """The final group: `tail` modules then `model.forward_head(x, pre_logits=True)`, owning everything
     not in the earlier groups except the classifier."""
     members = leftover_members(model, earlier, skip=[classifier])
@@ -69,16 +82,23 @@ def family_of(model: nn.Module) -> str | None:
     from timm.models.vision_transformer import VisionTransformer
 
     # exact classes: subclasses (e.g. distilled ViTs) run different code
-    return {ResNet: "resnet", EfficientNet: "efficientnet", MobileNetV3: "mobilenetv3", ConvNeXt: "convnext",
-            VisionTransformer: "vit"}.get(type(model))
+    return {
+        ResNet: "resnet",
+        EfficientNet: "efficientnet",
+        MobileNetV3: "mobilenetv3",
+        ConvNeXt: "convnext",
+        VisionTransformer: "vit",
+    }.get(type(model))
 
 
 def cut_timm_model(model: nn.Module, label: str) -> tuple[dict[str, nn.Module], nn.Linear | None, int]:
     """(groups, pretrained classifier or None, width) for a timm model of a supported family."""
     family = family_of(model)
     if family is None:
-        raise UserError(f"headstart cannot yet cut {label} ({type(model).__name__}) into layer groups; "
-                        f"supported families: {SUPPORTED}")
+        raise UserError(
+            f"headstart cannot yet cut {label} ({type(model).__name__}) into layer groups; "
+            f"supported families: {SUPPORTED}"
+        )
     classifier = model.get_classifier()
     if not isinstance(classifier, nn.Module) or isinstance(classifier, nn.Identity):
         classifier = None
@@ -92,8 +112,7 @@ def cut_timm_model(model: nn.Module, label: str) -> tuple[dict[str, nn.Module], 
         }
         groups["stage4"] = _last_group(model, list(groups.values()), ("layer4",), classifier)
     elif family in ("efficientnet", "mobilenetv3"):
-        groups = stem_and_stages([model.conv_stem, model.bn1], list(model.blocks),
-                                 in_chans=model.conv_stem.in_channels)
+        groups = stem_and_stages([model.conv_stem, model.bn1], list(model.blocks), in_chans=model.conv_stem.in_channels)
         tail = ("conv_head", "bn2") if family == "efficientnet" else ()
         # timm's name for the final 1x1 convolution (with its norm and the pooling); "head" is the new classifier's
         groups["conv_head"] = _last_group(model, list(groups.values()), tail, classifier)
@@ -119,6 +138,7 @@ def cut_timm_model(model: nn.Module, label: str) -> tuple[dict[str, nn.Module], 
 
 
 # ---- preprocessing, classes, arch config -------------------------------------------------------------
+
 
 def preprocessing_of(model: nn.Module) -> Preprocessing:
     from timm.data import resolve_model_data_config
@@ -184,6 +204,7 @@ def arch_config_of(model: nn.Module, preprocessing: Preprocessing) -> dict:
 
 # ---- the adapter -------------------------------------------------------------------------------------
 
+
 def _kind(name: str) -> str:
     prefix, sep, _ = name.partition(":")
     if sep and prefix.lower() in ("hf-hub", "hf_hub"):
@@ -205,9 +226,11 @@ def _download_errors() -> tuple[type[BaseException], ...]:
 
 
 def _download_failed(label: str, e: BaseException) -> UserError:
-    return UserError(f"could not download {label} from the Hugging Face Hub ({one_line(e)}); connect to the internet, "
-                     f"or save the model on a connected machine (timm.models.save_for_hf) and use "
-                     f"timm:local-dir:/path/to/folder")
+    return UserError(
+        f"could not download {label} from the Hugging Face Hub ({one_line(e)}); connect to the internet, "
+        f"or save the model on a connected machine (timm.models.save_for_hf) and use "
+        f"timm:local-dir:/path/to/folder"
+    )
 
 
 def _is_network_error(e: BaseException) -> bool:
@@ -255,8 +278,10 @@ def _check_family(name: str, kind: str) -> None:
             module = _model_to_module.get(arch, "?")
         except ImportError:
             module = "?"
-        raise UserError(f"headstart cannot yet cut {label} (timm {module} model {arch}) into layer groups; "
-                        f"supported families: {SUPPORTED}")
+        raise UserError(
+            f"headstart cannot yet cut {label} (timm {module} model {arch}) into layer groups; "
+            f"supported families: {SUPPORTED}"
+        )
 
 
 def _create(name: str, pretrained: bool):
@@ -267,21 +292,27 @@ def _create(name: str, pretrained: bool):
     if kind == "local":
         folder = name.partition(":")[2]
         if not os.path.isfile(os.path.join(folder, "config.json")):
-            raise UserError(f"{label}: no timm model folder at {folder} (it needs config.json and model.safetensors, "
-                            f"as written by timm.models.save_for_hf)")
+            raise UserError(
+                f"{label}: no timm model folder at {folder} (it needs config.json and model.safetensors, "
+                f"as written by timm.models.save_for_hf)"
+            )
     _check_family(name, kind)
     try:
         return timm.create_model(name, pretrained=pretrained)
     except _download_errors() as e:
         reason = one_line(e)
         if kind == "local":
-            raise UserError(f"could not load {label} ({reason}); the folder must hold timm's config.json and "
-                            f"model.safetensors, as written by timm.models.save_for_hf") from e
+            raise UserError(
+                f"could not load {label} ({reason}); the folder must hold timm's config.json and "
+                f"model.safetensors, as written by timm.models.save_for_hf"
+            ) from e
         if _is_network_error(e):
             raise _download_failed(label, e) from e
         if "No pretrained weights exist" in str(e):
-            raise UserError(f"timm has no pretrained weights for {name}; pick a tagged model "
-                            f"(timm.list_pretrained('{name.split('.')[0]}*'))") from e
+            raise UserError(
+                f"timm has no pretrained weights for {name}; pick a tagged model "
+                f"(timm.list_pretrained('{name.split('.')[0]}*'))"
+            ) from e
         raise UserError(f"could not create {label} ({reason})") from e
 
 
@@ -291,9 +322,12 @@ def build(name: str, pretrained: bool = True, arch_config: dict | None = None) -
     label = f"timm:{name}"
     if arch_config and not pretrained:
         # a run folder rebuilding its architecture: everything needed is in arch_config, no network
-        model = timm.create_model(arch_config["model_name"], pretrained=False,
-                                  pretrained_cfg=arch_config.get("pretrained_cfg") or None,
-                                  **arch_config.get("model_args", {}))
+        model = timm.create_model(
+            arch_config["model_name"],
+            pretrained=False,
+            pretrained_cfg=arch_config.get("pretrained_cfg") or None,
+            **arch_config.get("model_args", {}),
+        )
     else:
         model = _create(name, pretrained)
     groups, source_head, width = cut_timm_model(model, label)
@@ -305,7 +339,11 @@ def build(name: str, pretrained: bool = True, arch_config: dict | None = None) -
         kind = _kind(name)
         where = {"hub": "Hugging Face Hub", "local": "local folder"}.get(kind, "timm (Hugging Face Hub)")
         tag = (model.pretrained_cfg or {}).get("tag")
-        weights_source = f"timm {model.pretrained_cfg.get('architecture', name)}" + (f".{tag}" if tag else "") + f", {where} ({name})"
+        weights_source = (
+            f"timm {model.pretrained_cfg.get('architecture', name)}"
+            + (f".{tag}" if tag else "")
+            + f", {where} ({name})"
+        )
     else:
         weights_source = "random"
     return Backbone(
@@ -316,7 +354,9 @@ def build(name: str, pretrained: bool = True, arch_config: dict | None = None) -
         pretrained=pretrained,
         weights_source=weights_source,
         source_head=source_head if pretrained else None,
-        source_classes=class_names_of(model, source_head.out_features) if (pretrained and source_head is not None) else None,
+        source_classes=class_names_of(model, source_head.out_features)
+        if (pretrained and source_head is not None)
+        else None,
         arch_config=arch_config_of(model, preprocessing),
     )
 

@@ -14,6 +14,7 @@ Families and groups:
   vit_*                            embed (conv_proj, class token, pos embedding), block1..blockN, final (ln + class token)
 (lastconv: torchvision's name for that last 1x1 convolution; "head" is the new classifier's.)
 """
+
 from __future__ import annotations
 
 import functools
@@ -79,16 +80,23 @@ def cut_torchvision_model(net: nn.Module, label: str) -> tuple[dict[str, nn.Modu
         groups[last] = nn.Sequential(*groups[last], net.avgpool, c[0], c[1])
         head = c[2]
     elif isinstance(net, VisionTransformer):
-        groups = {"embed": Part(net, members_of(["conv_proj", "class_token", "encoder.pos_embedding",
-                                                 "encoder.dropout"], net), _vit_embed)}
+        groups = {
+            "embed": Part(
+                net,
+                members_of(["conv_proj", "class_token", "encoder.pos_embedding", "encoder.dropout"], net),
+                _vit_embed,
+            )
+        }
         for i, layer in enumerate(net.encoder.layers):
             groups[f"block{i + 1}"] = layer
         final = ["encoder.ln"] + (["heads.pre_logits", "heads.act"] if hasattr(net.heads, "pre_logits") else [])
         groups["final"] = Part(net, members_of(final, net), _vit_final)
         head = net.heads.head
     else:
-        raise UserError(f"headstart cannot yet cut {label} ({type(net).__name__}) into layer groups; "
-                        f"supported families: {SUPPORTED}")
+        raise UserError(
+            f"headstart cannot yet cut {label} ({type(net).__name__}) into layer groups; "
+            f"supported families: {SUPPORTED}"
+        )
     check_partition(net, groups, head, label)
     return groups, head, head.in_features
 
@@ -99,9 +107,13 @@ def preprocessing_of(weights) -> Preprocessing:
     t = weights.transforms()
     crop = t.crop_size[0] if isinstance(t.crop_size, (list, tuple)) else t.crop_size
     resize = t.resize_size[0] if isinstance(t.resize_size, (list, tuple)) else t.resize_size
-    return Preprocessing(mean=tuple(float(v) for v in t.mean), std=tuple(float(v) for v in t.std),
-                         input_size=int(crop), resize_size=int(resize),
-                         interpolation=interpolation_name(t.interpolation))
+    return Preprocessing(
+        mean=tuple(float(v) for v in t.mean),
+        std=tuple(float(v) for v in t.std),
+        input_size=int(crop),
+        resize_size=int(resize),
+        interpolation=interpolation_name(t.interpolation),
+    )
 
 
 def default_weights(name: str):
@@ -123,8 +135,10 @@ def build(name: str, pretrained: bool = True, arch_config: dict | None = None) -
     try:
         net = get_model(name, weights=weights if pretrained else None)
     except (OSError, RuntimeError, ValueError) as e:  # URLError is an OSError; a bad download a RuntimeError
-        raise UserError(f"could not download the weights for {label} ({one_line(e)}); connect to the internet, "
-                        f"or put {weights.url.rsplit('/', 1)[-1]} in {_checkpoint_dir()}") from e
+        raise UserError(
+            f"could not download the weights for {label} ({one_line(e)}); connect to the internet, "
+            f"or put {weights.url.rsplit('/', 1)[-1]} in {_checkpoint_dir()}"
+        ) from e
     groups, head, width = cut_torchvision_model(net, label)
     return Backbone(
         name=label,
@@ -165,8 +179,10 @@ def make_spec(name: str) -> BackboneSpec:
     if name not in tvm.list_models(module=tvm):
         raise UserError(f"torchvision has no classification model {name!r} (see torchvision.models.list_models())")
     if not _FAMILY_NAMES.match(name):
-        raise UserError(f"headstart cannot yet cut torchvision:{name} ({type_name(name)}) into layer groups; "
-                        f"supported families: {SUPPORTED}")
+        raise UserError(
+            f"headstart cannot yet cut torchvision:{name} ({type_name(name)}) into layer groups; "
+            f"supported families: {SUPPORTED}"
+        )
     weights = default_weights(name)
     params = weights.meta.get("num_params") if weights is not None else None
     return BackboneSpec(

@@ -3,6 +3,7 @@
 ELPV (Buerhop-Lutz, Deitsch et al.) is licensed CC BY-NC-SA 4.0, non-commercial only, so it is never
 copied into this repository; it comes from the `elpv-dataset` package and is written to a cache folder.
 """
+
 from __future__ import annotations
 
 import os
@@ -99,8 +100,10 @@ def choose_indices(probabilities: np.ndarray, per_class: int | None, seed: int) 
     if per_class is None:
         return by_class
     rng = np.random.default_rng(seed)
-    return {label: np.sort(rng.choice(indices, size=min(per_class, len(indices)), replace=False))
-            for label, indices in by_class.items()}
+    return {
+        label: np.sort(rng.choice(indices, size=min(per_class, len(indices)), replace=False))
+        for label, indices in by_class.items()
+    }
 
 
 def write_images(folder: Path, images: np.ndarray, chosen: dict[str, np.ndarray]) -> None:

@@ -1,4 +1,5 @@
 """Decoding image files into RGB, with a clear reason for every file that cannot be used."""
+
 from __future__ import annotations
 
 import io
@@ -53,8 +54,9 @@ def open_rgb(source, name) -> Image.Image:
     """The decoding both share: `source` is a path or a binary file object, `name` names it in errors."""
     if ImageFile.LOAD_TRUNCATED_IMAGES:
         # Some library switched this global on; truncated files would then load half grey, unreported.
-        raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True; headstart needs it False "
-                           "to report truncated images")
+        raise RuntimeError(
+            "PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True; headstart needs it False to report truncated images"
+        )
     try:
         with Image.open(source) as im:
             check_pixel_count(name, im)
@@ -81,8 +83,11 @@ def check_pixel_count(path, im: Image.Image) -> None:
     limit = Image.MAX_IMAGE_PIXELS
     width, height = im.size
     if limit and width * height > limit:
-        raise bad_image(path, f"image is {width}x{height} = {width * height} pixels, over PIL's limit of "
-                              f"{limit}; refused as a possible decompression bomb")
+        raise bad_image(
+            path,
+            f"image is {width}x{height} = {width * height} pixels, over PIL's limit of "
+            f"{limit}; refused as a possible decompression bomb",
+        )
 
 
 def to_rgb(im: Image.Image) -> Image.Image:
@@ -149,8 +154,9 @@ def as_tensor(im: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.array(im, dtype=np.uint8)).permute(2, 0, 1).contiguous()
 
 
-def decode_images(paths, short_side: int, workers: int | None = None
-                  ) -> tuple[dict[str, torch.Tensor], list[tuple[str, str]]]:
+def decode_images(
+    paths, short_side: int, workers: int | None = None
+) -> tuple[dict[str, torch.Tensor], list[tuple[str, str]]]:
     """Decode each image once and resize its short side to `short_side`.
 
     Returns ({path: uint8 tensor (3, H, W)} for the good files, [(path, reason)] for the bad ones),

@@ -4,6 +4,7 @@ Everything above the data layer (training, inference, audit) asks the kind of it
 never checks which kind it holds: the preprocessing it reads with, how its samples are listed,
 split and decoded, and how decoded samples reach the model (a `Feed`).
 """
+
 from __future__ import annotations
 
 import os
@@ -39,16 +40,19 @@ class ImageKind:
     def describe_size(self, prep: Preprocessing) -> str:
         return f"{prep.input_size}px"
 
-    def list_and_split(self, data: str, config: TrainConfig, val_fraction: float, test_fraction: float, seed: int
-                       ) -> DataSplits:
+    def list_and_split(
+        self, data: str, config: TrainConfig, val_fraction: float, test_fraction: float, seed: int
+    ) -> DataSplits:
         return load_image_data(data, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
 
-    def load(self, config: TrainConfig, backbone: Backbone, prep: Preprocessing, log,
-             exclude: SplitsFilter | None = None) -> tuple[DataSplits, Feed]:
+    def load(
+        self, config: TrainConfig, backbone: Backbone, prep: Preprocessing, log, exclude: SplitsFilter | None = None
+    ) -> tuple[DataSplits, Feed]:
         """List and split the images, decode each once (what cannot be read is skipped and named),
         then leave out what `exclude` removes."""
-        splits = self.list_and_split(config.data, config, config.val_fraction, config.test_fraction,
-                                     config.data_split_seed())
+        splits = self.list_and_split(
+            config.data, config, config.val_fraction, config.test_fraction, config.data_split_seed()
+        )
         paths = [s.path for s in splits.all_samples()]
         if config.decoded_cache:
             images, undecodable = decode_images_cached(paths, prep.resize_size, log=log)
@@ -59,17 +63,21 @@ class ImageKind:
         log_skipped(splits, log)
         if exclude is not None:
             exclude(splits, log)
-        return splits, image_feed(images, prep, config.augment, config.crop_scale, config.hflip, config.vflip,
-                                  config.quarter_turns)
+        return splits, image_feed(
+            images, prep, config.augment, config.crop_scale, config.hflip, config.vflip, config.quarter_turns
+        )
 
-    def read(self, data: str, config: TrainConfig, val_fraction: float, test_fraction: float, seed: int,
-             prep: Preprocessing) -> tuple[DataSplits, dict, list[tuple[str, str]]]:
+    def read(
+        self, data: str, config: TrainConfig, val_fraction: float, test_fraction: float, seed: int, prep: Preprocessing
+    ) -> tuple[DataSplits, dict, list[tuple[str, str]]]:
         """(inference) The splits, every image decoded (no disk cache) by path, and what was skipped."""
         splits = self.list_and_split(data, config, val_fraction, test_fraction, seed)
         images, undecodable = decode_images([s.path for s in splits.all_samples()], prep.resize_size)
         return splits, images, [*splits.skipped, *undecodable]
 
-    def prediction_inputs(self, inputs: list[str], prep: Preprocessing) -> tuple[list[str], dict, list[tuple[str, str]]]:
+    def prediction_inputs(
+        self, inputs: list[str], prep: Preprocessing
+    ) -> tuple[list[str], dict, list[tuple[str, str]]]:
         """(inference) Image files as given and folders searched recursively: their paths, the decoded
         images by path, and what was skipped (not an image, undecodable)."""
         paths, skipped = gather_images(inputs)
@@ -95,35 +103,50 @@ class TextKind:
     def describe_size(self, prep: TextPreprocessing) -> str:
         return f"{prep.max_length} tokens"
 
-    def list_and_split(self, data: str, config: TrainConfig, val_fraction: float, test_fraction: float, seed: int
-                       ) -> tuple[DataSplits, dict[str, str]]:
+    def list_and_split(
+        self, data: str, config: TrainConfig, val_fraction: float, test_fraction: float, seed: int
+    ) -> tuple[DataSplits, dict[str, str]]:
         return load_text_data(data, config.text_column, config.label_column, val_fraction, test_fraction, seed)
 
-    def load(self, config: TrainConfig, backbone: Backbone, prep: TextPreprocessing, log,
-             exclude: SplitsFilter | None = None) -> tuple[DataSplits, Feed]:
+    def load(
+        self, config: TrainConfig, backbone: Backbone, prep: TextPreprocessing, log, exclude: SplitsFilter | None = None
+    ) -> tuple[DataSplits, Feed]:
         """Read and split the table (rows that cannot be used are skipped and named), tokenize
         each text once with the backbone's tokenizer, then leave out what `exclude` removes."""
-        splits, texts = self.list_and_split(config.data, config, config.val_fraction, config.test_fraction,
-                                            config.data_split_seed())
-        tokens, truncated = tokenize_texts({s.path: texts[s.path] for s in splits.all_samples()}, backbone.tokenizer,
-                                           prep.max_length)
+        splits, texts = self.list_and_split(
+            config.data, config, config.val_fraction, config.test_fraction, config.data_split_seed()
+        )
+        tokens, truncated = tokenize_texts(
+            {s.path: texts[s.path] for s in splits.all_samples()}, backbone.tokenizer, prep.max_length
+        )
         feed = text_feed(tokens, backbone.tokenizer, prep, texts)
         if truncated:
-            splits.notes.append(f"{len(truncated)} of {len(tokens)} texts were longer than {prep.max_length} tokens and "
-                                f"were cut (max_length), e.g. {truncated[0]}")
+            splits.notes.append(
+                f"{len(truncated)} of {len(tokens)} texts were longer than {prep.max_length} tokens and "
+                f"were cut (max_length), e.g. {truncated[0]}"
+            )
             log(f"warning: {splits.notes[-1]}")
         log_skipped(splits, log)
         if exclude is not None:
             exclude(splits, log)
         return splits, feed
 
-    def read(self, data: str, config: TrainConfig, val_fraction: float, test_fraction: float, seed: int,
-             prep: TextPreprocessing) -> tuple[DataSplits, dict, list[tuple[str, str]]]:
+    def read(
+        self,
+        data: str,
+        config: TrainConfig,
+        val_fraction: float,
+        test_fraction: float,
+        seed: int,
+        prep: TextPreprocessing,
+    ) -> tuple[DataSplits, dict, list[tuple[str, str]]]:
         """(inference) The splits, every text by name, and the rows that were skipped."""
         splits, texts = self.list_and_split(data, config, val_fraction, test_fraction, seed)
         return splits, texts, list(splits.skipped)
 
-    def prediction_inputs(self, inputs: list[str], prep: TextPreprocessing) -> tuple[list[str], dict, list[tuple[str, str]]]:
+    def prediction_inputs(
+        self, inputs: list[str], prep: TextPreprocessing
+    ) -> tuple[list[str], dict, list[tuple[str, str]]]:
         """(inference) The texts themselves, named "text N"; empty ones are skipped."""
         texts = {f"text {i + 1}": t for i, t in enumerate(inputs) if t.strip()}
         skipped = [(f"text {i + 1}", "empty text") for i, t in enumerate(inputs) if not t.strip()]

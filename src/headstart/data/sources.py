@@ -3,6 +3,7 @@
 Nothing here decodes images: it lists files and labels. Every file that is passed over, other than
 hidden ones, comes back in a `skipped` list of (path, reason).
 """
+
 from __future__ import annotations
 
 import csv
@@ -48,6 +49,7 @@ class DataSplits:
 
     def to_dict(self) -> dict:
         """A JSON-ready summary for the run folder."""
+
         def counts(samples: list[Sample]) -> dict:
             per_class = {c: 0 for c in self.classes}
             for s in samples:
@@ -115,8 +117,10 @@ def split_folder_names(root: Path, folders: list[Path]) -> dict[str, str] | None
         return None
     others = [n for n in names if n not in SPLIT_ALIASES]
     if others:
-        raise UserError(f"{root} has a train/ folder, so only train/, val/ and test/ may sit beside it, "
-                        f"but it also has: {', '.join(others)}/")
+        raise UserError(
+            f"{root} has a train/ folder, so only train/, val/ and test/ may sit beside it, "
+            f"but it also has: {', '.join(others)}/"
+        )
     val_names = [n for n in names if SPLIT_ALIASES[n] == "val"]
     if len(val_names) > 1:
         raise UserError(f"{root} has more than one validation folder ({', '.join(val_names)}); keep one")
@@ -218,8 +222,10 @@ def read_manifest(csv_path) -> tuple[dict[str, list[Sample]], list[tuple[str, st
         columns = [c.strip().lower() for c in header]
         for required in ("path", "label"):
             if required not in columns:
-                raise UserError(f"{csv_path} has no '{required}' column; found columns: "
-                                f"{', '.join(repr(c) for c in header)} (need path, label, optionally split)")
+                raise UserError(
+                    f"{csv_path} has no '{required}' column; found columns: "
+                    f"{', '.join(repr(c) for c in header)} (need path, label, optionally split)"
+                )
         has_split = "split" in columns
         splits: dict[str, list[Sample]] = defaultdict(list)
         skipped: list[tuple[str, str]] = []
@@ -248,8 +254,9 @@ def manifest_text(csv_path: Path) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise UserError(f"{csv_path} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); "
-                        "save it as UTF-8") from None
+        raise UserError(
+            f"{csv_path} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); save it as UTF-8"
+        ) from None
 
 
 def manifest_split(csv_path: Path, line: int, value: str) -> str:
@@ -259,8 +266,9 @@ def manifest_split(csv_path: Path, line: int, value: str) -> str:
     return split
 
 
-def manifest_sample(csv_path: Path, line: int, cells: dict[str, str], first_line: dict[str, int]
-                    ) -> tuple[Sample | None, str | None]:
+def manifest_sample(
+    csv_path: Path, line: int, cells: dict[str, str], first_line: dict[str, int]
+) -> tuple[Sample | None, str | None]:
     raw_path, label = cells.get("path", ""), cells.get("label", "")
     if not raw_path:
         return None, f"listed in {csv_path} line {line} with an empty path"
@@ -357,8 +365,16 @@ def load_image_data(data, val_fraction: float = 0.1, test_fraction: float = 0.2,
     return split_given(data, given, skipped, source, val_fraction, test_fraction, seed)
 
 
-def split_given(data: Path, given: dict[str, list[Sample]], skipped: list[tuple[str, str]], source: str,
-                val_fraction: float, test_fraction: float, seed: int, noun: str = "images") -> DataSplits:
+def split_given(
+    data: Path,
+    given: dict[str, list[Sample]],
+    skipped: list[tuple[str, str]],
+    source: str,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    noun: str = "images",
+) -> DataSplits:
     """Samples listed under "all", or under the splits the data gave, made into train/val/test."""
     check_label_spelling(data, given)
     notes: list[str] = []
@@ -369,8 +385,10 @@ def split_given(data: Path, given: dict[str, list[Sample]], skipped: list[tuple[
         # a different seed for the second split, so val is not drawn in step with test
         train, val = stratified_split(rest, val_fraction, seed + 1)
         source = "stratified"
-        notes.append(f"test carved from all {noun} ({test_fraction:g} of each class), "
-                     f"then val from the rest ({val_fraction:g} of each class)")
+        notes.append(
+            f"test carved from all {noun} ({test_fraction:g} of each class), "
+            f"then val from the rest ({val_fraction:g} of each class)"
+        )
     else:
         train = given.get("train", [])
         check_training_pool(data, train, " training", noun)
@@ -382,9 +400,16 @@ def split_given(data: Path, given: dict[str, list[Sample]], skipped: list[tuple[
     if not test:
         notes.append("no test split: report on val")
     classes = sorted({s.label for s in train})
-    return DataSplits(train=sorted(train, key=lambda s: s.path), val=sorted(val, key=lambda s: s.path),
-                      test=sorted(test, key=lambda s: s.path), classes=classes, skipped=skipped,
-                      split_source=source, seed=seed, notes=notes)
+    return DataSplits(
+        train=sorted(train, key=lambda s: s.path),
+        val=sorted(val, key=lambda s: s.path),
+        test=sorted(test, key=lambda s: s.path),
+        classes=classes,
+        skipped=skipped,
+        split_source=source,
+        seed=seed,
+        notes=notes,
+    )
 
 
 def skipped_hint(skipped: list[tuple[str, str]]) -> str:
@@ -415,11 +440,14 @@ def check_training_pool(data: Path, pool: list[Sample], what: str, noun: str = "
         raise UserError(f"found only one class {only!r} in {data}; need at least two")
     for label in sorted(counts):
         if counts[label] < 2:
-            raise UserError(f"class {label!r} has only {counts[label]}{what} {noun[:-1]} in {data}; "
-                            "need at least two per class")
+            raise UserError(
+                f"class {label!r} has only {counts[label]}{what} {noun[:-1]} in {data}; need at least two per class"
+            )
 
 
-def check_classes_in_train(data: Path, train: list[Sample], others: dict[str, list[Sample]], noun: str = "images") -> None:
+def check_classes_in_train(
+    data: Path, train: list[Sample], others: dict[str, list[Sample]], noun: str = "images"
+) -> None:
     train_classes = {s.label for s in train}
     for split, samples in others.items():
         extra = sorted({s.label for s in samples} - train_classes)

@@ -7,6 +7,7 @@ label, or bytes that are not UTF-8, are skipped and listed with the reason; noth
 silently. Splitting follows the image rules (data/sources.py): a `split` column or the data set's
 own splits are used as given, otherwise stratified splits with a fixed seed.
 """
+
 from __future__ import annotations
 
 import csv
@@ -23,8 +24,14 @@ TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
 JSON_LINES_SUFFIXES = (".jsonl", ".ndjson")
 
 
-def load_text_data(data, text_column: str = "text", label_column: str = "label", val_fraction: float = 0.1,
-                   test_fraction: float = 0.2, seed: int = 0) -> tuple[DataSplits, dict[str, str]]:
+def load_text_data(
+    data,
+    text_column: str = "text",
+    label_column: str = "label",
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+) -> tuple[DataSplits, dict[str, str]]:
     """The splits (samples named FILE:line N) and every sample's text."""
     data = Path(data)
     if not data.exists():
@@ -41,12 +48,13 @@ def load_text_data(data, text_column: str = "text", label_column: str = "label",
             texts[where] = text
             given[split or "all"].append(Sample(where, label))
     if not given:
-        raise UserError(f"no labeled texts found in {data}" + (f" ({len(skipped)} rows skipped, e.g. {skipped[0][0]}: "
-                                                               f"{skipped[0][1]})" if skipped else ""))
+        raise UserError(
+            f"no labeled texts found in {data}"
+            + (f" ({len(skipped)} rows skipped, e.g. {skipped[0][0]}: {skipped[0][1]})" if skipped else "")
+        )
     if given_splits and "all" in given:
         raise UserError(f"{data}: some rows name a split and others do not (e.g. {given['all'][0].path})")
-    return split_given(data, dict(given), skipped, "table", val_fraction, test_fraction,
-                       seed, noun="texts"), texts
+    return split_given(data, dict(given), skipped, "table", val_fraction, test_fraction, seed, noun="texts"), texts
 
 
 def read_rows(data: Path, text_column: str, label_column: str | None):
@@ -61,8 +69,10 @@ def read_rows(data: Path, text_column: str, label_column: str | None):
         return read_json_lines(data, text_column, label_column)
     if suffix == ".parquet":
         return read_parquet(data, text_column, label_column)
-    raise UserError(f"{data}: not a table headstart reads; give a .csv, .tsv, .jsonl, .parquet file or a folder "
-                    f"written by datasets' save_to_disk")
+    raise UserError(
+        f"{data}: not a table headstart reads; give a .csv, .tsv, .jsonl, .parquet file or a folder "
+        f"written by datasets' save_to_disk"
+    )
 
 
 def file_text(path: Path) -> str:
@@ -79,7 +89,7 @@ def invalid_utf8(*values: str) -> str | None:
     for value in values:
         for c in value:
             if "\udc80" <= c <= "\udcff":
-                return f"not UTF-8 text (byte 0x{ord(c) - 0xdc00:02x}); save the file as UTF-8"
+                return f"not UTF-8 text (byte 0x{ord(c) - 0xDC00:02x}); save the file as UTF-8"
     return None
 
 
@@ -128,7 +138,9 @@ def read_delimited(data: Path, delimiter: str, text_column: str, label_column: s
                 continue
             rows.append((where, cells[t], label, row_split(data, where, cells[s]) if s is not None else None))
     except csv.Error as e:
-        raise UserError(f"{data} line {reader.line_num}: not valid {'TSV' if delimiter == chr(9) else 'CSV'} ({e})") from None
+        raise UserError(
+            f"{data} line {reader.line_num}: not valid {'TSV' if delimiter == chr(9) else 'CSV'} ({e})"
+        ) from None
     return rows, skipped, s is not None
 
 
@@ -158,7 +170,9 @@ def read_json_lines(data: Path, text_column: str, label_column: str):
             continue
         value, label = record.get(text_column), record.get(label_column) if label_column else None
         if not isinstance(value, str):
-            skipped.append((where, f"{text_column!r} is {'missing' if value is None else type(value).__name__}, not text"))
+            skipped.append(
+                (where, f"{text_column!r} is {'missing' if value is None else type(value).__name__}, not text")
+            )
             continue
         label = "" if label is None else str(label).strip()
         problem = invalid_utf8(value, label)
@@ -183,8 +197,10 @@ def read_parquet(data: Path, text_column: str, label_column: str):
 def read_datasets_folder(data: Path, text_column: str, label_column: str):
     """A folder written by datasets' `save_to_disk`: one Dataset, or a DatasetDict of named splits."""
     if not ((data / "dataset_dict.json").is_file() or (data / "state.json").is_file()):
-        raise UserError(f"{data} is a folder but not a data set written by datasets' save_to_disk (no state.json or "
-                        f"dataset_dict.json); for images, use an image backbone")
+        raise UserError(
+            f"{data} is a folder but not a data set written by datasets' save_to_disk (no state.json or "
+            f"dataset_dict.json); for images, use an image backbone"
+        )
     from datasets import DatasetDict, load_from_disk
 
     try:
@@ -220,7 +236,9 @@ def rows_from_columns(data: Path, columns: dict[str, list], text_column: str, la
     for i, (value, label) in enumerate(zip(columns[text_column], labels)):
         where = f"{data}:row {i + 1}"
         if not isinstance(value, str):
-            skipped.append((where, f"{text_column!r} is {'missing' if value is None else type(value).__name__}, not text"))
+            skipped.append(
+                (where, f"{text_column!r} is {'missing' if value is None else type(value).__name__}, not text")
+            )
             continue
         label = "" if label is None or label != label else str(label).strip()  # label != label: NaN
         rows.append((where, value, label, split or (row_split(data, where, splits[i]) if splits else None)))

@@ -1,6 +1,7 @@
 """Unlabeled text for domain-adaptive pretraining: a .txt file (one document per line), a folder of
 .txt files, or the text column of a table (texts.py reads it). Lines that are empty are passed
 over; lines whose bytes are not UTF-8 are skipped and named."""
+
 from __future__ import annotations
 
 from pathlib import Path

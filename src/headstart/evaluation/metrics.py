@@ -1,4 +1,5 @@
 """Classification metrics from logits and labels (scikit-learn does the counting)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,13 +19,17 @@ def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, classes: 
         "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
         "macro_f1": float(f1_score(y_true, y_pred, average="macro", labels=idx, zero_division=0)),
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=idx).tolist(),
-        "per_class": classification_report(y_true, y_pred, labels=idx, target_names=classes, output_dict=True, zero_division=0),
+        "per_class": classification_report(
+            y_true, y_pred, labels=idx, target_names=classes, output_dict=True, zero_division=0
+        ),
     }
 
 
 def summary_line(m: dict) -> str:
-    return (f"accuracy {m['accuracy']:.4f}  balanced accuracy {m['balanced_accuracy']:.4f}  "
-            f"macro-F1 {m['macro_f1']:.4f}  (n={m['n']})")
+    return (
+        f"accuracy {m['accuracy']:.4f}  balanced accuracy {m['balanced_accuracy']:.4f}  "
+        f"macro-F1 {m['macro_f1']:.4f}  (n={m['n']})"
+    )
 
 
 def is_better(new: dict, best: dict | None, monitor: str) -> bool:

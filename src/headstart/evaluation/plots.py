@@ -1,4 +1,5 @@
 """PNG plots of a run: learning curves and the confusion matrix (matplotlib, no display needed)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,15 +32,18 @@ def plot_learning_curves(history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def plot_confusion_matrix(matrix: list[list[int]], classes: list[str], path: Path, title: str = "confusion matrix") -> None:
+def plot_confusion_matrix(
+    matrix: list[list[int]], classes: list[str], path: Path, title: str = "confusion matrix"
+) -> None:
     n = len(classes)
     fig, ax = plt.subplots(figsize=(1.2 + 0.6 * n + 2, 1.2 + 0.6 * n + 1.5))
     ax.imshow(matrix, cmap="Blues")
     top = max(max(row) for row in matrix) or 1
     for i in range(n):
         for j in range(n):
-            ax.text(j, i, str(matrix[i][j]), ha="center", va="center",
-                    color="white" if matrix[i][j] > top / 2 else "black")
+            ax.text(
+                j, i, str(matrix[i][j]), ha="center", va="center", color="white" if matrix[i][j] > top / 2 else "black"
+            )
     ax.set_xticks(range(n), classes, rotation=45, ha="right")
     ax.set_yticks(range(n), classes)
     ax.set(xlabel="predicted", ylabel="true", title=title)

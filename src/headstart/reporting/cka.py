@@ -1,6 +1,7 @@
 """Linear CKA (Kornblith et al. 2019): how similar two sets of features of the same inputs are,
 invariant to rotations and isotropic scaling of either. 1 for identical features (up to those),
 near 0 for unrelated ones."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """The report's figures as PNG bytes (matplotlib, no display), to embed in the page."""
+
 from __future__ import annotations
 
 import base64
@@ -40,8 +41,12 @@ def learning_curves(series: dict[str, list[list[dict]]]) -> bytes:
     """Train and validation loss and accuracy per epoch, one colour per strategy: the mean over
     its seeds, shaded from the lowest to the highest seed."""
     fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True)
-    panels = [("train_loss", "train loss"), ("val_loss", "validation loss"),
-              ("train_accuracy", "train accuracy"), ("val_accuracy", "validation accuracy")]
+    panels = [
+        ("train_loss", "train loss"),
+        ("val_loss", "validation loss"),
+        ("train_accuracy", "train accuracy"),
+        ("val_accuracy", "validation accuracy"),
+    ]
     for ax, (key, title) in zip(axes.flat, panels):
         for i, (label, histories) in enumerate(series.items()):
             histories = [h for h in histories if h]
@@ -78,8 +83,13 @@ def per_class_bars(per_class: dict[str, dict[str, dict]], classes: list[str]) ->
     x = np.arange(len(classes))
     for ax, key in zip(axes, ("precision", "recall")):
         for i, label in enumerate(labels):
-            ax.bar(x + i * width - 0.4 + width / 2, [per_class[label][c][key] for c in classes], width,
-                   label=label, color=f"C{i % 10}")
+            ax.bar(
+                x + i * width - 0.4 + width / 2,
+                [per_class[label][c][key] for c in classes],
+                width,
+                label=label,
+                color=f"C{i % 10}",
+            )
         ax.set_xticks(x, classes, rotation=30 if len(classes) > 4 else 0, ha="right" if len(classes) > 4 else "center")
         ax.set(title=key, ylim=(0, 1.05))
         ax.grid(axis="y", alpha=0.3)

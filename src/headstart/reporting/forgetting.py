@@ -3,6 +3,7 @@ linear CKA per layer group between the pretrained and the fine-tuned body's feat
 backbone that came with its pretraining (ImageNet) head, how often that head's top-1 prediction
 on the fine-tuned body's features is the same as on the pretrained body's (a proxy for how much
 of the source task is retained)."""
+
 from __future__ import annotations
 
 import json
@@ -32,7 +33,10 @@ def measure_forgetting(run_dir: str | Path, max_images: int = 500) -> dict:
     run = load_run(run_dir)
     b = run.record["backbone"]
     if not b["pretrained"]:
-        return {"applicable": False, "reason": "trained from a random initialisation: there is no pretrained body to compare with"}
+        return {
+            "applicable": False,
+            "reason": "trained from a random initialisation: there is no pretrained body to compare with",
+        }
     try:
         reference = create_backbone(b["name"], pretrained=True, arch_config=b.get("arch_config") or None)
     except UserError as e:
@@ -49,9 +53,14 @@ def measure_forgetting(run_dir: str | Path, max_images: int = 500) -> dict:
 
     before = group_features(reference.body.float(), batches())
     after = group_features(run.model.body.float(), batches())
-    result = {"applicable": True, "split": split, "images": len(samples),  # images or texts
-              "cka": {name: linear_cka(before[name], after[name]) for name in before},
-              "source_retention": None, "source_classes": None}
+    result = {
+        "applicable": True,
+        "split": split,
+        "images": len(samples),  # images or texts
+        "cka": {name: linear_cka(before[name], after[name]) for name in before},
+        "source_retention": None,
+        "source_classes": None,
+    }
     head = reference.source_head
     last = reference.body.group_names[-1]
     if head is not None and before[last].shape[1] == head.in_features:

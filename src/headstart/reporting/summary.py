@@ -1,4 +1,5 @@
 """The comparison table (mean ± std over the seeds that ran) and the recommendation line."""
+
 from __future__ import annotations
 
 import math
@@ -14,15 +15,25 @@ def table_rows(runs: list[dict]) -> list[dict]:
     for label in dict.fromkeys(r["label"] for r in runs):
         planned = [r for r in runs if r["label"] == label]
         done = [r for r in planned if r["status"] == "finished"]
-        row = {"label": label, "strategy": planned[0]["strategy"], "head_init": planned[0]["head_init"],
-               "seeds": [r["seed"] for r in done], "seeds_planned": [r["seed"] for r in planned],
-               "failed": [{"seed": r["seed"], "status": r["status"]} for r in planned if r["status"] != "finished"]}
+        row = {
+            "label": label,
+            "strategy": planned[0]["strategy"],
+            "head_init": planned[0]["head_init"],
+            "seeds": [r["seed"] for r in done],
+            "seeds_planned": [r["seed"] for r in planned],
+            "failed": [{"seed": r["seed"], "status": r["status"]} for r in planned if r["status"] != "finished"],
+        }
         if done:
             for key in METRICS:
                 values = [r["metrics"][key] for r in done]
                 mean, std = mean_std(values)
-                row[key] = {"mean": mean, "std": std if len(values) > 1 else None, "values": values,
-                            "min": min(values), "max": max(values)}
+                row[key] = {
+                    "mean": mean,
+                    "std": std if len(values) > 1 else None,
+                    "values": values,
+                    "min": min(values),
+                    "max": max(values),
+                }
             row["wall_seconds"] = sum(r["wall_seconds"] for r in done) / len(done)
             row["train_images_per_s"] = sum(r["train_images_per_s"] for r in done) / len(done)
             row["images_per_s_end_to_end"] = sum(r["images_per_s_end_to_end"] for r in done) / len(done)
@@ -57,10 +68,14 @@ def recommendation(rows: list[dict], metric: str = "accuracy") -> str:
     second = ranked[1]
     margin = 100 * (best[metric]["mean"] - second[metric]["mean"])
     if margin < 0.05:  # equal to the table's precision
-        return (f"{best['label']} ({mean_pm_std(best[metric])} test {name}, {seeds(best)}) and {second['label']} "
-                f"({mean_pm_std(second[metric])}, {seeds(second)}) tie: no strategy is established as better.")
-    line = (f"{best['label']} is best ({mean_pm_std(best[metric])} test {name}, {seeds(best)}) by {margin:.1f} points "
-            f"over {second['label']} ({mean_pm_std(second[metric])}, {seeds(second)})")
+        return (
+            f"{best['label']} ({mean_pm_std(best[metric])} test {name}, {seeds(best)}) and {second['label']} "
+            f"({mean_pm_std(second[metric])}, {seeds(second)}) tie: no strategy is established as better."
+        )
+    line = (
+        f"{best['label']} is best ({mean_pm_std(best[metric])} test {name}, {seeds(best)}) by {margin:.1f} points "
+        f"over {second['label']} ({mean_pm_std(second[metric])}, {seeds(second)})"
+    )
     if len(best["seeds"]) < 2 or len(second["seeds"]) < 2:
         return line + "; with a single seed there is no spread to judge by, so the difference is not established."
     if best[metric]["min"] <= second[metric]["max"]:
@@ -71,21 +86,29 @@ def recommendation(rows: list[dict], metric: str = "accuracy") -> str:
     if metric == "accuracy" and n:
         se = 100 * math.sqrt(max(p * (1 - p), 1e-12) / n)
         if margin < 2 * se:
-            return line + (f", but the margin is under two standard errors of an accuracy measured on {n} test images "
-                           f"({se:.1f} points each), so it is not established beyond this test split.")
+            return line + (
+                f", but the margin is under two standard errors of an accuracy measured on {n} test images "
+                f"({se:.1f} points each), so it is not established beyond this test split."
+            )
     return line + "."
 
 
 def markdown_table(rows: list[dict]) -> str:
     """The table as Markdown, for a README or a note."""
-    lines = ["| strategy | test accuracy | balanced accuracy | macro-F1 | wall time | images/s, end to end | peak memory | seeds |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| strategy | test accuracy | balanced accuracy | macro-F1 | wall time | images/s, end to end | peak memory | seeds |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for row in rows:
         if not row["seeds"]:
             lines.append(f"| {row['label']} | no seed finished | | | | | | 0 of {len(row['seeds_planned'])} |")
             continue
         peak = f"{row['peak_rss_bytes'] / 2**30:.1f} GiB" if row["peak_rss_bytes"] else "not measured"
-        seeds = f"{len(row['seeds'])}" + (f" of {len(row['seeds_planned'])}" if len(row["seeds"]) != len(row["seeds_planned"]) else "")
-        lines.append(f"| {row['label']} | {' | '.join(mean_pm_std(row[k]) for k in METRICS)} | {row['wall_seconds'] / 60:.1f} min "
-                     f"| {row['images_per_s_end_to_end']:.0f} | {peak} | {seeds} |")
+        seeds = f"{len(row['seeds'])}" + (
+            f" of {len(row['seeds_planned'])}" if len(row["seeds"]) != len(row["seeds_planned"]) else ""
+        )
+        lines.append(
+            f"| {row['label']} | {' | '.join(mean_pm_std(row[k]) for k in METRICS)} | {row['wall_seconds'] / 60:.1f} min "
+            f"| {row['images_per_s_end_to_end']:.0f} | {peak} | {seeds} |"
+        )
     return "\n".join(lines)

@@ -1,4 +1,5 @@
 """Accelerate's Accelerator for a run: device placement, mixed precision, gradient accumulation."""
+
 from __future__ import annotations
 
 from accelerate import Accelerator
@@ -12,5 +13,9 @@ def make_accelerator(device: str, precision: str, grad_accum: int = 1, compile: 
     # processes the process group stays: Accelerate finds it initialised and uses it again.
     if AcceleratorState._shared_state:
         AcceleratorState._reset_state(reset_partial_state=True)
-    return Accelerator(cpu=device == "cpu", mixed_precision=precision, gradient_accumulation_steps=grad_accum,
-                       dynamo_backend="inductor" if compile else "no")
+    return Accelerator(
+        cpu=device == "cpu",
+        mixed_precision=precision,
+        gradient_accumulation_steps=grad_accum,
+        dynamo_backend="inductor" if compile else "no",
+    )

@@ -14,6 +14,7 @@ receive from it what it read (from_main).
 In a single process (WORLD_SIZE unset or 1) nothing here does anything: each helper returns
 what it was given, and the run is exactly the run it was before this file existed.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -150,7 +151,7 @@ class RankBatches(Sampler):
 
     def global_batches(self) -> list[list]:
         keys = list(self.order)
-        batches = [keys[i:i + self.batch_size] for i in range(0, len(keys), self.batch_size)]
+        batches = [keys[i : i + self.batch_size] for i in range(0, len(keys), self.batch_size)]
         return [b for b in batches if len(b) >= world_size()]
 
     def __iter__(self):

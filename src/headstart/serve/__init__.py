@@ -1,4 +1,5 @@
 """`headstart serve`: a run's model behind HTTP (FastAPI on uvicorn). See app.py for the endpoints."""
+
 from __future__ import annotations
 
 import errno
@@ -36,8 +37,16 @@ def server_for(app, log_level: str):
     return uvicorn.Server(uvicorn.Config(app, log_level=log_level, timeout_graceful_shutdown=5))
 
 
-def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, max_batch: int = 16, max_wait_ms: float = 5.0,
-          max_upload_mb: float = 10.0, top_k: int = 3, log: Callable[[str], None] = print) -> None:
+def serve(
+    run_dir: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    max_batch: int = 16,
+    max_wait_ms: float = 5.0,
+    max_upload_mb: float = 10.0,
+    top_k: int = 3,
+    log: Callable[[str], None] = print,
+) -> None:
     """Serve a run until interrupted (Ctrl-C)."""
     sock = listen(host, port)  # before loading the model: a busy port fails at once
     try:

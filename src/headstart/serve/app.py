@@ -11,6 +11,7 @@ Errors are JSON {"error": "..."}: 400 for an input that is not a usable image (w
 413 for a body over the upload limit (refused from its Content-Length before it is read, or as soon
 as the bytes read pass the limit; see UploadLimit), 415 for another content type, 503 when the queue is full.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -56,12 +57,15 @@ def prepare_image(run: LoadedRun, item: Input):
 PREPARE = {"image": prepare_image}  # input kind -> (run, Input) -> the model's input tensor
 
 
-def create_app(run_dir: str | Path, max_batch: int = 16, max_wait_ms: float = 5.0, max_upload_mb: float = 10.0,
-               top_k: int = 3) -> FastAPI:
+def create_app(
+    run_dir: str | Path, max_batch: int = 16, max_wait_ms: float = 5.0, max_upload_mb: float = 10.0, top_k: int = 3
+) -> FastAPI:
     """The server's app for a run folder; run it with uvicorn (see `serve` and `running_server`)."""
     if max_batch < 1 or max_wait_ms < 0 or max_upload_mb <= 0 or top_k < 1:
-        raise UserError(f"need max-batch >= 1, max-wait-ms >= 0, max-upload-mb > 0 and top-k >= 1; "
-                        f"got {max_batch}, {max_wait_ms}, {max_upload_mb}, {top_k}")
+        raise UserError(
+            f"need max-batch >= 1, max-wait-ms >= 0, max-upload-mb > 0 and top-k >= 1; "
+            f"got {max_batch}, {max_wait_ms}, {max_upload_mb}, {top_k}"
+        )
     run = load_run(run_dir)
     if run.modality not in PREPARE:
         raise UserError(f"{run_dir} is a {run.modality} run; headstart serve serves image runs only so far")
@@ -88,10 +92,18 @@ def create_app(run_dir: str | Path, max_batch: int = 16, max_wait_ms: float = 5.
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "run": str(run.run_dir), "backbone": run.record["backbone"]["name"],
-                "classes": run.classes, "inputs": sorted(PREPARE), "input_size": run.preprocessing.input_size,
-                "max_batch": max_batch, "max_wait_ms": max_wait_ms, "max_upload_bytes": max_bytes,
-                "stats": dict(batcher.stats)}
+        return {
+            "status": "ok",
+            "run": str(run.run_dir),
+            "backbone": run.record["backbone"]["name"],
+            "classes": run.classes,
+            "inputs": sorted(PREPARE),
+            "input_size": run.preprocessing.input_size,
+            "max_batch": max_batch,
+            "max_wait_ms": max_wait_ms,
+            "max_upload_bytes": max_bytes,
+            "stats": dict(batcher.stats),
+        }
 
     @app.post("/predict")
     async def predict(request: Request):
@@ -100,8 +112,11 @@ def create_app(run_dir: str | Path, max_batch: int = 16, max_wait_ms: float = 5.
             item = await read_input(request)
             prepare = PREPARE.get(item.kind)
             if prepare is None:
-                raise RequestError(400, f"{item.kind} input is not supported: this server serves an image model "
-                                        f"({run.record['backbone']['name']}); send an image as the form field 'file'")
+                raise RequestError(
+                    400,
+                    f"{item.kind} input is not supported: this server serves an image model "
+                    f"({run.record['backbone']['name']}); send an image as the form field 'file'",
+                )
             x = await run_in_threadpool(prepare, run, item)
         try:
             probabilities = await batcher.submit(x)
@@ -141,8 +156,11 @@ async def read_input(request: Request) -> Input:
         except (ValueError, KeyError, TypeError):
             raise RequestError(400, 'a JSON body must be {"text": "..."}') from None
         return Input("text", str(text), "text")
-    raise RequestError(415, f"unsupported content type {content_type or '(none)'!r}: send multipart/form-data "
-                            "with the image as the field 'file', or the image's bytes as image/*")
+    raise RequestError(
+        415,
+        f"unsupported content type {content_type or '(none)'!r}: send multipart/form-data "
+        "with the image as the field 'file', or the image's bytes as image/*",
+    )
 
 
 class TooLarge(Exception):
@@ -195,11 +213,20 @@ class UploadLimit:
                 await self.refuse(receive, send)
 
     async def refuse(self, receive, send):
-        body = json.dumps({"error": f"upload too large: the limit is {self.max_bytes / 2**20:g} MB "
-                                    f"({self.max_bytes} bytes)"}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
+        body = json.dumps(
+            {"error": f"upload too large: the limit is {self.max_bytes / 2**20:g} MB ({self.max_bytes} bytes)"}
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body, "more_body": True})
         await self.drop_rest_of_body(receive)
         await send({"type": "http.response.body", "body": b"", "more_body": False})

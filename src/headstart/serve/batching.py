@@ -1,4 +1,5 @@
 """Batching of concurrent requests: one forward pass for the inputs that arrive close together."""
+
 from __future__ import annotations
 
 import asyncio
@@ -20,8 +21,13 @@ class Batcher:
     arrive during a pass make up the next batch. A batch waits only while other requests are on
     their way (announced, still being read or decoded): a lone request does not wait at all."""
 
-    def __init__(self, forward: Callable[[torch.Tensor], torch.Tensor], max_batch: int, max_wait: float,
-                 max_queue: int | None = None):
+    def __init__(
+        self,
+        forward: Callable[[torch.Tensor], torch.Tensor],
+        max_batch: int,
+        max_wait: float,
+        max_queue: int | None = None,
+    ):
         if max_batch < 1 or max_wait < 0:
             raise ValueError(f"max_batch must be at least 1 and max_wait at least 0, got {max_batch}, {max_wait}")
         self.forward = forward

@@ -4,6 +4,7 @@ A frozen group gets no gradient and runs in eval mode, so its BatchNorm keeps it
 statistics (the trap in Lightning #15062 / pytorch #66073: requires_grad=False alone still
 lets BatchNorm update its buffers in train mode).
 """
+
 from __future__ import annotations
 
 from torch import nn

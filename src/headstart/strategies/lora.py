@@ -7,6 +7,7 @@ trains the head and the adapters' parameters only. At the end of a run the adapt
 into the weights they sit beside (a plain model, as fast as the original), or kept as they are
 (`lora_merge=false`: the run's model then holds the base weights untouched plus the adapters).
 """
+
 from __future__ import annotations
 
 from torch import nn
@@ -24,9 +25,11 @@ def default_targets(body: nn.Module) -> list[str]:
     for targets in DEFAULT_TARGETS:
         if set(targets) <= names:
             return list(targets)
-    raise UserError("lora needs attention layers to adapt, and this backbone has none that headstart knows "
-                    "(query/value, q_proj/v_proj, q_lin/v_lin, qkv); use a text encoder or a ViT, or name the layers with "
-                    "--set lora_targets=NAME,NAME")
+    raise UserError(
+        "lora needs attention layers to adapt, and this backbone has none that headstart knows "
+        "(query/value, q_proj/v_proj, q_lin/v_lin, qkv); use a text encoder or a ViT, or name the layers with "
+        "--set lora_targets=NAME,NAME"
+    )
 
 
 def add_adapters(body: nn.Module, rank: int, alpha: float, dropout: float, targets: list[str] | None) -> list[str]:
@@ -35,7 +38,9 @@ def add_adapters(body: nn.Module, rank: int, alpha: float, dropout: float, targe
 
     targets = targets or default_targets(body)
     try:
-        inject_adapter_in_model(LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets), body)
+        inject_adapter_in_model(
+            LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets), body
+        )
     except ValueError as e:  # no module matched
         raise UserError(f"lora: {str(e).splitlines()[0]}") from None
     return targets

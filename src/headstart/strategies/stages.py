@@ -3,6 +3,7 @@
 A stage says which layer groups train, at which learning rate each, for how many epochs.
 `lr` is always the peak rate of the top of the network (the head); lower groups get less.
 """
+
 from __future__ import annotations
 
 import math
@@ -56,14 +57,16 @@ class Strategy:
             raise UserError(f"--epochs must be at least 1, got {epochs}")
         frozen = options.frozen_groups if self.pretrained else 0  # a random body has nothing worth keeping
         if frozen >= len(groups) - 1:
-            raise UserError(f"frozen_groups={frozen} would freeze the whole body ({len(groups) - 1} groups); "
-                            f"use --strategy head for that")
+            raise UserError(
+                f"frozen_groups={frozen} would freeze the whole body ({len(groups) - 1} groups); "
+                f"use --strategy head for that"
+            )
         return self.make_stages(groups[frozen:], epochs, options)
 
 
 def decayed_rates(groups: list[str], top_lr: float, decay: float) -> dict[str, float]:
     """The top group gets top_lr, each group below it top_lr / decay more."""
-    return {g: top_lr / decay ** depth for depth, g in enumerate(reversed(groups))}
+    return {g: top_lr / decay**depth for depth, g in enumerate(reversed(groups))}
 
 
 def _head(groups, epochs, o):
@@ -83,11 +86,15 @@ def _gradual(groups, epochs, o):
     groups, several groups are unfrozen at once so the last stage still trains everything."""
     n_stages = min(len(groups), epochs)
     # how many groups (from the top) train in each stage: 1 (the head), ..., all
-    depths = [1] + [1 + math.ceil(k * (len(groups) - 1) / (n_stages - 1)) for k in range(1, n_stages)] if n_stages > 1 else [len(groups)]
+    depths = (
+        [1] + [1 + math.ceil(k * (len(groups) - 1) / (n_stages - 1)) for k in range(1, n_stages)]
+        if n_stages > 1
+        else [len(groups)]
+    )
     stage_epochs = [1] * (n_stages - 1) + [epochs - (n_stages - 1)]
     stages = []
     for k, (depth, n_epochs) in enumerate(zip(depths, stage_epochs)):
-        top = groups[len(groups) - depth:]
+        top = groups[len(groups) - depth :]
         top_lr = o.lr if k == 0 else o.lr * o.unfreeze_lr_mult
         name = "head" if depth == 1 else f"unfreeze-{top[0]}"
         stages.append(Stage(name, decayed_rates(top, top_lr, o.lr_decay), n_epochs))
@@ -99,8 +106,10 @@ def _lp_ft(groups, epochs, o):
         raise UserError("lp-ft needs at least 2 epochs: one to probe, one to fine-tune")
     lp_epochs = min(epochs - 1, max(1, round(epochs * o.lp_fraction)))
     ft_lr = o.lr * o.ft_lr_mult
-    return [Stage("linear-probe", {"head": o.lr}, lp_epochs),
-            Stage("fine-tune", {g: ft_lr for g in groups}, epochs - lp_epochs)]
+    return [
+        Stage("linear-probe", {"head": o.lr}, lp_epochs),
+        Stage("fine-tune", {g: ft_lr for g in groups}, epochs - lp_epochs),
+    ]
 
 
 def _lora(groups, epochs, o):
@@ -113,16 +122,31 @@ def _scratch(groups, epochs, o):
     return [Stage("scratch", {g: o.lr for g in groups}, epochs)]
 
 
-STRATEGIES: dict[str, Strategy] = {s.name: s for s in [
-    Strategy("head", "body frozen, only the new head trains (feature extraction, linear probe)", True, _head),
-    Strategy("gradual", "ULMFiT gradual unfreezing: head first, then one more layer group per stage, top down", True, _gradual),
-    Strategy("full", "everything trains; the head at 10x the body's rate (d2l)", True, _full),
-    Strategy("discriminative", "everything trains; each group down learns 2.6x slower (ULMFiT)", True, _discriminative),
-    Strategy("lp-ft", "linear probe, then everything at a low rate (Kumar et al. 2022)", True, _lp_ft),
-    Strategy("lora", "body frozen; low-rank adapters in its attention layers and the head train (Hu et al. 2021)", True, _lora,
-             adds_adapters=True),
-    Strategy("scratch", "same architecture, random initialisation: the baseline", False, _scratch),
-]}
+STRATEGIES: dict[str, Strategy] = {
+    s.name: s
+    for s in [
+        Strategy("head", "body frozen, only the new head trains (feature extraction, linear probe)", True, _head),
+        Strategy(
+            "gradual",
+            "ULMFiT gradual unfreezing: head first, then one more layer group per stage, top down",
+            True,
+            _gradual,
+        ),
+        Strategy("full", "everything trains; the head at 10x the body's rate (d2l)", True, _full),
+        Strategy(
+            "discriminative", "everything trains; each group down learns 2.6x slower (ULMFiT)", True, _discriminative
+        ),
+        Strategy("lp-ft", "linear probe, then everything at a low rate (Kumar et al. 2022)", True, _lp_ft),
+        Strategy(
+            "lora",
+            "body frozen; low-rank adapters in its attention layers and the head train (Hu et al. 2021)",
+            True,
+            _lora,
+            adds_adapters=True,
+        ),
+        Strategy("scratch", "same architecture, random initialisation: the baseline", False, _scratch),
+    ]
+}
 
 
 def get_strategy(name: str) -> Strategy:

@@ -7,6 +7,7 @@ Masking is transformers' DataCollatorForLanguageModeling: 15% of the tokens are 
 and always become [MASK], as that collator does). Perplexity is measured on held-out documents
 before and after, on the same masked batches both times.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -72,10 +73,15 @@ class AdaptResult:
 def adapt_documents(config: AdaptConfig, log) -> tuple[list[str], list[tuple[str, str]], str]:
     """The documents to adapt on, what was skipped, and where they came from, in words."""
     if config.tapt:
-        splits, texts = load_text_data(config.data, config.text_column, "label", config.val_fraction,
-                                       config.test_fraction, config.seed)
+        splits, texts = load_text_data(
+            config.data, config.text_column, "label", config.val_fraction, config.test_fraction, config.seed
+        )
         docs = [texts[s.path] for s in splits.train]
-        return docs, splits.skipped, f"the training split of {config.data} (TAPT: {len(docs)} texts; val and test left out)"
+        return (
+            docs,
+            splits.skipped,
+            f"the training split of {config.data} (TAPT: {len(docs)} texts; val and test left out)",
+        )
     docs, skipped = read_unlabeled(config.data, config.text_column)
     return docs, skipped, f"{config.data} ({len(docs)} documents)"
 
@@ -100,8 +106,10 @@ def masking_collator(tokenizer, probability: float = 0.15, whole_word: bool = Fa
 
 
 def masked_batches(tokenized: list[list[int]], collator, batch_size: int, order: list[int]) -> list[dict]:
-    return [collator([{"input_ids": tokenized[i]} for i in order[b:b + batch_size]])
-            for b in range(0, len(order), batch_size)]
+    return [
+        collator([{"input_ids": tokenized[i]} for i in order[b : b + batch_size]])
+        for b in range(0, len(order), batch_size)
+    ]
 
 
 def masked_lm_head(model):
@@ -158,8 +166,10 @@ def adapt(config: AdaptConfig, log=print) -> AdaptResult:
         model, info = AutoModelForMaskedLM.from_pretrained(source, dtype=torch.float32, output_loading_info=True)
     new_head = sorted(k for k in info["missing_keys"] if not k.startswith(model.base_model_prefix + "."))
     if new_head:
-        log(f"{config.backbone} came without its masked-LM head: a new one is initialised and trained "
-            f"({', '.join(new_head[:3])}{', ...' if len(new_head) > 3 else ''})")
+        log(
+            f"{config.backbone} came without its masked-LM head: a new one is initialised and trained "
+            f"({', '.join(new_head[:3])}{', ...' if len(new_head) > 3 else ''})"
+        )
 
     tokenized = tokenizer(docs, truncation=True, max_length=config.max_length)["input_ids"]
     order = torch.randperm(len(docs)).tolist()
@@ -177,8 +187,10 @@ def adapt(config: AdaptConfig, log=print) -> AdaptResult:
     total_steps = min(config.max_steps or steps_per_epoch * config.epochs, steps_per_epoch * config.epochs)
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.lr,
+    )
     scheduler = build_scheduler(optimizer, total_steps, config.warmup, "cosine")
     model, optimizer = accelerator.prepare(model, optimizer)
 
@@ -186,27 +198,38 @@ def adapt(config: AdaptConfig, log=print) -> AdaptResult:
     if new_head and config.head_warmup_steps:
         untrained_head = perplexity(model, heldout_batches, accelerator)
         warm_up_new_head(accelerator.unwrap_model(model), tokenized, train, collator, config, accelerator)
-        log(f"the new masked-LM head trained alone for {config.head_warmup_steps} steps (encoder frozen): held-out "
-            f"perplexity {untrained_head:.1f} with the random head")
+        log(
+            f"the new masked-LM head trained alone for {config.head_warmup_steps} steps (encoder frozen): held-out "
+            f"perplexity {untrained_head:.1f} with the random head"
+        )
     before = perplexity(model, heldout_batches, accelerator)
-    log(f"adapt {config.backbone} on {described}: {len(train)} to train on, {n_heldout} held out; "
-        f"held-out perplexity {before:.2f}")
+    log(
+        f"adapt {config.backbone} on {described}: {len(train)} to train on, {n_heldout} held out; "
+        f"held-out perplexity {before:.2f}"
+    )
     out = Path(config.out) if config.out else default_adapt_dir(config)
     out.mkdir(parents=True, exist_ok=True)
     step, history = 0, []
     for epoch in range(1, config.epochs + 1):
         model.train()
         epoch_order = [train[i] for i in torch.randperm(len(train)).tolist()]
-        bar = tqdm(range(0, len(epoch_order), config.batch_size), desc=f"adapt epoch {epoch}/{config.epochs}",
-                   leave=False, disable=None, dynamic_ncols=True)
+        bar = tqdm(
+            range(0, len(epoch_order), config.batch_size),
+            desc=f"adapt epoch {epoch}/{config.epochs}",
+            leave=False,
+            disable=None,
+            dynamic_ncols=True,
+        )
         losses = []
         for b in bar:
-            batch = collator([{"input_ids": tokenized[i]} for i in epoch_order[b:b + config.batch_size]])
+            batch = collator([{"input_ids": tokenized[i]} for i in epoch_order[b : b + config.batch_size]])
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             with accelerator.autocast():
                 loss = masked_lm_loss(model, batch)
             if not torch.isfinite(loss):
-                raise UserError(f"the masked-LM loss became {loss.item()} at step {step + 1}; lower --lr (now {config.lr})")
+                raise UserError(
+                    f"the masked-LM loss became {loss.item()} at step {step + 1}; lower --lr (now {config.lr})"
+                )
             accelerator.backward(loss)
             optimizer.step()
             scheduler.step()
@@ -217,26 +240,40 @@ def adapt(config: AdaptConfig, log=print) -> AdaptResult:
             if step >= total_steps:
                 break
         after = perplexity(model, heldout_batches, accelerator)
-        history.append({"epoch": epoch, "steps": step, "train_loss": sum(losses) / len(losses), "heldout_perplexity": after})
+        history.append(
+            {"epoch": epoch, "steps": step, "train_loss": sum(losses) / len(losses), "heldout_perplexity": after}
+        )
         log(f"adapt epoch {epoch}: train loss {history[-1]['train_loss']:.3f}, held-out perplexity {after:.2f}")
         save_backbone(accelerator.unwrap_model(model), tokenizer, source, out)  # a checkpoint after every epoch
         if step >= total_steps:
             break
-    record = {"config": asdict(config), "source": str(source), "data": described, "documents": len(docs),
-              "heldout_documents": n_heldout, "new_lm_head": new_head, "perplexity_untrained_head": untrained_head,
-              "head_warmup_steps": config.head_warmup_steps if untrained_head is not None else 0,
-              "steps": step, "history": history,
-              "perplexity_before": before, "perplexity_after": history[-1]["heldout_perplexity"],
-              "wall_seconds": time.perf_counter() - started}
+    record = {
+        "config": asdict(config),
+        "source": str(source),
+        "data": described,
+        "documents": len(docs),
+        "heldout_documents": n_heldout,
+        "new_lm_head": new_head,
+        "perplexity_untrained_head": untrained_head,
+        "head_warmup_steps": config.head_warmup_steps if untrained_head is not None else 0,
+        "steps": step,
+        "history": history,
+        "perplexity_before": before,
+        "perplexity_after": history[-1]["heldout_perplexity"],
+        "wall_seconds": time.perf_counter() - started,
+    }
     write_json(out / ADAPT_RECORD, record)
     (out / "skipped.csv").write_text(rows_to_csv(["where", "reason"], skipped))
-    log(f"held-out perplexity {before:.2f} -> {record['perplexity_after']:.2f}; adapted backbone: {out} "
-        f"(train with --backbone {out})")
+    log(
+        f"held-out perplexity {before:.2f} -> {record['perplexity_after']:.2f}; adapted backbone: {out} "
+        f"(train with --backbone {out})"
+    )
     return AdaptResult(out, record)
 
 
-def warm_up_new_head(model, tokenized: list[list[int]], train: list[int], collator, config: AdaptConfig,
-                     accelerator) -> None:
+def warm_up_new_head(
+    model, tokenized: list[list[int]], train: list[int], collator, config: AdaptConfig, accelerator
+) -> None:
     """Train only the masked-LM head (the parameters outside the base model) for head_warmup_steps."""
     prefix = model.base_model_prefix + "."
     head = [p for n, p in model.named_parameters() if not n.startswith(prefix)]
@@ -245,9 +282,11 @@ def warm_up_new_head(model, tokenized: list[list[int]], train: list[int], collat
         p.requires_grad_(False)
     optimizer = torch.optim.AdamW(head, lr=config.head_warmup_lr, weight_decay=0.0)
     model.train()
-    for step in range(config.head_warmup_steps):
+    for _ in range(config.head_warmup_steps):
         chosen = [train[i] for i in torch.randint(len(train), (config.batch_size,)).tolist()]
-        batch = {k: v.to(accelerator.device) for k, v in collator([{"input_ids": tokenized[i]} for i in chosen]).items()}
+        batch = {
+            k: v.to(accelerator.device) for k, v in collator([{"input_ids": tokenized[i]} for i in chosen]).items()
+        }
         with accelerator.autocast():
             loss = masked_lm_loss(model, batch)
         loss.backward()
@@ -282,4 +321,3 @@ def adapt_config_from_dict(values: dict) -> AdaptConfig:
     if config.epochs < 1 or config.batch_size < 1 or config.lr <= 0 or not 0 < config.mlm_probability < 1:
         raise UserError("adapt: epochs and batch size must be at least 1, lr above 0, mlm_probability between 0 and 1")
     return config
-

@@ -4,6 +4,7 @@ Picking the best epoch on a validation split of a few hundred images is mostly n
 average of the weights over the last steps is smoother and usually generalises better. It
 averages BatchNorm statistics too, so the averaged model needs no extra pass over the data.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -5,6 +5,7 @@ timed steps on a copy of the model measure this machine's rate, and the run plan
 number), so the schedule still warms up and decays to zero within the budget, where stopping early
 (`time_budget_s`) would cut it off.
 """
+
 from __future__ import annotations
 
 import copy
@@ -32,13 +33,24 @@ class EpochPlan:
     epoch_seconds: float  # one epoch's training and validation, at those rates
 
     def describe(self, minutes: float, cap: int) -> str:
-        return (f"fit_minutes {minutes:g}: a training step here runs at {self.train_images_per_s:.1f} samples/s "
-                f"(validation {self.eval_images_per_s:.0f}/s), about {self.epoch_seconds:.0f} s an epoch, "
-                f"so {self.epochs} of at most {cap} epochs")
+        return (
+            f"fit_minutes {minutes:g}: a training step here runs at {self.train_images_per_s:.1f} samples/s "
+            f"(validation {self.eval_images_per_s:.0f}/s), about {self.epoch_seconds:.0f} s an epoch, "
+            f"so {self.epochs} of at most {cap} epochs"
+        )
 
 
-def plan_epochs(net: torch.nn.Module, stages: list[Stage], normalize: torch.nn.Module, batches, n_train: int,
-                n_val: int, accelerator, config, processes: int = 1) -> EpochPlan:
+def plan_epochs(
+    net: torch.nn.Module,
+    stages: list[Stage],
+    normalize: torch.nn.Module,
+    batches,
+    n_train: int,
+    n_val: int,
+    accelerator,
+    config,
+    processes: int = 1,
+) -> EpochPlan:
     """How many epochs of `stages` fit in config.fit_minutes, timed on `batches` (an iterable of at
     least WARMUP_BATCHES + TIMED_BATCHES training batches). `net` is left untouched.
 

@@ -1,5 +1,6 @@
 """What a run saves as it trains, from the main process: after every epoch its weights (and the
 best epoch's), and the state to resume from, after an epoch or inside one."""
+
 from __future__ import annotations
 
 import contextlib
@@ -28,13 +29,27 @@ class Checkpoints:
         """The state to resume from after epoch `finished` or, with `inside`, from that point of the next one."""
         if not is_main():
             return
-        partial = None if inside is None else {"epoch": finished + 1, "progress": dataclasses.asdict(inside),
-                                                "rng": rng_state()}
+        partial = (
+            None
+            if inside is None
+            else {"epoch": finished + 1, "progress": dataclasses.asdict(inside), "rng": rng_state()}
+        )
         with resumable_on_failure(self.run.run_dir):
-            save_state(self.run.run_dir / run_folder.RESUME, fingerprint=self.run.fingerprint, epoch=finished,
-                       stage_index=stage_index, history=self.history, best_val=self.best.val,
-                       best_epoch=self.best.epoch, model=self.run.net, optimizer=optimizer, scheduler=scheduler,
-                       ema=self.ema, wall_seconds=self.run.wall_seconds(), partial=partial)
+            save_state(
+                self.run.run_dir / run_folder.RESUME,
+                fingerprint=self.run.fingerprint,
+                epoch=finished,
+                stage_index=stage_index,
+                history=self.history,
+                best_val=self.best.val,
+                best_epoch=self.best.epoch,
+                model=self.run.net,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                ema=self.ema,
+                wall_seconds=self.run.wall_seconds(),
+                partial=partial,
+            )
         if inside is None:
             run_folder.write_history(self.run.run_dir, self.history)
 

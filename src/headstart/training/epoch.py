@@ -1,5 +1,6 @@
 """One epoch of training and one pass of evaluation. Accelerate does device placement,
 mixed precision and gradient accumulation."""
+
 from __future__ import annotations
 
 import contextlib
@@ -23,6 +24,7 @@ from .stopping import NonFiniteLoss
 class EpochProgress:
     """An epoch's running sums: kept by a mid-epoch checkpoint, so a resumed epoch reports what
     the uninterrupted one would have."""
+
     batches: int = 0
     steps: int = 0
     seen: int = 0
@@ -43,6 +45,7 @@ def mix_batch(x: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor
 @dataclass
 class EpochOptions:
     """How one epoch trains, besides the model, its data and its optimiser."""
+
     description: str = ""  # the progress bar's
     label_smoothing: float = 0.0
     # mixup's Beta(alpha, alpha) (images and cached features only): inputs are blended pairwise and so is
@@ -57,14 +60,23 @@ class EpochOptions:
     rng_state: dict | None = None
 
 
-def train_one_epoch(model: nn.Module, normalize: nn.Module, loader, optimizer, scheduler, accelerator: Accelerator,
-                    options: EpochOptions) -> dict:
+def train_one_epoch(
+    model: nn.Module,
+    normalize: nn.Module,
+    loader,
+    optimizer,
+    scheduler,
+    accelerator: Accelerator,
+    options: EpochOptions,
+) -> dict:
     """One pass over `loader`, `normalize` turning each batch into the model's input."""
     o = options
     progress = o.progress or EpochProgress()
     rng_state = o.rng_state
     start = time.perf_counter() - progress.seconds
-    bar = tqdm(loader, desc=o.description, leave=False, disable=None if distributed.is_main() else True, dynamic_ncols=True)
+    bar = tqdm(
+        loader, desc=o.description, leave=False, disable=None if distributed.is_main() else True, dynamic_ncols=True
+    )
     for images, labels in bar:
         if rng_state is not None:
             # only now: creating the loader's iterator draws from the generator, as it did
@@ -79,12 +91,15 @@ def train_one_epoch(model: nn.Module, normalize: nn.Module, loader, optimizer, s
                 logits = model(x)
                 loss = F.cross_entropy(logits.float(), labels, label_smoothing=o.label_smoothing)
                 if o.mixup:
-                    loss = lam * loss + (1 - lam) * F.cross_entropy(logits.float(), labels[partner],
-                                                                    label_smoothing=o.label_smoothing)
+                    loss = lam * loss + (1 - lam) * F.cross_entropy(
+                        logits.float(), labels[partner], label_smoothing=o.label_smoothing
+                    )
                     target = labels if lam >= 0.5 else labels[partner]
             n = labels.shape[0]
             # in several processes: the whole global batch's (every process stops together on a bad loss)
-            seen, correct, loss_sum = distributed.batch_totals(n, (logits.argmax(1) == target).sum().item(), loss.item() * n)
+            seen, correct, loss_sum = distributed.batch_totals(
+                n, (logits.argmax(1) == target).sum().item(), loss.item() * n
+            )
             if not math.isfinite(loss_sum):
                 raise NonFiniteLoss(f"the training loss became {loss_sum / seen} ({o.description})")
             if distributed.active():  # DDP averages over processes: weighted so the step is the whole batch's mean
@@ -103,17 +118,25 @@ def train_one_epoch(model: nn.Module, normalize: nn.Module, loader, optimizer, s
         progress.total_loss += loss_sum
         progress.correct += correct
         progress.seconds = time.perf_counter() - start
-        bar.set_postfix(loss=f"{progress.total_loss / progress.seen:.4f}", acc=f"{progress.correct / progress.seen:.3f}",
-                        img_s=f"{progress.seen / progress.seconds:.1f}")
+        bar.set_postfix(
+            loss=f"{progress.total_loss / progress.seen:.4f}",
+            acc=f"{progress.correct / progress.seen:.3f}",
+            img_s=f"{progress.seen / progress.seconds:.1f}",
+        )
         if o.checkpoint is not None and o.checkpoint_steps and stepped and progress.steps % o.checkpoint_steps == 0:
             o.checkpoint(progress)
-    return {"train_loss": progress.total_loss / progress.seen, "train_accuracy": progress.correct / progress.seen,
-            "train_seconds": progress.seconds, "train_images_per_s": progress.seen / progress.seconds}
+    return {
+        "train_loss": progress.total_loss / progress.seen,
+        "train_accuracy": progress.correct / progress.seen,
+        "train_seconds": progress.seconds,
+        "train_images_per_s": progress.seen / progress.seconds,
+    }
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, normalize: nn.Module, loader, accelerator: Accelerator,
-                   mixed_precision: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def predict_logits(
+    model: nn.Module, normalize: nn.Module, loader, accelerator: Accelerator, mixed_precision: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits (float32, on the CPU) and labels for every batch of `loader`, in order. Leaves the
     model in eval mode: the training loop sets each group's mode at the start of every epoch."""
     model.eval()

@@ -12,6 +12,7 @@ and buffers, the preprocessing, the prefix depth, the augmentation and its seed,
 and every image's path and decoded pixels. A folder under its final name is always whole
 (cache_folders.publish); leftovers of an interrupted build are never read.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -25,17 +26,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from accelerate.utils import send_to_device
 from torch import nn
 from torch.utils.data import Dataset
-
-from accelerate.utils import send_to_device
 
 from ..cache_folders import publish
 from ..data.pipeline import DecodedSamples, EpochOrder, Feed, make_loader
 from ..errors import UserError
+from ..files import write_json
 from ..paths import headstart_home
 from ..runtime import distributed
-from ..files import write_json
 
 FEATURES, META = "features.npy", "meta.json"
 
@@ -97,6 +97,7 @@ class CachedFeatures(Dataset):
 @dataclass
 class CacheRequest:
     """What a cache holds: the outputs of model groups [0, depth) for `samples`, `views` times."""
+
     depth: int
     samples: list
     transform: object  # applied to each decoded sample, as in the uncached loader
@@ -107,9 +108,12 @@ class CacheRequest:
 
 def cache_key(model: nn.Module, request: CacheRequest, images: dict[str, torch.Tensor]) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps({**request.description, "depth": request.depth, "views": request.views},
-                        sort_keys=True, default=str).encode())
-    for name, group in model.layer_groups()[:request.depth]:
+    h.update(
+        json.dumps(
+            {**request.description, "depth": request.depth, "views": request.views}, sort_keys=True, default=str
+        ).encode()
+    )
+    for name, group in model.layer_groups()[: request.depth]:
         for key, tensor in group.state_dict().items():
             h.update(f"{name}.{key}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
             h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
@@ -128,8 +132,17 @@ def bytes_per_view(model: nn.Module, depth: int, example) -> int | None:
     return 4 * math.prod(out.shape[1:]) if isinstance(out, torch.Tensor) else None
 
 
-def load_or_build(model: nn.Module, request: CacheRequest, images: dict, normalize: nn.Module, accelerator,
-                  batch_size: int, seed: int, root: Path, log) -> np.ndarray:
+def load_or_build(
+    model: nn.Module,
+    request: CacheRequest,
+    images: dict,
+    normalize: nn.Module,
+    accelerator,
+    batch_size: int,
+    seed: int,
+    root: Path,
+    log,
+) -> np.ndarray:
     """The memory-mapped (views, images, ...) float32 outputs of the prefix: from disk when a
     complete cache with this key exists, else computed now and written. In several processes
     each computes its part of the batches, and the main process merges the parts and publishes
@@ -148,31 +161,54 @@ def load_or_build(model: nn.Module, request: CacheRequest, images: dict, normali
             features = merge_parts(parts, folder / FEATURES)
         features.flush()
         del features
-        write_json(folder / META, {**request.description, "depth": request.depth, "views": request.views,
-                                   "images": len(request.samples), "key": key})
+        write_json(
+            folder / META,
+            {
+                **request.description,
+                "depth": request.depth,
+                "views": request.views,
+                "images": len(request.samples),
+                "key": key,
+            },
+        )
 
     if distributed.active():
         final = build_in_parts(model, request, images, normalize, accelerator, batch_size, seed, root, key, build)
     else:
         final = publish(root, key, build)
     features = open_published(final)
-    log(f"feature cache: wrote {final} ({features.shape[1]} samples x {features.shape[0]} views, "
-        f"{features.nbytes / 2**20:.0f} MiB, {time.perf_counter() - started:.1f} s)")
+    log(
+        f"feature cache: wrote {final} ({features.shape[1]} samples x {features.shape[0]} views, "
+        f"{features.nbytes / 2**20:.0f} MiB, {time.perf_counter() - started:.1f} s)"
+    )
     return features
 
 
 def open_published(final: Path) -> np.ndarray:
     if not (final / FEATURES).is_file():  # another process's cache is not on this machine's disk
-        raise UserError(f"feature cache {final} is not readable from this process: with several machines, put "
-                        "cache_dir (or HEADSTART_HOME) on a file system they share, or set feature_cache false")
+        raise UserError(
+            f"feature cache {final} is not readable from this process: with several machines, put "
+            "cache_dir (or HEADSTART_HOME) on a file system they share, or set feature_cache false"
+        )
     return np.load(final / FEATURES, mmap_mode="r")
 
 
-def build_in_parts(model, request: CacheRequest, images, normalize, accelerator, batch_size: int, seed: int,
-                   root: Path, key: str, build) -> Path:
+def build_in_parts(
+    model,
+    request: CacheRequest,
+    images,
+    normalize,
+    accelerator,
+    batch_size: int,
+    seed: int,
+    root: Path,
+    key: str,
+    build,
+) -> Path:
     """Several processes: each computes the outputs of its contiguous part of the batches into
     <root>/.<key>.partial-<main pid>-parts/part-<rank>.npy; then the main process merges them into
     a cache folder and publishes it, and removes the parts."""
+
     def make_folder() -> Path:
         folder = Path(root) / f".{key}.partial-{os.getpid()}-parts"
         folder.mkdir(parents=True)
@@ -180,8 +216,17 @@ def build_in_parts(model, request: CacheRequest, images, normalize, accelerator,
 
     parts = distributed.from_main(make_folder)
     batches = distributed.part(math.ceil(len(request.samples) / batch_size))
-    features = compute(model, request, images, normalize, accelerator, batch_size, seed,
-                       parts / f"part-{distributed.rank()}.npy", batches)
+    features = compute(
+        model,
+        request,
+        images,
+        normalize,
+        accelerator,
+        batch_size,
+        seed,
+        parts / f"part-{distributed.rank()}.npy",
+        batches,
+    )
     if features is not None:
         features.flush()
         del features
@@ -200,18 +245,28 @@ def merge_parts(parts: Path, path: Path) -> np.ndarray:
     """The parts' rows, in rank order, in one (views, images, ...) memory-mapped array."""
     arrays = [np.load(p, mmap_mode="r") for p in sorted(parts.glob("part-*.npy"), key=lambda p: int(p.stem[5:]))]
     first = arrays[0]
-    features = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32,
-                                         shape=(first.shape[0], sum(a.shape[1] for a in arrays), *first.shape[2:]))
+    features = np.lib.format.open_memmap(
+        path, mode="w+", dtype=np.float32, shape=(first.shape[0], sum(a.shape[1] for a in arrays), *first.shape[2:])
+    )
     row = 0
     for a in arrays:
-        features[:, row:row + a.shape[1]] = a
+        features[:, row : row + a.shape[1]] = a
         row += a.shape[1]
     return features
 
 
 @torch.no_grad()
-def compute(model: nn.Module, request: CacheRequest, images: dict, normalize: nn.Module, accelerator,
-            batch_size: int, seed: int, path: Path, batches: range | None = None) -> np.ndarray | None:
+def compute(
+    model: nn.Module,
+    request: CacheRequest,
+    images: dict,
+    normalize: nn.Module,
+    accelerator,
+    batch_size: int,
+    seed: int,
+    path: Path,
+    batches: range | None = None,
+) -> np.ndarray | None:
     """The prefix's outputs for all samples, or (several processes) for the batches numbered
     `batches` only; None when that is no batch at all. Every process still transforms every
     sample, so the augmented views come from the same random stream as in one process."""
@@ -232,9 +287,10 @@ def compute(model: nn.Module, request: CacheRequest, images: dict, normalize: nn
                     out = model.body.run(normalize(send_to_device(x, accelerator.device)), 0, request.depth)
                 out = out.float().cpu().contiguous().numpy()
                 if features is None:
-                    features = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32,
-                                                         shape=(request.views, rows, *out.shape[1:]))
-                features[view, row:row + len(out)] = out
+                    features = np.lib.format.open_memmap(
+                        path, mode="w+", dtype=np.float32, shape=(request.views, rows, *out.shape[1:])
+                    )
+                features[view, row : row + len(out)] = out
                 row += len(out)
     return features
 
@@ -263,28 +319,47 @@ def cached_stage_inputs(net: nn.Module, depth: int, epochs: int, splits, feed: F
     budget = config.cache_max_gb * 2**30
     fit = views if train_view == 0 else int(max(0.0, budget - val_size) // train_view)
     if fit < 1:
-        log(f"feature cache: not used for the frozen groups {', '.join(net.group_names[:depth])}, which run "
-            f"every step (even one view takes {_size(train_view + val_size)} > cache_max_gb {config.cache_max_gb})")
+        log(
+            f"feature cache: not used for the frozen groups {', '.join(net.group_names[:depth])}, which run "
+            f"every step (even one view takes {_size(train_view + val_size)} > cache_max_gb {config.cache_max_gb})"
+        )
         return None
     if fit < views:
-        log(f"feature cache: {fit} of the {views} views wanted fit cache_max_gb {config.cache_max_gb} "
-            f"({_size(train_view)} a view); the epochs cycle through the {fit} cached views")
+        log(
+            f"feature cache: {fit} of the {views} views wanted fit cache_max_gb {config.cache_max_gb} "
+            f"({_size(train_view)} a view); the epochs cycle through the {fit} cached views"
+        )
         views = fit
-    common = {"backbone": config.backbone, "preprocessing": feed.description, "precision": str(accelerator.mixed_precision)}
-    train_request = CacheRequest(depth, splits.train, feed.train_transform, views,
-                                 {**common, "transform": feed.description["train"], "seed": config.seed}, feed.collate)
-    val_request = CacheRequest(depth, splits.val, feed.eval_transform, 1,
-                               {**common, "transform": feed.description["eval"]}, feed.collate)
+    common = {
+        "backbone": config.backbone,
+        "preprocessing": feed.description,
+        "precision": str(accelerator.mixed_precision),
+    }
+    train_request = CacheRequest(
+        depth,
+        splits.train,
+        feed.train_transform,
+        views,
+        {**common, "transform": feed.description["train"], "seed": config.seed},
+        feed.collate,
+    )
+    val_request = CacheRequest(
+        depth, splits.val, feed.eval_transform, 1, {**common, "transform": feed.description["eval"]}, feed.collate
+    )
     root = Path(config.cache_dir) if config.cache_dir else default_cache_root()
     class_index = {c: i for i, c in enumerate(splits.classes)}
     order = EpochOrder(len(splits.train))
     loaders = []
     for request, request_order in ((train_request, order), (val_request, None)):
-        features = load_or_build(net, request, feed.inputs, feed.prepare, accelerator, config.batch_size, config.seed,
-                                 root, log)
+        features = load_or_build(
+            net, request, feed.inputs, feed.prepare, accelerator, config.batch_size, config.seed, root, log
+        )
         dataset = CachedFeatures(features, [class_index[s.label] for s in request.samples], config.seed)
-        loaders.append(distributed.prepare_loader(accelerator, make_loader(dataset, config.batch_size, 0, request_order,
-                                                                           sharded=True)))
+        loaders.append(
+            distributed.prepare_loader(
+                accelerator, make_loader(dataset, config.batch_size, 0, request_order, sharded=True)
+            )
+        )
     return SkipPrefix(net, depth), ChannelsLast(), loaders[0], order, loaders[1]
 
 

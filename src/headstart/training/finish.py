@@ -1,4 +1,5 @@
 """The end of a run: choose its model, measure it on the held-out splits, write the run folder's results."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,8 +27,11 @@ class RunResult:
 def model_source(config, fitted: Fitted) -> str:
     """Which epoch becomes the run's model: the last (the end of the schedule), or the best by
     validation with early stopping (or final_model=best), and after a diverging loss."""
-    use_best = config.final_model == "best" or (config.final_model == "auto" and config.patience > 0) \
+    use_best = (
+        config.final_model == "best"
+        or (config.final_model == "auto" and config.patience > 0)
         or fitted.stop_reason.startswith("stopped")
+    )
     return "best" if use_best else "last"
 
 
@@ -50,9 +54,14 @@ def finish(run: Setup, fitted: Fitted) -> RunResult:
 
     history = fitted.history
     model_epoch = fitted.best.epoch if source == "best" else len(history)
-    metrics: dict = {"model_epoch": model_epoch, "final_model": source, "best_epoch": fitted.best.epoch,
-                     "monitor": config.monitor, "stop_reason": fitted.stop_reason,
-                     "resumed_after_epoch": run.start.epoch if run.start.state else None}
+    metrics: dict = {
+        "model_epoch": model_epoch,
+        "final_model": source,
+        "best_epoch": fitted.best.epoch,
+        "monitor": config.monitor,
+        "stop_reason": fitted.stop_reason,
+        "resumed_after_epoch": run.start.epoch if run.start.state else None,
+    }
     prepare = run.train_inputs.prepare
     for name, loader in run.eval_loaders.items():
         logits, labels = distributed.gather_rows(*predict_logits(net, prepare, loader, run.accelerator))
@@ -70,9 +79,15 @@ def finish(run: Setup, fitted: Fitted) -> RunResult:
         run_folder.remove_resume_state(run_dir)
     shown = "test" if "test" in metrics else "val"
     plot_learning_curves(history, run_dir / run_folder.CURVES)
-    plot_confusion_matrix(metrics[shown]["confusion_matrix"], run.classes, run_dir / run_folder.CONFUSION,
-                          f"{shown} split, epoch {model_epoch} ({source})")
+    plot_confusion_matrix(
+        metrics[shown]["confusion_matrix"],
+        run.classes,
+        run_dir / run_folder.CONFUSION,
+        f"{shown} split, epoch {model_epoch} ({source})",
+    )
     log(f"{shown}: {summary_line(metrics[shown])}")
-    log(f"model (epoch {model_epoch}, {source}): {run_dir / run_folder.MODEL}; plots: {run_dir / run_folder.CURVES}, "
-        f"{run_dir / run_folder.CONFUSION}")
+    log(
+        f"model (epoch {model_epoch}, {source}): {run_dir / run_folder.MODEL}; plots: {run_dir / run_folder.CURVES}, "
+        f"{run_dir / run_folder.CONFUSION}"
+    )
     return RunResult(run_dir, metrics, net, run.classes)

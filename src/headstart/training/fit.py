@@ -1,4 +1,5 @@
 """The fit loop: stage by stage, epoch by epoch: train, validate, checkpoint, stop."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -48,8 +49,12 @@ def fit(run: Setup) -> Fitted:
         optimizer, scheduler = stage_optimizer(net, stage, len(inputs.train_loader), config, run.accelerator)
         done, partial = start.enter(epoch, optimizer, scheduler)
         epoch += done
-        record_start = {"stage": stage.name, "stage_index": stage_index, "trainable_params": trainable_parameter_count(net),
-                        "cached_groups": inputs.cached_depth}
+        record_start = {
+            "stage": stage.name,
+            "stage_index": stage_index,
+            "trainable_params": trainable_parameter_count(net),
+            "cached_groups": inputs.cached_depth,
+        }
         for _ in range(done, stage.epochs):
             epoch += 1
             seed_epoch(config.seed, epoch)
@@ -59,21 +64,30 @@ def fit(run: Setup) -> Fitted:
             progress = EpochProgress(**partial["progress"]) if partial else None
             inputs.order.plan(skip=progress.batches * config.batch_size if progress else 0)
             options = EpochOptions(
-                f"epoch {epoch}/{config.epochs} [{stage.name}]", config.label_smoothing, config.mixup,
+                f"epoch {epoch}/{config.epochs} [{stage.name}]",
+                config.label_smoothing,
+                config.mixup,
                 after_step=(lambda: ema.update_parameters(net)) if ema else None,
                 checkpoint_steps=config.checkpoint_steps,
                 checkpoint=lambda inside, e=epoch: saved.state(e - 1, stage_index, optimizer, scheduler, inside),
-                progress=progress, rng_state=partial["rng"] if partial else None)
+                progress=progress,
+                rng_state=partial["rng"] if partial else None,
+            )
             try:
                 record = {"epoch": epoch, **record_start} | train_one_epoch(
-                    model, inputs.prepare, inputs.train_loader, optimizer, scheduler, run.accelerator, options)
+                    model, inputs.prepare, inputs.train_loader, optimizer, scheduler, run.accelerator, options
+                )
             except NonFiniteLoss as e:
                 return Fitted(history, best, diverged(e, best, config.lr, log))
             partial = None
             distributed.broadcast_weights(net, buffers_only=True)  # BatchNorm statistics: the main process's
             with averaged_weights(net, ema):  # validate and save the average, when there is one
-                val = classification_metrics(*distributed.gather_rows(*predict_logits(
-                    inputs.model, inputs.prepare, inputs.val_loader, run.accelerator)), run.classes)
+                val = classification_metrics(
+                    *distributed.gather_rows(
+                        *predict_logits(inputs.model, inputs.prepare, inputs.val_loader, run.accelerator)
+                    ),
+                    run.classes,
+                )
                 record |= {f"val_{k}": val[k] for k in ("loss", "accuracy", "balanced_accuracy", "macro_f1")}
                 history.append(record)
                 improved = best.update(val, epoch)
@@ -88,6 +102,8 @@ def fit(run: Setup) -> Fitted:
 
 
 def epoch_line(record: dict, epochs: int, improved: bool) -> str:
-    return (f"epoch {record['epoch']:>2}/{epochs} {record['stage']:<16} train loss {record['train_loss']:.4f} "
-            f"acc {record['train_accuracy']:.3f} | val loss {record['val_loss']:.4f} acc {record['val_accuracy']:.3f} "
-            f"| {record['train_images_per_s']:.1f} samples/s{'  *' if improved else ''}")
+    return (
+        f"epoch {record['epoch']:>2}/{epochs} {record['stage']:<16} train loss {record['train_loss']:.4f} "
+        f"acc {record['train_accuracy']:.3f} | val loss {record['val_loss']:.4f} acc {record['val_accuracy']:.3f} "
+        f"| {record['train_images_per_s']:.1f} samples/s{'  *' if improved else ''}"
+    )

@@ -1,4 +1,5 @@
 """One optimiser parameter group per trainable layer group, and the per-stage schedule."""
+
 from __future__ import annotations
 
 import math
@@ -24,7 +25,9 @@ def param_groups(model: nn.Module, stage: Stage, weight_decay: float) -> list[di
     return groups
 
 
-def build_optimizer(model: nn.Module, stage: Stage, name: str, weight_decay: float, momentum: float) -> torch.optim.Optimizer:
+def build_optimizer(
+    model: nn.Module, stage: Stage, name: str, weight_decay: float, momentum: float
+) -> torch.optim.Optimizer:
     groups = param_groups(model, stage, weight_decay)
     if name == "sgd":
         return torch.optim.SGD(groups, lr=groups[0]["lr"], momentum=momentum, nesterov=True)

@@ -13,6 +13,7 @@ so epoch k is the same whether the run got there in one go or was killed and res
 The file holds only tensors, numbers, strings, lists and dicts and is read with
 torch.load(weights_only=True), which refuses anything else: no pickle from disk runs code.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -42,8 +43,11 @@ def seed_epoch(seed: int, epoch: int) -> None:
 def rng_state() -> dict:
     """Every random generator's state, in types that weights_only loading accepts."""
     name, keys, *rest = np.random.get_state()
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
-             "numpy": [name, torch.from_numpy(keys.copy()), *rest]}
+    state = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": [name, torch.from_numpy(keys.copy()), *rest],
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -67,19 +71,38 @@ def run_fingerprint(config_dict: dict, train_paths: list[str]) -> str:
     return h.hexdigest()[:32]
 
 
-def save_state(path: Path, *, fingerprint: str, epoch: int, stage_index: int, history: list[dict],
-               best_val: dict | None, best_epoch: int | None, model, optimizer, scheduler, ema,
-               wall_seconds: float, partial: dict | None = None) -> None:
+def save_state(
+    path: Path,
+    *,
+    fingerprint: str,
+    epoch: int,
+    stage_index: int,
+    history: list[dict],
+    best_val: dict | None,
+    best_epoch: int | None,
+    model,
+    optimizer,
+    scheduler,
+    ema,
+    wall_seconds: float,
+    partial: dict | None = None,
+) -> None:
     """`epoch`: the last finished epoch. `partial`: written in the middle of epoch epoch + 1, the
     progress of that epoch and the random generators' state. `wall_seconds`: the run's wall time
     so far, its earlier attempts included, so that a resumed run reports the time it took in all."""
     # metrics go in as JSON text: they may hold numpy numbers, which weights_only loading refuses
-    records = json.dumps({"history": history, "best_val": best_val, "best_epoch": best_epoch,
-                          "wall_seconds": wall_seconds}, default=float)
+    records = json.dumps(
+        {"history": history, "best_val": best_val, "best_epoch": best_epoch, "wall_seconds": wall_seconds},
+        default=float,
+    )
     state = {
-        "fingerprint": fingerprint, "epoch": epoch, "stage_index": stage_index, "records": records,
+        "fingerprint": fingerprint,
+        "epoch": epoch,
+        "stage_index": stage_index,
+        "records": records,
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
         "ema": ema.state_dict() if ema is not None else None,
         "partial": partial,
     }
@@ -96,8 +119,9 @@ def load_state(path: Path, fingerprint: str) -> dict:
         reason = " ".join(str(e).split())[:300]
         raise UserError(f"{path}: cannot be read as a resume state ({type(e).__name__}: {reason})") from None
     if state.get("fingerprint") != fingerprint:
-        raise UserError(f"{path}: the run's settings or data have changed since it was saved; "
-                        "start a new run instead of resuming")
+        raise UserError(
+            f"{path}: the run's settings or data have changed since it was saved; start a new run instead of resuming"
+        )
     return {**state, **json.loads(state.pop("records"))}
 
 
@@ -124,8 +148,9 @@ class ResumePoint:
 
     def describe(self, epochs: int) -> str:
         partial = self.partial
-        return (f"resuming after epoch {self.epoch} of {epochs}"
-                + (f", step {partial['progress']['steps']} of epoch {partial['epoch']}" if partial else ""))
+        return f"resuming after epoch {self.epoch} of {epochs}" + (
+            f", step {partial['progress']['steps']} of epoch {partial['epoch']}" if partial else ""
+        )
 
     def skips(self, stage_start: int, stage: Stage) -> bool:
         """True for a stage the earlier attempt finished (a partial epoch is epoch + 1)."""

@@ -7,6 +7,7 @@
 The report (report.html) is not written here: the Python API and the command line write it after
 training returns (headstart/api.py).
 """
+
 from __future__ import annotations
 
 from ..config import TrainConfig

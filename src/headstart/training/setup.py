@@ -4,6 +4,7 @@ random generators are drawn from in this order, so a seed gives the same run).
 backbone -> data (split, decoded once) -> loaders -> model and its new head -> strategy's stages
 -> accelerator -> epochs planned to a time budget -> run folder and the state to resume from.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -40,6 +41,7 @@ from .resume import ResumePoint, load_state, run_fingerprint
 class StageInputs:
     """What a stage's epochs run: the whole model on normalised images, or, when its frozen
     prefix is cached, the model above the prefix on cached features."""
+
     model: torch.nn.Module
     prepare: torch.nn.Module  # batch -> model input
     train_loader: object
@@ -51,6 +53,7 @@ class StageInputs:
 @dataclass
 class Setup:
     """A run, ready to train."""
+
     config: TrainConfig  # with the data kind's defaults filled in, and the planned epochs
     backbone: Backbone
     prep: object  # the preprocessing (images) or tokenizing (texts) the run reads with
@@ -85,10 +88,13 @@ class Setup:
         and the cache fits; adapters inside the body change its output as they train, so nothing
         below them is ever cached."""
         config = self.config
-        depth = frozen_prefix_depth(self.net.group_names, stage.trainable) if config.feature_cache and not self.lora else 0
+        depth = (
+            frozen_prefix_depth(self.net.group_names, stage.trainable) if config.feature_cache and not self.lora else 0
+        )
         if depth:
-            cached = cached_stage_inputs(self.net, depth, stage.epochs, self.splits, self.feed, config, self.accelerator,
-                                         self.log)
+            cached = cached_stage_inputs(
+                self.net, depth, stage.epochs, self.splits, self.feed, config, self.accelerator, self.log
+            )
             if cached:
                 return StageInputs(*cached, cached_depth=depth)
         return self.train_inputs
@@ -98,7 +104,9 @@ def set_up(config: TrainConfig, log=print, resume: bool = False, exclude: Splits
     started = time.perf_counter()
     strategy = get_strategy(config.strategy)
     if not config.data:
-        raise UserError("no data given: pass an image folder, a CSV manifest, or (for a text backbone) a table of texts")
+        raise UserError(
+            "no data given: pass an image folder, a CSV manifest, or (for a text backbone) a table of texts"
+        )
     set_seed(config.seed)
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
@@ -123,9 +131,19 @@ def set_up(config: TrainConfig, log=print, resume: bool = False, exclude: Splits
     accelerator = make_accelerator(device, precision, config.grad_accum, config.compile)
     normalize = feed.prepare.to(accelerator.device)
     if config.fit_minutes and not resume:  # a resumed run keeps the epochs it planned (config.json)
-        plan = distributed.from_main(lambda: plan_epochs(
-            net.to(accelerator.device), stages, normalize, timing_batches(splits, feed, config), len(splits.train),
-            len(splits.val), accelerator, config, distributed.world_size()))
+        plan = distributed.from_main(
+            lambda: plan_epochs(
+                net.to(accelerator.device),
+                stages,
+                normalize,
+                timing_batches(splits, feed, config),
+                len(splits.train),
+                len(splits.val),
+                accelerator,
+                config,
+                distributed.world_size(),
+            )
+        )
         log(plan.describe(config.fit_minutes, config.epochs))
         config = dataclasses.replace(config, epochs=plan.epochs)
         stages = strategy.stages(net.groups_with_parameters(), config.epochs, StrategyOptions.from_config(config))
@@ -141,29 +159,68 @@ def set_up(config: TrainConfig, log=print, resume: bool = False, exclude: Splits
     state = distributed.from_main(lambda: load_state(run_dir / run_folder.RESUME, fingerprint)) if resume else None
     net = accelerator.unwrap_model(model)
     if distributed.is_main():
-        run_folder.write_start(run_dir, {
-            "config": config.to_dict(),
-            "classes": splits.classes,
-            "backbone": {"name": config.backbone, "pretrained": backbone.pretrained, "weights": backbone.weights_source,
-                         "arch_config": backbone.arch_config, "width": backbone.width, "layer_groups": group_sizes(net)},
-            "preprocessing": prep.to_dict(),
-            "head_init": head_init,
-            "strategy": {"name": strategy.name, "summary": strategy.summary, "stages": [s.to_dict() for s in stages],
-                         "lora": lora},
-            "data": splits.to_dict(),
-            "environment": environment_record(device, precision),
-        }, splits.skipped, backbone.tokenizer)
+        run_folder.write_start(
+            run_dir,
+            {
+                "config": config.to_dict(),
+                "classes": splits.classes,
+                "backbone": {
+                    "name": config.backbone,
+                    "pretrained": backbone.pretrained,
+                    "weights": backbone.weights_source,
+                    "arch_config": backbone.arch_config,
+                    "width": backbone.width,
+                    "layer_groups": group_sizes(net),
+                },
+                "preprocessing": prep.to_dict(),
+                "head_init": head_init,
+                "strategy": {
+                    "name": strategy.name,
+                    "summary": strategy.summary,
+                    "stages": [s.to_dict() for s in stages],
+                    "lora": lora,
+                },
+                "data": splits.to_dict(),
+                "environment": environment_record(device, precision),
+            },
+            splits.skipped,
+            backbone.tokenizer,
+        )
     log(f"run folder: {run_dir}")
-    log(f"data: {len(splits.train)} train / {len(splits.val)} val / {len(splits.test)} test {kind.name}s, "
-        f"{len(splits.classes)} classes ({splits.split_source} split), {len(splits.skipped)} skipped")
-    log(f"backbone {config.backbone} ({backbone.weights_source}), {kind.describe_size(prep)}, strategy {strategy.name}, "
-        f"{config.epochs} epochs, {device} {'float32' if precision == 'no' else precision}")
+    log(
+        f"data: {len(splits.train)} train / {len(splits.val)} val / {len(splits.test)} test {kind.name}s, "
+        f"{len(splits.classes)} classes ({splits.split_source} split), {len(splits.skipped)} skipped"
+    )
+    log(
+        f"backbone {config.backbone} ({backbone.weights_source}), {kind.describe_size(prep)}, strategy {strategy.name}, "
+        f"{config.epochs} epochs, {device} {'float32' if precision == 'no' else precision}"
+    )
     if distributed.active():
-        log(f"{distributed.world_size()} processes: each global batch of {config.batch_size} split between them "
-            f"(about {config.batch_size / distributed.world_size():g} each), learning rates as configured")
-    setup = Setup(config, backbone, prep, splits, feed, strategy, stages, model, net, lora, accelerator,
-                  StageInputs(model, normalize, train_loader, order, eval_loaders["val"]), eval_loaders, run_dir,
-                  fingerprint, ResumePoint(state), started, state.get("wall_seconds", 0.0) if state else 0.0, log)
+        log(
+            f"{distributed.world_size()} processes: each global batch of {config.batch_size} split between them "
+            f"(about {config.batch_size / distributed.world_size():g} each), learning rates as configured"
+        )
+    setup = Setup(
+        config,
+        backbone,
+        prep,
+        splits,
+        feed,
+        strategy,
+        stages,
+        model,
+        net,
+        lora,
+        accelerator,
+        StageInputs(model, normalize, train_loader, order, eval_loaders["val"]),
+        eval_loaders,
+        run_dir,
+        fingerprint,
+        ResumePoint(state),
+        started,
+        state.get("wall_seconds", 0.0) if state else 0.0,
+        log,
+    )
     return setup
 
 
@@ -180,9 +237,14 @@ def default_run_dir(config: TrainConfig) -> Path:
 def make_loaders(splits: DataSplits, feed: Feed, config: TrainConfig, workers: int):
     class_index = {c: i for i, c in enumerate(splits.classes)}
     order = feed.order(splits.train, config.batch_size)
-    train_loader = feed.loader(splits.train, class_index, config.batch_size, workers, train=True, order=order, sharded=True)
-    eval_loaders = {name: feed.loader(samples, class_index, config.batch_size, workers, sharded=True)
-                    for name, samples in (("val", splits.val), ("test", splits.test)) if samples}
+    train_loader = feed.loader(
+        splits.train, class_index, config.batch_size, workers, train=True, order=order, sharded=True
+    )
+    eval_loaders = {
+        name: feed.loader(samples, class_index, config.batch_size, workers, sharded=True)
+        for name, samples in (("val", splits.val), ("test", splits.test))
+        if samples
+    }
     if "val" not in eval_loaders:
         raise UserError("the validation split is empty: raise val_fraction or add a val/ folder")
     return train_loader, order, eval_loaders
@@ -198,10 +260,16 @@ def timing_batches(splits: DataSplits, feed: Feed, config: TrainConfig):
 
 def add_lora(net: Classifier, config: TrainConfig) -> dict:
     """The lora strategy's adapters, added to the model; returns what config.json records of them."""
-    targets = net.add_adapters(config.lora_rank, config.lora_alpha, config.lora_dropout,
-                               config.lora_targets.split(",") if config.lora_targets else None)
+    targets = net.add_adapters(
+        config.lora_rank,
+        config.lora_alpha,
+        config.lora_dropout,
+        config.lora_targets.split(",") if config.lora_targets else None,
+    )
     return {"targets": targets, "rank": config.lora_rank, "alpha": config.lora_alpha, "merged": config.lora_merge}
 
 
 def group_sizes(net: Classifier) -> list[dict]:
-    return [{"name": name, "params": sum(p.numel() for p in module.parameters())} for name, module in net.layer_groups()]
+    return [
+        {"name": name, "params": sum(p.numel() for p in module.parameters())} for name, module in net.layer_groups()
+    ]

@@ -1,6 +1,7 @@
 """When training ends before its last epoch, and which epoch was best: small objects the fit loop
 asks after every epoch. Each stopping rule's `reason` is None to go on, or the line that says why
 training stops (the run's metrics.json keeps it as stop_reason)."""
+
 from __future__ import annotations
 
 from ..errors import UserError
