@@ -248,7 +248,7 @@ def test_a_duplicate_or_reserved_group_name_is_a_clear_error(monkeypatch):
 
         return BackboneSpec(f"fake:{rest}", "fake", True, None, build)
 
-    monkeypatch.setitem(registry._ADAPTERS, "fake", make_spec)
+    monkeypatch.setitem(registry.ADAPTERS, "fake", make_spec)
     with pytest.raises(RuntimeError) as e:
         create_backbone("fake:net")
     assert "fake:net" in str(e.value) and "'head'" in str(e.value) and "\n" not in str(e.value)
@@ -276,8 +276,8 @@ def test_weights_saved_under_the_former_group_name_head_still_load(name, group, 
     under `body.groups.head.` load into the renamed group, and today's weights load as they are."""
     from safetensors.torch import save_file
 
+    from headstart.files import load_weights
     from headstart.model import Classifier
-    from headstart.training.checkpoint import load_weights
 
     monkeypatch.setattr(
         urllib.request, "urlopen", lambda *a, **k: (_ for _ in ()).throw(urllib.error.URLError("offline"))

@@ -49,11 +49,10 @@ def fit(run: Setup) -> Fitted:
         optimizer, scheduler = stage_optimizer(net, stage, len(inputs.train_loader), config, run.accelerator)
         done, partial = start.enter(epoch, optimizer, scheduler)
         epoch += done
-        record_start = {
+        about_stage = {
             "stage": stage.name,
             "stage_index": stage_index,
             "trainable_params": trainable_parameter_count(net),
-            "cached_groups": inputs.cached_depth,
         }
         for _ in range(done, stage.epochs):
             epoch += 1
@@ -74,7 +73,7 @@ def fit(run: Setup) -> Fitted:
                 rng_state=partial["rng"] if partial else None,
             )
             try:
-                record = {"epoch": epoch, **record_start} | train_one_epoch(
+                record = {"epoch": epoch, **about_stage, "cached_groups": inputs.cached_depth} | train_one_epoch(
                     model, inputs.prepare, inputs.train_loader, optimizer, scheduler, run.accelerator, options
                 )
             except NonFiniteLoss as e:
@@ -82,12 +81,7 @@ def fit(run: Setup) -> Fitted:
             partial = None
             distributed.broadcast_weights(net, buffers_only=True)  # BatchNorm statistics: the main process's
             with averaged_weights(net, ema):  # validate and save the average, when there is one
-                val = classification_metrics(
-                    *distributed.gather_rows(
-                        *predict_logits(inputs.model, inputs.prepare, inputs.val_loader, run.accelerator)
-                    ),
-                    run.classes,
-                )
+                val = validate(inputs, run)
                 record |= {f"val_{k}": val[k] for k in ("loss", "accuracy", "balanced_accuracy", "macro_f1")}
                 history.append(record)
                 improved = best.update(val, epoch)
@@ -99,6 +93,12 @@ def fit(run: Setup) -> Fitted:
                 log(reason)
                 return Fitted(history, best, reason)
     return Fitted(history, best, "completed")
+
+
+def validate(inputs, run: Setup) -> dict:
+    """The validation split's metrics, its rows gathered from every process."""
+    logits, labels = predict_logits(inputs.model, inputs.prepare, inputs.val_loader, run.accelerator)
+    return classification_metrics(*distributed.gather_rows(logits, labels), run.classes)
 
 
 def epoch_line(record: dict, epochs: int, improved: bool) -> str:
