@@ -70,6 +70,7 @@ def test_the_masked_positions_only_loss_is_the_models_own_loss():
         assert masked_lm_loss(model, batch).item() == pytest.approx(model(**batch).loss.item(), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_adapt_writes_a_backbone_folder_with_perplexity_before_and_after(adapted):
     record = json.loads((adapted.out / "adapt.json").read_text())
     assert record["steps"] == 6 and record["documents"] == 120 and record["heldout_documents"] == 24
@@ -81,6 +82,7 @@ def test_adapt_writes_a_backbone_folder_with_perplexity_before_and_after(adapted
         assert (adapted.out / name).is_file(), name
 
 
+@pytest.mark.slow
 def test_train_on_an_adapted_backbone_uses_its_weights_not_the_original(adapted, tmp_path):
     data = materialise_rotten_tomatoes(tmp_path, per_class=12)
     run = headstart.train(

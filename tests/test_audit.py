@@ -88,6 +88,7 @@ def planted(tmp_path_factory) -> dict:
     }
 
 
+@pytest.mark.slow
 def test_every_planted_file_problem_is_reported_with_its_reason(planted):
     reasons = by_path(flags_of(planted["out"]))
     assert "empty_file" in reasons["empty.png"]
@@ -96,6 +97,7 @@ def test_every_planted_file_problem_is_reported_with_its_reason(planted):
     assert "not_an_image" in reasons["readme.txt"]
 
 
+@pytest.mark.slow
 def test_copies_conflicting_labels_and_leaks_are_found_and_one_copy_is_kept(planted):
     flags = flags_of(planted["out"])
     reasons = by_path(flags)
@@ -108,6 +110,7 @@ def test_copies_conflicting_labels_and_leaks_are_found_and_one_copy_is_kept(plan
     assert {"crossed-f6.png", planted["f6"], "leaked.png"} <= excluded
 
 
+@pytest.mark.slow
 def test_flipped_labels_are_found_with_the_right_suggestion(planted):
     issues = {os.path.basename(f["path"]): f for f in flags_of(planted["out"]) if f["reason"] == "label_issue"}
     for name, true_label in planted["flipped"].items():
@@ -120,6 +123,7 @@ def test_flipped_labels_are_found_with_the_right_suggestion(planted):
     assert set(record["timings"]) >= {"load", "features", "duplicates", "label issues", "total"}
 
 
+@pytest.mark.slow
 def test_train_with_exclude_audit_trains_on_exactly_the_rest(planted, tmp_path):
     out, data = planted["out"], planted["data"]
     with open(out / "clean.csv", newline="", encoding="utf-8") as f:
@@ -147,6 +151,7 @@ def test_train_with_exclude_audit_trains_on_exactly_the_rest(planted, tmp_path):
     assert not excluded & {p for p, _ in clean}
 
 
+@pytest.mark.slow
 def test_mistakes_are_one_line_errors(planted, tmp_path):
     for args, words in [
         (["audit", tmp_path / "missing"], "data not found"),
@@ -190,6 +195,7 @@ def text_audit(tmp_path_factory) -> dict:
     return {"table": table, "result": result}
 
 
+@pytest.mark.slow
 def test_text_rows_copies_and_leaks_are_reported(text_audit):
     table = text_audit["table"]
     reasons = {}

@@ -184,6 +184,7 @@ def test_a_text_run_reloads_offline_and_predicts_what_it_reported(head_run):
     assert predictions[0]["top"][0]["label"] in run.classes
 
 
+@pytest.mark.slow
 def test_gradual_on_texts_unfreezes_encoder_layers_top_down_and_skips_the_parameterless_pooler(reviews, tmp_path):
     result = headstart.train(str(reviews), strategy="gradual", epochs=3, out=str(tmp_path / "g"), **TINY)
     stages = json.loads((result.run_dir / "config.json").read_text())["strategy"]["stages"]
@@ -192,6 +193,7 @@ def test_gradual_on_texts_unfreezes_encoder_layers_top_down_and_skips_the_parame
     assert "embeddings" in stages[-1]["lrs"]
 
 
+@pytest.mark.slow
 def test_lora_trains_adapters_and_head_only_and_leaves_the_base_weights_bit_for_bit(reviews, tmp_path):
     kept = headstart.train(
         str(reviews), strategy="lora", epochs=2, lr=5e-3, lora_merge=False, out=str(tmp_path / "kept"), **TINY
