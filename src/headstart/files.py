@@ -39,10 +39,6 @@ def write_atomic(path: Path, write: Callable[[str], None]) -> None:
         raise
 
 
-def copy_atomic(source: Path, destination: Path) -> None:
-    write_atomic(destination, lambda tmp: shutil.copyfile(source, tmp))
-
-
 def link_atomic(source: Path, destination: Path) -> None:
     """`destination` becomes a second name of `source`'s file (a hard link: no second copy on disk),
     or a copy where the file system has no hard links. Replacing `source` later (write_atomic

@@ -11,7 +11,7 @@ from pathlib import Path
 from ..config import config_from_dict
 from ..errors import UserError
 from ..files import write_json
-from ..run_folder import is_finished, read_json
+from ..run_folder import CONFIG, PREDICTIONS, is_finished, read_json
 from .report import build_report, run_record
 
 RECORD = "compare.json"
@@ -32,16 +32,16 @@ def shared_settings(settings: dict) -> dict:
 def split_fingerprint(run_dir: Path) -> str:
     """A hash of the run's evaluated file list (test_predictions.csv) and its split counts per
     class: equal fingerprints mean the same split."""
-    counts = read_json(run_dir / "config.json")["data"]["counts"]
+    counts = read_json(run_dir / CONFIG)["data"]["counts"]
     text = "\n".join(evaluated_files(run_dir)) + json.dumps(counts, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def evaluated_files(run_dir: Path) -> list[str]:
     """The test files a run was evaluated on, sorted (none when it had no test split)."""
-    if not (run_dir / "test_predictions.csv").is_file():
+    if not (run_dir / PREDICTIONS).is_file():
         return []
-    with open(run_dir / "test_predictions.csv", newline="", encoding="utf-8") as f:
+    with open(run_dir / PREDICTIONS, newline="", encoding="utf-8") as f:
         return sorted(row["path"] for row in csv.DictReader(f))
 
 
@@ -50,7 +50,7 @@ def check_same_split_and_budget(out: Path, runs: list[dict], budget: dict) -> No
     prints = {}
     for r in runs:
         run_dir = out / r["folder"]
-        shared = shared_settings(read_json(run_dir / "config.json")["config"])
+        shared = shared_settings(read_json(run_dir / CONFIG)["config"])
         if shared != budget:
             k = next(k for k in budget if shared[k] != budget[k])
             raise UserError(
@@ -97,7 +97,7 @@ def write_comparison_report(out: str | Path, log=print) -> Path:
                 "images_per_s_end_to_end": rec["images_per_s_end_to_end"],
                 "peak_rss_bytes": rec["peak_rss_bytes"],
                 "split": r["split"],
-                "config": read_json(run_dir / "config.json")["config"],
+                "config": read_json(run_dir / CONFIG)["config"],
             }
         else:
             error = next((a["error"] for a in reversed(attempts) if a["error"]), None)
