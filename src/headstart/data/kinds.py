@@ -15,6 +15,7 @@ from ..backbones import Backbone, Preprocessing, TextPreprocessing
 from ..backbones.text_encoders import with_text_options
 from ..config import TrainConfig
 from ..errors import UserError
+from ..evaluation.reference import pixel_features
 from .decoded_cache import decode_images_cached
 from .images import decode_images
 from .pipeline import Feed, image_feed
@@ -88,6 +89,10 @@ class ImageKind:
         """Decoded images made ready for the model, without augmentation (inference)."""
         return image_feed(inputs, prep)
 
+    def reference_inputs(self, samples: list, feed: Feed):
+        """What the cheap reference (evaluation/reference.py) fits on: the decoded images' pixels, downscaled."""
+        return pixel_features([feed.inputs[s.path] for s in samples])
+
 
 class TextKind:
     name = "text"
@@ -156,6 +161,10 @@ class TextKind:
         """Texts by name, tokenized here and made ready for the model (inference)."""
         tokens, _ = tokenize_texts(inputs, tokenizer, prep.max_length)
         return text_feed(tokens, tokenizer, prep)
+
+    def reference_inputs(self, samples: list, feed: Feed) -> list[str]:
+        """What the cheap reference (evaluation/reference.py) fits on: the texts themselves."""
+        return [feed.texts[s.path] for s in samples]
 
 
 KINDS = {"image": ImageKind(), "text": TextKind()}
