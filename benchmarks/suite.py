@@ -30,10 +30,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from contenders.registry import CONTENDERS  # noqa: E402
-from suite_data import DATASETS, ROOT, prepare  # noqa: E402
-
 from headstart.evaluation.metrics import label_metrics  # noqa: E402
 from headstart.runtime.environment import environment_record  # noqa: E402
+from suite_data import DATASETS, ROOT, prepare  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results" / "suite"
@@ -177,7 +176,9 @@ def names(value: str | None, known, what: str) -> list[str] | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="the cells of MNIST 5k and Rotten Tomatoes that take minutes")
+    parser.add_argument(
+        "--quick", action="store_true", help="the cells of MNIST 5k and Rotten Tomatoes that take minutes"
+    )
     parser.add_argument("--sets", help=f"comma-separated: {', '.join(DATASETS)}")
     parser.add_argument("--contenders", help=f"comma-separated: {', '.join(CONTENDERS)}")
     parser.add_argument("--seeds", help="comma-separated training seeds (default: each contender's own)")

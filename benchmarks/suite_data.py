@@ -128,7 +128,9 @@ def write_images(folder: Path, splits: dict) -> list[tuple[str, str, str, str]]:
             buffer = io.BytesIO()
             Image.fromarray(pixels).save(buffer, format="PNG")
             path.write_bytes(buffer.getvalue())
-            rows.append((split, path.relative_to(folder).as_posix(), label, hashlib.sha256(buffer.getvalue()).hexdigest()))
+            rows.append(
+                (split, path.relative_to(folder).as_posix(), label, hashlib.sha256(buffer.getvalue()).hexdigest())
+            )
     return rows
 
 

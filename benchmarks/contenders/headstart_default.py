@@ -12,7 +12,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import dataset_info, parse_args, write_info, write_predictions  # noqa: E402
-
 from headstart import __version__  # noqa: E402
 from headstart.cli import main as headstart_main  # noqa: E402
 from headstart.run_folder import CONFIG, METRICS, PREDICTIONS  # noqa: E402

@@ -14,7 +14,6 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import parse_args, read_splits, write_info, write_predictions  # noqa: E402
-
 from headstart.evaluation.reference import PIXEL_SIDE, REFERENCES, fit_reference, pixel_features  # noqa: E402
 
 

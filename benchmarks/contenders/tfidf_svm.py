@@ -5,7 +5,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import parse_args, read_splits, write_info, write_predictions  # noqa: E402
-
 from headstart.evaluation.reference import REFERENCES, fit_reference  # noqa: E402
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from .. import run_folder
 from ..data.kinds import kind_of
 from ..evaluation.metrics import classification_metrics, summary_line, training_rate
-from ..evaluation.reference import reference_metrics
 from ..evaluation.plots import plot_confusion_matrix, plot_learning_curves
+from ..evaluation.reference import reference_metrics
 from ..files import load_weights
 from ..model import Classifier
 from ..runtime import distributed
