@@ -51,8 +51,8 @@ def machine() -> dict:
     return {**environment_record("cpu", "see the cell"), "cpu_flags": [f for f in CPU_FLAGS if f in flags]}
 
 
-def cell_path(dataset: str, contender: str, seed: int) -> Path:
-    return RESULTS / dataset / f"{contender}-seed{seed}.json"
+def cell_path(dataset: str, contender: str, seed: int, results: Path = RESULTS) -> Path:
+    return results / dataset / f"{contender}-seed{seed}.json"
 
 
 def planned_cells(sets, contenders, seeds) -> list[tuple[str, str, int]]:
@@ -192,6 +192,12 @@ def main() -> None:
         help="run headstart with this setting as a variant of its own (cells named headstart@KEY=VALUE)",
     )
     parser.add_argument("--data-root", type=Path, default=ROOT)
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=RESULTS,
+        help="where the cells' JSON go (another machine kind: a folder of its own)",
+    )
     args = parser.parse_args()
     sets = names(args.sets, DATASETS, "data set") or (list(QUICK["sets"]) if args.quick else list(DATASETS))
     contenders = names(args.contenders, CONTENDERS, "contender")
@@ -203,7 +209,7 @@ def main() -> None:
     cells = planned_cells(sets, contenders, seeds)
     started = time.perf_counter()
     for dataset, contender, seed in cells:
-        path = cell_path(dataset, variant_name(contender, args.set), seed)
+        path = cell_path(dataset, variant_name(contender, args.set), seed, args.results)
         split = json.loads((prepare(dataset, args.data_root).joinpath("dataset.json")).read_text())["split_sha256"]
         done = is_done(path, split)
         if args.list:
