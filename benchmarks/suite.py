@@ -7,8 +7,8 @@ Every cell is one contender (benchmarks/contenders/registry.py) on one prepared 
 suite times it end to end (start, imports, reading, training, predicting the test split), reads its peak
 resident memory, and scores its test predictions the same way for all (accuracy, balanced accuracy,
 macro-F1). A cell whose JSON exists for the same split is not run again unless --again; a failed cell
-records its error and is run again next time. Cells run one at a time, and record the machine's load
-before and after: a cell measured while something else ran is marked so in the tables.
+records its error and is run again next time. Cells run one at a time, and record the share of the CPU
+that other processes took meanwhile: a cell measured beside other work is marked so in the tables.
 
 --quick runs the cells of two small sets (MNIST 5k, Rotten Tomatoes) that take minutes: the cheap
 contenders and headstart's first seed. benchmarks/tables.py turns the cells into the docs' tables.
@@ -73,8 +73,17 @@ def is_done(path: Path, split: str) -> bool:
     return record.get("split_sha256") == split and "error" not in record
 
 
-def run_contender(command: list[str], log_path: Path, home: Path) -> tuple[int, float, float]:
-    """Run the command to its end: exit status, wall seconds, peak resident memory (MiB) of its process.
+def busy_cpu_seconds() -> float:
+    """CPU seconds the whole machine has spent busy since boot (every core, every process), from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def run_contender(command: list[str], log_path: Path, home: Path) -> tuple[int, float, float, float]:
+    """Run the command to its end: exit status, wall seconds, peak resident memory (MiB) of its process, and the
+    share of the machine's CPU time that other processes took meanwhile (0: the cell had the machine to itself).
     `home` (HEADSTART_HOME) starts empty and is removed after: every cell is a first run on its data, without
     the decoded images and features an earlier cell cached."""
     shutil.rmtree(home, ignore_errors=True)
@@ -82,13 +91,13 @@ def run_contender(command: list[str], log_path: Path, home: Path) -> tuple[int, 
     env["HEADSTART_HOME"] = str(home)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     with open(log_path, "w") as log:
-        start = time.perf_counter()
+        start, busy = time.perf_counter(), busy_cpu_seconds()
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
         _, status, usage = os.wait4(process.pid, 0)
-        seconds = time.perf_counter() - start
+        seconds, busy = time.perf_counter() - start, busy_cpu_seconds() - busy
     shutil.rmtree(home, ignore_errors=True)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    return process.returncode, seconds, usage.ru_maxrss / 1024
+    others = max(0.0, busy - usage.ru_utime - usage.ru_stime) / (seconds * (os.cpu_count() or 1))
+    return os.waitstatus_to_exitcode(status), seconds, usage.ru_maxrss / 1024, others
 
 
 def score(folder: Path, dataset_folder: Path, classes: list[str]) -> dict:
@@ -132,16 +141,17 @@ def run_cell(dataset: str, contender: str, seed: int, data_root: Path, settings=
         "seed": seed,
         "split_sha256": info["split_sha256"],
         "counts": info["counts"],
+        "about": info.get("about", ""),
+        "classes": info["classes"],
         "command": " ".join(command[1:]).replace(str(REPO) + "/", ""),
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "load_before": os.getloadavg()[0],
     }
     log(f"{dataset} / {name} / seed {seed}: running (log: {cell_dir / 'log.txt'})")
     if not python.exists():
         record["error"] = f"{python} does not exist (benchmarks/contenders/setup_envs.sh makes the peers' venvs)"
         return record
-    code, seconds, peak = run_contender(command, cell_dir / "log.txt", cell_dir.resolve() / "home")
-    record.update(wall_seconds=round(seconds, 2), peak_rss_mib=round(peak, 1), load_after=os.getloadavg()[0])
+    code, seconds, peak, others = run_contender(command, cell_dir / "log.txt", cell_dir.resolve() / "home")
+    record.update(wall_seconds=round(seconds, 2), peak_rss_mib=round(peak, 1), other_cpu_share=round(others, 3))
     if code != 0:
         tail = (cell_dir / "log.txt").read_text(errors="replace").strip().splitlines()[-5:]
         record["error"] = f"exit status {code}: " + " | ".join(tail)
@@ -225,8 +235,8 @@ def main() -> None:
             t = record["test"]
             print(
                 f"  accuracy {t['accuracy']:.4f}  balanced {t['balanced_accuracy']:.4f}  macro-F1 {t['macro_f1']:.4f}"
-                f"  {record['wall_seconds']:.0f} s  {record['peak_rss_mib']:.0f} MiB  (load {record['load_before']:.1f}"
-                f" -> {record['load_after']:.1f})"
+                f"  {record['wall_seconds']:.0f} s  {record['peak_rss_mib']:.0f} MiB  (other processes took "
+                f"{100 * record['other_cpu_share']:.0f}% of the CPU meanwhile)"
             )
     if not args.list:
         print(f"{len(cells)} cells planned, {time.perf_counter() - started:.0f} s on {platform.node()}")
