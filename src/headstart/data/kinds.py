@@ -20,6 +20,7 @@ from .decoded_cache import decode_images_cached
 from .images import decode_images
 from .pipeline import Feed, image_feed
 from .sources import DataSplits, list_images, load_image_data
+from .survey import survey_images, survey_texts
 from .text_pipeline import text_feed, tokenize_texts
 from .texts import load_text_data
 
@@ -46,14 +47,29 @@ class ImageKind:
     ) -> DataSplits:
         return load_image_data(data, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
 
-    def load(
-        self, config: TrainConfig, backbone: Backbone, prep: Preprocessing, log, exclude: SplitsFilter | None = None
-    ) -> tuple[DataSplits, Feed]:
-        """List and split the images, decode each once (what cannot be read is skipped and named),
-        then leave out what `exclude` removes."""
+    def list_items(self, config: TrainConfig) -> tuple[DataSplits, None]:
+        """The run's splits, listed (nothing decoded yet); the None stands where texts have their texts."""
         splits = self.list_and_split(
             config.data, config, config.val_fraction, config.test_fraction, config.data_split_seed()
         )
+        return splits, None
+
+    def survey(self, listed: tuple[DataSplits, None]) -> dict:
+        """What the run sees of its images before choosing its defaults (data/survey.py)."""
+        return survey_images(listed[0])
+
+    def load(
+        self,
+        config: TrainConfig,
+        backbone: Backbone,
+        prep: Preprocessing,
+        log,
+        exclude: SplitsFilter | None = None,
+        listed: tuple[DataSplits, None] | None = None,
+    ) -> tuple[DataSplits, Feed]:
+        """List and split the images (unless `listed` already did), decode each once (what cannot be read
+        is skipped and named), then leave out what `exclude` removes."""
+        splits, _ = listed or self.list_items(config)
         paths = [s.path for s in splits.all_samples()]
         if config.decoded_cache:
             images, undecodable = decode_images_cached(paths, prep.resize_size, log=log)
@@ -113,14 +129,28 @@ class TextKind:
     ) -> tuple[DataSplits, dict[str, str]]:
         return load_text_data(data, config.text_column, config.label_column, val_fraction, test_fraction, seed)
 
-    def load(
-        self, config: TrainConfig, backbone: Backbone, prep: TextPreprocessing, log, exclude: SplitsFilter | None = None
-    ) -> tuple[DataSplits, Feed]:
-        """Read and split the table (rows that cannot be used are skipped and named), tokenize
-        each text once with the backbone's tokenizer, then leave out what `exclude` removes."""
-        splits, texts = self.list_and_split(
+    def list_items(self, config: TrainConfig) -> tuple[DataSplits, dict[str, str]]:
+        """The run's splits and every text by name (nothing tokenized yet)."""
+        return self.list_and_split(
             config.data, config, config.val_fraction, config.test_fraction, config.data_split_seed()
         )
+
+    def survey(self, listed: tuple[DataSplits, dict[str, str]]) -> dict:
+        """What the run sees of its texts before choosing its defaults (data/survey.py)."""
+        return survey_texts(*listed)
+
+    def load(
+        self,
+        config: TrainConfig,
+        backbone: Backbone,
+        prep: TextPreprocessing,
+        log,
+        exclude: SplitsFilter | None = None,
+        listed: tuple[DataSplits, dict[str, str]] | None = None,
+    ) -> tuple[DataSplits, Feed]:
+        """Read and split the table (unless `listed` already did; rows that cannot be used are skipped and
+        named), tokenize each text once with the backbone's tokenizer, then leave out what `exclude` removes."""
+        splits, texts = listed or self.list_items(config)
         tokens, truncated = tokenize_texts(
             {s.path: texts[s.path] for s in splits.all_samples()}, backbone.tokenizer, prep.max_length
         )
