@@ -947,7 +947,9 @@ def suite_cells(p: Page) -> dict[str, dict[str, list[dict]]]:
 
 def cell_time(cells: list[dict]) -> str:
     """Mean wall time of the cells, starred when one of them ran beside other work."""
-    beside = any(c.get("other_cpu_share", 0) > BESIDE_OTHER_WORK for c in cells)
+    beside = any(
+        c.get("other_cpu_share", 1.0) > BESIDE_OTHER_WORK for c in cells
+    )  # not recorded: not known to be alone
     return duration(statistics.fmean(c["wall_seconds"] for c in cells)) + (" *" if beside else "")
 
 
@@ -1047,6 +1049,43 @@ def suite_contenders(p: Page) -> str:
         + "\n\nSource: [benchmarks/contenders/registry.py]("
         + os.path.relpath(p.root / "benchmarks" / "contenders" / "registry.py", p.page.parent)
         + "); each contender's recipe and where it comes from are in its script and in every cell's `info`."
+    )
+
+
+@table("suite-variants")
+def suite_variants(p: Page) -> str:
+    """headstart's default against the variants of its settings measured on the same data set and seeds."""
+    lines = [
+        header("data set", "headstart with", "test accuracy", "seeds", "wall time", "against the default, same seeds")
+    ]
+    for dataset, by_contender in suite_cells(p).items():
+        default = by_contender.get("headstart", [])
+        variants = {n: cs for n, cs in by_contender.items() if n.startswith("headstart@")}
+        if not variants:
+            continue
+        for name, cs in [("headstart", default), *variants.items()]:
+            if not cs:
+                continue
+            same = [d for d in default if d["seed"] in {c["seed"] for c in cs}]
+            paired = [
+                c["test"]["accuracy"] - next(d for d in same if d["seed"] == c["seed"])["test"]["accuracy"]
+                for c in cs
+                if c["seed"] in {d["seed"] for d in same}
+            ]
+            lines.append(
+                row(
+                    dataset,
+                    "the default" if name == "headstart" else ", ".join(f"`{kv}`" for kv in name.split("@")[1:]),
+                    accuracy_cell(cs),
+                    ", ".join(str(c["seed"]) for c in cs),
+                    cell_time(cs),
+                    "" if name == "headstart" or not paired else points(statistics.fmean(paired)) + " points",
+                )
+            )
+    return (
+        "\n".join(lines)
+        + "\n\n"
+        + suite_caption(p, [c for d in suite_cells(p).values() for cs in d.values() for c in cs])
     )
 
 
