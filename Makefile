@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: demo test check lint install-check venv browser lock benchmark compare clean
+.PHONY: demo test check lint install-check venv browser lock benchmark compare peers clean
 
 demo: $(STAMP)  ## fine-tune mobilenet_v2 on the embedded ELPV solar-cell images
 	$(BIN)/headstart demo
@@ -48,6 +48,9 @@ benchmark: $(STAMP)  ## every strategy on ELPV, mobilenet_v2 (discriminative ove
 
 compare: $(STAMP)  ## every strategy x 3 seeds on ELPV, mobilenet_v2, the demo budget: runs/compare-elpv/report.html (2.5 to 4 CPU-hours on 2 cores; run it again to resume)
 	$(BIN)/headstart compare --backbone mobilenet_v2 --out runs/compare-elpv
+
+peers:  ## the benchmark suite's peer contenders' own venvs, .venv-fastai and .venv-setfit (never headstart's deps; ~6 GB each, mostly torch's CUDA build)
+	PYTHON=$(PYTHON) bash benchmarks/contenders/setup_envs.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache
