@@ -27,7 +27,7 @@ CONTENDERS = {
         "script": "benchmarks/contenders/setfit_peer.py",
         "python": ".venv-setfit",
         "kinds": ("text",),
-        "what": "SetFit 1.2.0 with its default TrainingArguments, max_steps capped for the CPU",
+        "what": "SetFit 1.2.0 with its default TrainingArguments, max_steps=250 for the CPU",
     },
 }
 
