@@ -117,6 +117,9 @@ def main() -> None:
                 "call": f"learn.fine_tune({args.epochs})",
                 "epochs": args.epochs,
                 "epochs_recipe": EPOCHS,
+                "epochs_why": "fastbook chapter 2's fine_tune(4) on a user's own small image set (1 frozen + 4 "
+                "unfrozen passes, as many as d2l's 5 epochs); fastai's docs tutorial uses fine_tune(1) on pets, too "
+                "short for a baseline; fine_tune(8), an earlier headstart measurement on ELPV, is no fastai recipe",
                 "freeze_epochs": 1,
                 "base_lr": 2e-3,
                 "lr_mult": 100,
