@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: demo test check lint install-check venv browser lock benchmark compare suite suite-quick suite-data clean
+.PHONY: demo test check lint install-check venv browser lock benchmark compare suite suite-quick suite-data peers clean
 
 demo: $(STAMP)  ## fine-tune mobilenet_v2 on the embedded ELPV solar-cell images
 	$(BIN)/headstart demo
@@ -59,6 +59,9 @@ suite-quick: suite-data  ## the suite's quick cells (minutes): MNIST 5k and Rott
 suite: suite-data  ## every cell of the benchmark suite (about three CPU-hours; resumable: run it again to go on), then the docs' tables
 	$(BIN)/python benchmarks/suite.py
 	$(BIN)/python benchmarks/tables.py
+
+peers:  ## the benchmark suite's peer contenders' own venvs, .venv-fastai and .venv-setfit (never headstart's deps; ~6 GB each, mostly torch's CUDA build)
+	PYTHON=$(PYTHON) bash benchmarks/contenders/setup_envs.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache
