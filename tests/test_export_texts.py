@@ -15,8 +15,7 @@ import onnxruntime
 import pytest
 import torch
 
-import headstart
-from headstart.data.rotten_tomatoes import load_reviews, materialise_rotten_tomatoes
+from headstart.data.rotten_tomatoes import load_reviews
 from headstart.data.sources import Sample
 from headstart.data.text_pipeline import tokenize_texts
 from headstart.export import PREPROCESSING, TOLERANCE, export_run
@@ -28,22 +27,8 @@ DOCS = Path(__file__).parent.parent / "docs" / "export-serve.md"
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    reviews = materialise_rotten_tomatoes(tmp_path_factory.mktemp("rt"), per_class=24, seed=0)
-    return headstart.train(
-        str(reviews),
-        backbone="minilm-l6",
-        strategy="head",
-        epochs=1,
-        lr=1e-2,
-        max_length=MAX_LENGTH,
-        batch_size=16,
-        precision="fp32",
-        val_fraction=0.2,
-        test_fraction=0.25,
-        report=False,
-        out=str(tmp_path_factory.mktemp("runs") / "text"),
-    ).run_dir
+def run_dir(text_run_dir):
+    return text_run_dir
 
 
 @pytest.fixture(scope="module")
