@@ -19,6 +19,7 @@ from .decoded_cache import decode_images_cached
 from .images import decode_images
 from .pipeline import Feed, image_feed
 from .sources import DataSplits, list_images, load_image_data
+from .table_stream import TextTable
 from .text_pipeline import text_feed, tokenize_texts
 from .texts import load_text_data
 
@@ -88,6 +89,9 @@ class ImageKind:
         """Decoded images made ready for the model, without augmentation (inference)."""
         return image_feed(inputs, prep)
 
+    def table(self, path: str, text_column: str, chunk_rows: int) -> TextTable:
+        raise UserError(f"{path}: predicting a table of texts needs a text run; give an image run files or folders")
+
 
 class TextKind:
     name = "text"
@@ -156,6 +160,10 @@ class TextKind:
         """Texts by name, tokenized here and made ready for the model (inference)."""
         tokens, _ = tokenize_texts(inputs, tokenizer, prep.max_length)
         return text_feed(tokens, tokenizer, prep)
+
+    def table(self, path: str, text_column: str, chunk_rows: int) -> TextTable:
+        """(inference) A table of texts to predict, read a chunk of rows at a time."""
+        return TextTable(path, text_column, chunk_rows)
 
 
 KINDS = {"image": ImageKind(), "text": TextKind()}
