@@ -117,7 +117,8 @@ def test_bad_text_inputs_get_their_status_and_reason(url):
 
 
 def test_concurrent_texts_are_answered_in_shared_batches(url, text_run_dir, snippets):
-    expected = {r["path"]: r["top"][0]["label"] for r in headstart.predict(text_run_dir, snippets)[0]}
+    """Half the snippets are cut at max_length: tokenized on several threads at once, each must still be cut."""
+    expected = {r["path"]: r for r in headstart.predict(text_run_dir, snippets)[0]}
     before = health(url)["stats"]
 
     def one(i):
@@ -126,7 +127,8 @@ def test_concurrent_texts_are_answered_in_shared_batches(url, text_run_dir, snip
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(one, range(96)))
     assert all(status == 200 for (status, _), _ in results), [a for (s, a), _ in results if s != 200][:3]
-    assert all(answer["top"][0]["label"] == expected[f"text {i + 1}"] for (_, answer), i in results)
+    for (_, answer), i in results:
+        assert_same(answer, expected[f"text {i + 1}"])
     after = health(url)["stats"]
     assert after["requests"] - before["requests"] == 96
     assert after["requests_in_shared_batches"] > before["requests_in_shared_batches"]
@@ -166,6 +168,24 @@ def test_waiting_texts_run_in_passes_of_similar_length(text_run_dir, snippets):
     for x, row in zip(inputs, rows):
         alone = run.forward(served.collate(run, [x]), prepare=run.feed({}).prepare).softmax(1)[0]
         assert torch.allclose(row, alone, atol=1e-5)
+
+
+def test_texts_prepared_on_many_threads_at_once_are_each_cut_at_max_length(text_run_dir, snippets):
+    """The server prepares requests on a thread pool; the fast tokenizer keeps its truncation setting
+    in itself, so without care another thread's call switches it off mid-call and a long text comes
+    back uncut."""
+    run = load_run(text_run_dir)
+    served = TextInputs()
+    short, long = snippets[0], snippets[-1]
+    expected = {text: served.prepare(run, Input("text", [text], "text"))[0].tolist() for text in (short, long)}
+    assert len(expected[long]) == 32 and len(expected[short]) < 32
+
+    def one(i: int) -> bool:
+        text = long if i % 2 else short
+        return served.prepare(run, Input("text", [text], "text"))[0].tolist() == expected[text]
+
+    with ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(one, range(2000)))
 
 
 def test_length_groups_keep_padding_within_a_quarter_of_the_real_tokens():

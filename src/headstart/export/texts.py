@@ -53,9 +53,11 @@ class TextExport:
         return TokensToLogits(run).eval()
 
     def example(self, run: LoadedRun) -> tuple[torch.Tensor, ...]:
-        """Two real texts of different lengths, so the traced graph sees padding."""
+        """Two real texts of different lengths (the first words of the shortest, and the longest, cut
+        at max_length), so that the traced graph sees padding: traced without any, transformers'
+        mask code could leave the mask out of the graph."""
         texts, _ = check_texts(run)
-        return tokenize(run, [texts[0], texts[-1]])
+        return tokenize(run, [" ".join(texts[0].split()[:3]), texts[-1]])
 
     def dynamic_shapes(self, run: LoadedRun) -> tuple[dict, ...]:
         batch = torch.export.Dim("batch", min=1)
