@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: demo test check lint install-check venv browser lock benchmark compare clean
+.PHONY: demo test check lint install-check venv browser lock benchmark compare suite suite-quick suite-data clean
 
 demo: $(STAMP)  ## fine-tune mobilenet_v2 on the embedded ELPV solar-cell images
 	$(BIN)/headstart demo
@@ -48,6 +48,17 @@ benchmark: $(STAMP)  ## every strategy on ELPV, mobilenet_v2 (discriminative ove
 
 compare: $(STAMP)  ## every strategy x 3 seeds on ELPV, mobilenet_v2, the demo budget: runs/compare-elpv/report.html (2.5 to 4 CPU-hours on 2 cores; run it again to resume)
 	$(BIN)/headstart compare --backbone mobilenet_v2 --out runs/compare-elpv
+
+suite-data: $(STAMP)  ## the benchmark suite's six data sets, prepared from installed packages into runs/suite/data (Fashion-MNIST: Debian's dataset-fashion-mnist)
+	@test -d /usr/share/datasets/fashion-mnist || $(SUDO) apt-get install -y -q dataset-fashion-mnist
+	$(BIN)/python benchmarks/suite_data.py
+
+suite-quick: suite-data  ## the suite's quick cells (minutes): MNIST 5k and Rotten Tomatoes, cheap contenders and headstart's first seed
+	$(BIN)/python benchmarks/suite.py --quick
+
+suite: suite-data  ## every cell of the benchmark suite (about three CPU-hours; resumable: run it again to go on), then the docs' tables
+	$(BIN)/python benchmarks/suite.py
+	$(BIN)/python benchmarks/tables.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

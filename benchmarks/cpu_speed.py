@@ -92,11 +92,12 @@ def reference_optimizer(net: nn.Module, lr: float, head_only: bool) -> torch.opt
     return torch.optim.SGD([{"params": body}, {"params": head, "lr": lr * 10}], lr=lr, weight_decay=0.001)
 
 
-def reference_epoch(net, trainer, dataset, batch_size: int, workers: int) -> int:
+def reference_epoch(net, trainer, dataset, batch_size: int, workers: int, device: str = "cpu") -> int:
     loss = nn.CrossEntropyLoss(reduction="none")
     net.train()
     seen = 0
     for X, y in DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers):
+        X, y = X.to(device), y.to(device)
         trainer.zero_grad()
         loss(net(X), y).sum().backward()
         trainer.step()
@@ -117,12 +118,14 @@ def reference_accuracy(net, dataset, workers: int) -> float:
 # ---- measurements ----------------------------------------------------------------------------
 
 
-def peak_flops(dtype: torch.dtype, n: int = 2048, reps: int = 5) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+def peak_flops(dtype: torch.dtype, n: int = 2048, reps: int = 5, device: str = "cpu") -> float:
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
     a @ b
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(reps):
         a @ b
+    synchronize(device)
     return 2 * n**3 * reps / (time.perf_counter() - start)
 
 
@@ -141,7 +144,14 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def headstart_steps(splits, images, prep, batch_size: int, steps: int, precision: str, frozen_groups: int = 0) -> float:
+def synchronize(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def headstart_steps(
+    splits, images, prep, batch_size: int, steps: int, precision: str, frozen_groups: int = 0, device: str = "cpu"
+) -> float:
     """images/s of headstart's own loop (train_one_epoch) over `steps` batches of `full` fine-tuning;
     frozen_groups=0: every group trains, the same work as the reference's step."""
     torch.manual_seed(0)
@@ -152,7 +162,7 @@ def headstart_steps(splits, images, prep, batch_size: int, steps: int, precision
     stage = get_strategy("full").stages(model.group_names, 1, options)[0]
     apply_trainable(model, stage.trainable)
     set_train_mode(model, stage.trainable)
-    accelerator = make_accelerator("cpu", precision, 1)
+    accelerator = make_accelerator(device, precision, 1)
     optimizer = build_optimizer(model, stage, "adamw", 0.01, 0.9)
     scheduler = build_scheduler(optimizer, steps, 0.1, "cosine")
     data = DecodedSamples(
@@ -175,42 +185,39 @@ def headstart_steps(splits, images, prep, batch_size: int, steps: int, precision
     )["train_images_per_s"]
 
 
-def reference_steps(train_set, batch_size: int, steps: int, workers: int) -> float:
+def reference_steps(train_set, batch_size: int, steps: int, workers: int, device: str = "cpu") -> float:
     torch.manual_seed(0)
-    net = reference_model(2)
+    net = reference_model(2).to(device)
     trainer = reference_optimizer(net, 5e-5, head_only=False)
     subset = Subset(train_set, list(range(steps * batch_size)))
     start = time.perf_counter()
-    seen = reference_epoch(net, trainer, subset, batch_size, workers)
+    seen = reference_epoch(net, trainer, subset, batch_size, workers, device)
+    synchronize(device)
     return seen / (time.perf_counter() - start)
 
 
 def part_throughput(args, data, splits, images, prep, train_set) -> dict:
-    bf16 = resolve_precision("auto", "cpu")
+    device = args.device
+    bf16 = resolve_precision("auto", device)
+    steps = lambda precision, frozen=0: headstart_steps(  # noqa: E731
+        splits, images, prep, args.batch_size, args.steps, precision, frozen, device
+    )
     rows = []
     for r in range(args.rounds):
         row = {
             "round": r,
-            "reference_fp32": reference_steps(train_set, args.batch_size, args.steps, args.workers),
-            f"headstart_{bf16}": headstart_steps(splits, images, prep, args.batch_size, args.steps, bf16),
+            "reference_fp32": reference_steps(train_set, args.batch_size, args.steps, args.workers, device),
+            f"headstart_{bf16}": steps(bf16),
         }
         if bf16 != "no":
-            row["headstart_fp32"] = headstart_steps(splits, images, prep, args.batch_size, args.steps, "no")
+            row["headstart_fp32"] = steps("no")
         # the default, with the two lowest groups frozen: less work per step, so no FLOP share
-        row[f"headstart_{bf16}_frozen_groups_2"] = headstart_steps(
-            splits,
-            images,
-            prep,
-            args.batch_size,
-            args.steps,
-            bf16,
-            frozen_groups=TrainConfig().with_kind_defaults("image").frozen_groups,
-        )
+        row[f"headstart_{bf16}_frozen_groups_2"] = steps(bf16, TrainConfig().with_kind_defaults("image").frozen_groups)
         rows.append(row)
         print(json.dumps(row), flush=True)
     mean = {k: sum(r[k] for r in rows) / len(rows) for k in rows[0] if k != "round"}
     flops = training_flops_per_image()
-    peaks = {"fp32": peak_flops(torch.float32), "bf16": peak_flops(torch.bfloat16)}
+    peaks = {"fp32": peak_flops(torch.float32, device=device), "bf16": peak_flops(torch.bfloat16, device=device)}
     same_work = {k: v for k, v in mean.items() if "frozen_groups" not in k}
     return {
         "rounds": rows,
@@ -298,6 +305,7 @@ def main() -> None:
     parser.add_argument("--head-epochs", type=int, default=10)
     parser.add_argument("--gradual-epochs", type=int, default=DEMO_OVERRIDES["epochs"])
     parser.add_argument("--out", default=str(RESULTS / "cpu_speed.json"))
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="throughput part only")
     args = parser.parse_args()
 
     data = str(materialise_elpv())
@@ -309,7 +317,7 @@ def main() -> None:
     record = {
         "benchmark": "headstart vs the d2l fine-tuning loop, ELPV binary, mobilenet_v2, 224px, batch 32",
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": environment_record("cpu", resolve_precision("auto", "cpu")),
+        "machine": environment_record(args.device, resolve_precision("auto", args.device)),
         "platform": platform.platform(),
     }
     parts = args.parts.split(",")

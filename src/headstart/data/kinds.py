@@ -15,10 +15,12 @@ from ..backbones import Backbone, Preprocessing, TextPreprocessing
 from ..backbones.text_encoders import with_text_options
 from ..config import TrainConfig
 from ..errors import UserError
+from ..evaluation.reference import pixel_features
 from .decoded_cache import decode_images_cached
 from .images import decode_images
 from .pipeline import Feed, image_feed
 from .sources import DataSplits, list_images, load_image_data
+from .survey import survey_images, survey_texts
 from .table_stream import TextTable
 from .text_pipeline import text_feed, tokenize_texts
 from .texts import load_text_data
@@ -46,14 +48,29 @@ class ImageKind:
     ) -> DataSplits:
         return load_image_data(data, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
 
-    def load(
-        self, config: TrainConfig, backbone: Backbone, prep: Preprocessing, log, exclude: SplitsFilter | None = None
-    ) -> tuple[DataSplits, Feed]:
-        """List and split the images, decode each once (what cannot be read is skipped and named),
-        then leave out what `exclude` removes."""
+    def list_items(self, config: TrainConfig) -> tuple[DataSplits, None]:
+        """The run's splits, listed (nothing decoded yet); the None stands where texts have their texts."""
         splits = self.list_and_split(
             config.data, config, config.val_fraction, config.test_fraction, config.data_split_seed()
         )
+        return splits, None
+
+    def survey(self, listed: tuple[DataSplits, None]) -> dict:
+        """What the run sees of its images before choosing its defaults (data/survey.py)."""
+        return survey_images(listed[0])
+
+    def load(
+        self,
+        config: TrainConfig,
+        backbone: Backbone,
+        prep: Preprocessing,
+        log,
+        exclude: SplitsFilter | None = None,
+        listed: tuple[DataSplits, None] | None = None,
+    ) -> tuple[DataSplits, Feed]:
+        """List and split the images (unless `listed` already did), decode each once (what cannot be read
+        is skipped and named), then leave out what `exclude` removes."""
+        splits, _ = listed or self.list_items(config)
         paths = [s.path for s in splits.all_samples()]
         if config.decoded_cache:
             images, undecodable = decode_images_cached(paths, prep.resize_size, log=log)
@@ -92,6 +109,10 @@ class ImageKind:
     def table(self, path: str, text_column: str, chunk_rows: int) -> TextTable:
         raise UserError(f"{path}: predicting a table of texts needs a text run; give an image run files or folders")
 
+    def reference_inputs(self, samples: list, feed: Feed):
+        """What the cheap reference (evaluation/reference.py) fits on: the decoded images' pixels, downscaled."""
+        return pixel_features([feed.inputs[s.path] for s in samples])
+
 
 class TextKind:
     name = "text"
@@ -112,14 +133,28 @@ class TextKind:
     ) -> tuple[DataSplits, dict[str, str]]:
         return load_text_data(data, config.text_column, config.label_column, val_fraction, test_fraction, seed)
 
-    def load(
-        self, config: TrainConfig, backbone: Backbone, prep: TextPreprocessing, log, exclude: SplitsFilter | None = None
-    ) -> tuple[DataSplits, Feed]:
-        """Read and split the table (rows that cannot be used are skipped and named), tokenize
-        each text once with the backbone's tokenizer, then leave out what `exclude` removes."""
-        splits, texts = self.list_and_split(
+    def list_items(self, config: TrainConfig) -> tuple[DataSplits, dict[str, str]]:
+        """The run's splits and every text by name (nothing tokenized yet)."""
+        return self.list_and_split(
             config.data, config, config.val_fraction, config.test_fraction, config.data_split_seed()
         )
+
+    def survey(self, listed: tuple[DataSplits, dict[str, str]]) -> dict:
+        """What the run sees of its texts before choosing its defaults (data/survey.py)."""
+        return survey_texts(*listed)
+
+    def load(
+        self,
+        config: TrainConfig,
+        backbone: Backbone,
+        prep: TextPreprocessing,
+        log,
+        exclude: SplitsFilter | None = None,
+        listed: tuple[DataSplits, dict[str, str]] | None = None,
+    ) -> tuple[DataSplits, Feed]:
+        """Read and split the table (unless `listed` already did; rows that cannot be used are skipped and
+        named), tokenize each text once with the backbone's tokenizer, then leave out what `exclude` removes."""
+        splits, texts = listed or self.list_items(config)
         tokens, truncated = tokenize_texts(
             {s.path: texts[s.path] for s in splits.all_samples()}, backbone.tokenizer, prep.max_length
         )
@@ -164,6 +199,10 @@ class TextKind:
     def table(self, path: str, text_column: str, chunk_rows: int) -> TextTable:
         """(inference) A table of texts to predict, read a chunk of rows at a time."""
         return TextTable(path, text_column, chunk_rows)
+
+    def reference_inputs(self, samples: list, feed: Feed) -> list[str]:
+        """What the cheap reference (evaluation/reference.py) fits on: the texts themselves."""
+        return [feed.texts[s.path] for s in samples]
 
 
 KINDS = {"image": ImageKind(), "text": TextKind()}

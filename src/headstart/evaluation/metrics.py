@@ -25,6 +25,17 @@ def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, classes: 
     }
 
 
+def label_metrics(y_true: list[str], y_pred: list[str], classes: list[str]) -> dict:
+    """Accuracy, balanced accuracy and macro-F1 of predicted class names (a model outside headstart's:
+    the cheap reference, a benchmark's peer)."""
+    return {
+        "n": len(y_true),
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, average="macro", labels=classes, zero_division=0)),
+    }
+
+
 def summary_line(m: dict) -> str:
     return (
         f"accuracy {m['accuracy']:.4f}  balanced accuracy {m['balanced_accuracy']:.4f}  "

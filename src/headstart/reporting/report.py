@@ -19,7 +19,17 @@ from ..files import write_json, write_text
 from ..run_folder import CONFIG, PREDICTIONS, read_json
 from . import figures
 from .forgetting import forgetting_of
-from .summary import METRICS, markdown_table, mean_pm_std, percent, recommendation, table_rows
+from .summary import (
+    METRICS,
+    markdown_table,
+    mean_pm_std,
+    percent,
+    recommendation,
+    reference_gain,
+    reference_of,
+    reference_sentence,
+    table_rows,
+)
 
 RESOURCES = "resources.json"  # peak memory of the process that trained a single run
 WORST = 8  # worst-classified test images shown per strategy
@@ -85,6 +95,7 @@ def run_record(
         "settings": config,
         "model_epoch": m["model_epoch"],
         "final_model": m["final_model"],
+        "reference": m.get("reference"),
     }
 
 
@@ -218,6 +229,8 @@ def build_report(
     forgetting = {label: forgetting_summary(rs) for label, rs in by_label.items()}
     head_init = head_init_effect(finished, rows)
     line = recommendation(rows)
+    reference = reference_of(runs)
+    reference_line = reference_sentence(reference, rows)
     split_name = finished[0]["split_name"]
 
     seeds_word = lambda n: f"{n} seed{'s' if n != 1 else ''}"  # noqa: E731
@@ -250,6 +263,8 @@ def build_report(
         "title": title,
         "created": datetime.now().isoformat(timespec="seconds"),
         "recommendation": line,
+        "reference": reference,
+        "reference_sentence": reference_line,
         "budget": budget,
         "notes": notes or [],
         "classes": classes,
@@ -279,6 +294,9 @@ def build_report(
             title=title,
             created=numbers["created"],
             recommendation=line,
+            reference=reference,
+            reference_sentence=reference_line,
+            reference_beaten=(reference_gain(reference, rows) or 0) > 0,
             rows=rows,
             budget=budget,
             notes=notes or [],

@@ -46,6 +46,39 @@ def table_rows(runs: list[dict]) -> list[dict]:
     return rows
 
 
+def reference_of(runs: list[dict]) -> dict | None:
+    """The cheap reference of the finished runs (they share a split, so one fit; None for runs written before
+    runs carried one)."""
+    references = [r["reference"] for r in runs if r["status"] == "finished" and r.get("reference")]
+    return references[0] if references else None
+
+
+def best_row(rows: list[dict]) -> dict | None:
+    ranked = sorted((r for r in rows if "accuracy" in r), key=lambda r: r["accuracy"]["mean"], reverse=True)
+    return ranked[0] if ranked else None
+
+
+def reference_gain(reference: dict | None, rows: list[dict]) -> float | None:
+    """Points of accuracy the best strategy's mean has over the cheap reference (None: nothing to compare)."""
+    best = best_row(rows)
+    return None if reference is None or best is None else 100 * (best["accuracy"]["mean"] - reference["accuracy"])
+
+
+def reference_sentence(reference: dict | None, rows: list[dict]) -> str | None:
+    """Whether fine-tuning paid: the best strategy's mean accuracy against the cheap reference's."""
+    gain = reference_gain(reference, rows)
+    if gain is None:
+        return None
+    best = best_row(rows)
+    said = (
+        f"The cheap reference, {reference['name']} fitted in {reference['seconds']:.0f} s on the same training "
+        f"split, scores {percent(reference['accuracy'])} {reference['split']} accuracy"
+    )
+    if gain > 0:
+        return f"{said}; {best['label']} beats it by {gain:.1f} points."
+    return f"{said}: as good as or better than every fine-tuned model here ({best['label']}: {gain:+.1f} points)."
+
+
 def percent(value: float) -> str:
     return f"{100 * value:.1f}%"
 

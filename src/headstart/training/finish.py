@@ -6,8 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import run_folder
+from ..data.kinds import kind_of
 from ..evaluation.metrics import classification_metrics, summary_line, training_rate
 from ..evaluation.plots import plot_confusion_matrix, plot_learning_curves
+from ..evaluation.reference import reference_metrics
 from ..files import load_weights
 from ..model import Classifier
 from ..runtime import distributed
@@ -74,10 +76,12 @@ def finish(run: Setup, fitted: Fitted) -> RunResult:
     if not distributed.is_main():
         return RunResult(run_dir, metrics, net, run.classes)
 
+    shown = "test" if "test" in metrics else "val"
+    metrics["reference"] = cheap_reference(run, shown)
+
     run_folder.write_results(run_dir, metrics, history, source, lean=not config.keep_resume_state)
     if not config.keep_resume_state:
         run_folder.remove_resume_state(run_dir)
-    shown = "test" if "test" in metrics else "val"
     plot_learning_curves(history, run_dir / run_folder.CURVES)
     plot_confusion_matrix(
         metrics[shown]["confusion_matrix"],
@@ -86,8 +90,33 @@ def finish(run: Setup, fitted: Fitted) -> RunResult:
         f"{shown} split, epoch {model_epoch} ({source})",
     )
     log(f"{shown}: {summary_line(metrics[shown])}")
+    log(reference_line(metrics[shown], metrics["reference"]))
     log(
         f"model (epoch {model_epoch}, {source}): {run_dir / run_folder.MODEL}; plots: {run_dir / run_folder.CURVES}, "
         f"{run_dir / run_folder.CONFUSION}"
     )
     return RunResult(run_dir, metrics, net, run.classes)
+
+
+def cheap_reference(run: Setup, split: str) -> dict:
+    """The cheap reference (evaluation/reference.py) fitted on the run's training split and scored on `split`."""
+    kind, samples = kind_of(run.prep), getattr(run.splits, split)
+    return {
+        "split": split,
+        **reference_metrics(
+            kind.name,
+            kind.reference_inputs(run.splits.train, run.feed),
+            [s.label for s in run.splits.train],
+            kind.reference_inputs(samples, run.feed),
+            [s.label for s in samples],
+            run.classes,
+        ),
+    }
+
+
+def reference_line(result: dict, reference: dict) -> str:
+    gain = result["accuracy"] - reference["accuracy"]
+    line = f"reference ({reference['name']}, {reference['seconds']:.1f} s): accuracy {reference['accuracy']:.4f}"
+    if gain > 0:
+        return f"{line}; the fine-tuned model: {gain * 100:+.1f} points"
+    return f"warning: {line}, as good as or better than the fine-tuned model ({gain * 100:+.1f} points)"

@@ -117,10 +117,12 @@ def set_up(config: TrainConfig, log=print, resume: bool = False, exclude: Splits
     with distributed.main_first():  # it fills the caches (data set, decoded images); the others then read them
         backbone = create_backbone(config.backbone, pretrained=strategy.pretrained)
         kind = kind_of(backbone)
-        config = config.with_kind_defaults(kind.name)
+        listed = kind.list_items(config)
+        survey = kind.survey(listed)
+        config = config.with_kind_defaults(kind.name, survey)
         kind.check(config)
         prep = kind.preprocessing(backbone, config)
-        splits, feed = kind.load(config, backbone, prep, log, exclude)
+        splits, feed = kind.load(config, backbone, prep, log, exclude, listed)
     workers = config.workers if config.workers is not None else (0 if device == "cpu" else 4)
     train_loader, order, eval_loaders = make_loaders(splits, feed, config, workers)
 
@@ -181,6 +183,7 @@ def set_up(config: TrainConfig, log=print, resume: bool = False, exclude: Splits
                     "lora": lora,
                 },
                 "data": splits.to_dict(),
+                "survey": survey,
                 "environment": environment_record(device, precision),
             },
             splits.skipped,

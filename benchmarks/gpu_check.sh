@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The checks to run when a session is lent a GPU (about 10 minutes in all), writing JSON like the CPU benchmarks:
+#   bash benchmarks/gpu_check.sh            # run them (needs a CUDA GPU; make venv first)
+#   bash benchmarks/gpu_check.sh --dry-run  # say what would run, run nothing
+# 1. the demo (ELPV, mobilenet_v2, discriminative) on CUDA in mixed precision (bf16 where the GPU has it, else fp16);
+# 2. a training step of headstart against the plain d2l loop on the GPU (benchmarks/cpu_speed.py --device cuda);
+# 3. the demo as two processes (Accelerate, one GPU each) when there are two GPUs or more;
+# 4. the benchmark suite's --quick cells, into a results folder of their own (GPU cells are not CPU cells).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DRY=0
+[[ "${1:-}" == "--dry-run" ]] && DRY=1
+PY=.venv/bin/python
+OUT=benchmarks/results/gpu
+RUNS=runs/gpu-check
+
+step() {  # a numbered step: printed, then run unless --dry-run
+    echo "+ $*"
+    if [[ $DRY == 0 ]]; then "$@"; fi
+}
+
+if [[ $DRY == 0 ]]; then
+    command -v nvidia-smi >/dev/null || { echo "no nvidia-smi: this machine has no CUDA GPU (use --dry-run)"; exit 1; }
+    $PY -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'torch sees no CUDA device')"
+    mkdir -p "$OUT" "$RUNS"
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/nvidia-smi.csv"
+fi
+GPUS=$([[ $DRY == 0 ]] && nvidia-smi -L | wc -l || echo 2)
+
+# 1. the demo: its metrics.json (wall time, images/s, accuracy, precision) is the record
+step timeout 240 .venv/bin/headstart demo --out "$RUNS/demo" --minutes 0
+step cp "$RUNS/demo/metrics.json" "$OUT/demo-metrics.json"
+# 2. training steps: headstart (bf16/fp16, fp32, two groups frozen) against the d2l loop in float32, same batches
+step timeout 180 $PY benchmarks/cpu_speed.py --parts throughput --device cuda --rounds 2 --steps 20 \
+    --out "$OUT/gpu_speed.json"
+# 3. two processes, one GPU each (only with two GPUs or more)
+if (( GPUS >= 2 )); then
+    step timeout 240 .venv/bin/accelerate launch --multi_gpu --num_processes 2 -m headstart demo --out "$RUNS/demo-2gpu" --minutes 0
+    step cp "$RUNS/demo-2gpu/metrics.json" "$OUT/demo-2gpu-metrics.json"
+fi
+# 4. the suite's quick cells on the GPU (headstart's device is auto: CUDA here)
+step timeout 300 $PY benchmarks/suite.py --quick --results "$OUT/suite"
+echo "done: $OUT"
