@@ -1,13 +1,20 @@
-"""Latency and throughput of `headstart serve` under concurrent clients, with and without batching.
+"""Latency and throughput of `headstart serve` under concurrent clients, with and without batching,
+for an image model and a text model.
 
-    .venv/bin/python benchmarks/serve_load.py [--run RUN] [--requests 200] [--clients 1,8]
+    .venv/bin/python benchmarks/serve_load.py [--run RUN] [--text-run RUN] [--requests 200] [--clients 1,8]
 
 Starts `headstart serve` as a user would (its own process, loopback, a free port) once per server
-setting, and sends real ELPV cells (300x300 PNG, as the bytes of the body, Content-Type image/png)
-from N client threads, each sending its next request when its last one is answered. Latency is per
-request, as the client sees it (connect, upload, decode, queue, forward pass, answer). Without
---run, it first trains a 1-epoch `head` run of mobilenet_v2 at its default 224 px on 24 cells.
-Writes benchmarks/results/serve_load.json and prints a Markdown table.
+setting and model, and sends requests from N client threads, each sending its next request when its
+last one is answered. Latency is per request, as the client sees it (connect, upload, decode or
+tokenize, queue, forward pass, answer).
+
+- Images: real ELPV cells (300x300 PNG, as the bytes of the body, Content-Type image/png). Without
+  --run, it first trains a 1-epoch `head` run of mobilenet_v2 at its default 224 px on 24 cells.
+- Texts: real Rotten Tomatoes snippets, each as JSON {"text": ...}, in the file's order. Without
+  --text-run, it first trains a 1-epoch `head` run of minilm-l6 (its default max_length) on 48 snippets.
+
+Writes benchmarks/results/serve_load.json (the image measurements at the top level, the text ones
+under "text") and prints Markdown tables.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from pathlib import Path
 import headstart
 from common import write_results
 from headstart.data import materialise_elpv
+from headstart.data.rotten_tomatoes import load_reviews, materialise_rotten_tomatoes
 from headstart.serve import listen
 
 RESULTS = Path(__file__).parent / "results"
@@ -64,10 +72,10 @@ def start_server(run: Path, options: list[str]) -> tuple[subprocess.Popen, str]:
     raise SystemExit("the server did not start within 60 s")
 
 
-def load(url: str, images: list[bytes], requests: int, clients: int) -> dict:
+def load(url: str, bodies: list[bytes], content_type: str, requests: int, clients: int) -> dict:
     def one(i: int) -> tuple[float, int]:
         request = urllib.request.Request(
-            f"{url}/predict", data=images[i % len(images)], headers={"Content-Type": "image/png"}
+            f"{url}/predict", data=bodies[i % len(bodies)], headers={"Content-Type": content_type}
         )
         start = time.perf_counter()
         try:
@@ -106,39 +114,28 @@ def load(url: str, images: list[bytes], requests: int, clients: int) -> dict:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", type=Path, help="A run folder (default: train a tiny one).")
-    parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--clients", default="1,8")
-    parser.add_argument("--out", default=str(RESULTS / "serve_load.json"))
-    args = parser.parse_args()
-
-    data = materialise_elpv(RUNS / "data", per_class=12, seed=0)
-    run = (
-        args.run
-        or headstart.train(str(data), backbone="mobilenet_v2", strategy="head", epochs=1, out=str(RUNS / "run")).run_dir
-    )
-    images = [p.read_bytes() for p in sorted(data.glob("*/*.png"))]
-    record = json.loads((Path(run) / "config.json").read_text())
+def measure(run: Path, bodies: list[bytes], content_type: str, requests: int, clients: list[int]) -> list[dict]:
     measurements = []
     for name, options in SERVERS.items():
-        server, url = start_server(Path(run), options)
+        server, url = start_server(run, options)
         try:
-            load(url, images, 16, 4)  # warm-up: first passes allocate, threads start
-            for clients in [int(c) for c in args.clients.split(",")]:
+            load(url, bodies, content_type, 16, 4)  # warm-up: first passes allocate, threads start
+            for n in clients:
                 measurements.append(
                     {
                         "server": name,
                         "load_average_before": round(os.getloadavg()[0], 2),
-                        **load(url, images, args.requests, clients),
+                        **load(url, bodies, content_type, requests, n),
                     }
                 )
                 print(json.dumps(measurements[-1]), flush=True)
         finally:
             server.terminate()
             server.wait(30)
+    return measurements
 
+
+def markdown(measurements: list[dict]) -> str:
     lines = [
         "| server | clients | requests | errors | p50 (ms) | p95 (ms) | requests/s | mean batch |",
         "|---|---|---|---|---|---|---|---|",
@@ -148,7 +145,42 @@ def main() -> None:
             f"| {m['server']} | {m['clients']} | {m['requests']} | {m['errors']} | {m['latency_ms']['p50']} "
             f"| {m['latency_ms']['p95']} | {m['requests_per_second']} | {m['mean_batch']} |"
         )
-    table = "\n".join(lines)
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", type=Path, help="An image run folder (default: train a tiny one).")
+    parser.add_argument("--text-run", type=Path, help="A text run folder (default: train a tiny one).")
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--clients", default="1,8")
+    parser.add_argument("--out", default=str(RESULTS / "serve_load.json"))
+    args = parser.parse_args()
+    clients = [int(c) for c in args.clients.split(",")]
+
+    data = materialise_elpv(RUNS / "data", per_class=12, seed=0)
+    run = (
+        args.run
+        or headstart.train(str(data), backbone="mobilenet_v2", strategy="head", epochs=1, out=str(RUNS / "run")).run_dir
+    )
+    images = [p.read_bytes() for p in sorted(data.glob("*/*.png"))]
+    record = json.loads((Path(run) / "config.json").read_text())
+    measurements = measure(Path(run), images, "image/png", args.requests, clients)
+
+    reviews = materialise_rotten_tomatoes(RUNS / "data", per_class=24, seed=0)
+    text_run = (
+        args.text_run
+        or headstart.train(
+            str(reviews), backbone="minilm-l6", strategy="head", epochs=1, out=str(RUNS / "text-run")
+        ).run_dir
+    )
+    texts = [text for text, _ in load_reviews()[:500]]
+    text_record = json.loads((Path(text_run) / "config.json").read_text())
+    text_measurements = measure(
+        Path(text_run), [json.dumps({"text": t}).encode() for t in texts], "application/json", args.requests, clients
+    )
+
+    table, text_table = markdown(measurements), markdown(text_measurements)
     write_results(
         args.out,
         {
@@ -160,9 +192,21 @@ def main() -> None:
             },
             "measurements": measurements,
             "table_markdown": table,
+            "text": {
+                "benchmark": "headstart serve under concurrent clients, real Rotten Tomatoes snippets as JSON "
+                f'{{"text": ...}} (the first {len(texts)} of the file, in its order)',
+                "model": {
+                    "backbone": text_record["backbone"]["name"],
+                    "max_length": text_record["preprocessing"]["max_length"],
+                    "precision": text_record["environment"]["mixed_precision"],
+                },
+                "measurements": text_measurements,
+                "table_markdown": text_table,
+            },
         },
     )
     print(table)
+    print(text_table)
 
 
 if __name__ == "__main__":

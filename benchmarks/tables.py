@@ -884,9 +884,7 @@ def head_backbones(p: Page) -> str:
 # ---------------------------------------------------------------- serving
 
 
-@table("serve-load")
-def serve_load(p: Page) -> str:
-    record = p.load("serve_load.json")
+def serve_load_rows(measurements: list[dict]) -> list[str]:
     lines = [
         header(
             "server",
@@ -901,7 +899,7 @@ def serve_load(p: Page) -> str:
             "load average before",
         )
     ]
-    for m in record["measurements"]:
+    for m in measurements:
         lines.append(
             row(
                 m["server"],
@@ -916,10 +914,27 @@ def serve_load(p: Page) -> str:
                 f"{m['load_average_before']:.1f}",
             )
         )
+    return lines
+
+
+@table("serve-load")
+def serve_load(p: Page) -> str:
+    record = p.load("serve_load.json")
     model = record["model"]
     return (
-        "\n".join(lines) + f"\n\n`{model['backbone']}` at {model['input_size']} px, "
+        "\n".join(serve_load_rows(record["measurements"])) + f"\n\n`{model['backbone']}` at {model['input_size']} px, "
         f"{precision_name(model['precision'])}. " + p.source("serve_load.json")
+    )
+
+
+@table("serve-load-text")
+def serve_load_text(p: Page) -> str:
+    text = p.load("serve_load.json")["text"]
+    model = text["model"]
+    return (
+        "\n".join(serve_load_rows(text["measurements"])) + f"\n\n`{model['backbone']}`, max_length "
+        f"{model['max_length']} tokens, {precision_name(model['precision'])}; real Rotten Tomatoes snippets as "
+        'JSON `{"text": ...}`. ' + p.source("serve_load.json")
     )
 
 

@@ -27,3 +27,33 @@ def headstart_home(tmp_path_factory) -> Path:
 def elpv(tmp_path_factory) -> Path:
     """12 defective and 12 functional ELPV cells, in the layout a user would have."""
     return materialise_elpv(tmp_path_factory.mktemp("datasets"), per_class=12, seed=0)
+
+
+@pytest.fixture(scope="session")
+def reviews(tmp_path_factory) -> Path:
+    """24 fresh and 24 rotten Rotten Tomatoes snippets as a CSV with columns text,label."""
+    from headstart.data.rotten_tomatoes import materialise_rotten_tomatoes
+
+    return materialise_rotten_tomatoes(tmp_path_factory.mktemp("rt"), per_class=24, seed=0)
+
+
+@pytest.fixture(scope="session")
+def text_run_dir(reviews, tmp_path_factory) -> Path:
+    """A finished minilm-l6 run on `reviews` (a float32 linear probe, max_length 32), shared by the tests
+    that export, serve and predict text runs; they only add files to it (export/)."""
+    import headstart
+
+    return headstart.train(
+        str(reviews),
+        backbone="minilm-l6",
+        strategy="head",
+        epochs=1,
+        lr=1e-2,
+        max_length=32,
+        batch_size=16,
+        precision="fp32",  # so that any batching gives the same numbers to 1e-6
+        val_fraction=0.2,
+        test_fraction=0.25,
+        report=False,
+        out=str(tmp_path_factory.mktemp("runs") / "text"),
+    ).run_dir

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import subprocess
 import sys
 import traceback
+import urllib.error
+import urllib.request
 from unittest import mock
 
 
@@ -51,3 +54,17 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
     return lines[0]
+
+
+def http_send(request: urllib.request.Request) -> tuple[int, dict]:
+    """A request to the server: its status and JSON answer, for errors too."""
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as e:
+        return e.code, json.load(e)
+
+
+def http_health(url: str) -> dict:
+    with urllib.request.urlopen(f"{url}/health", timeout=30) as response:
+        return json.load(response)

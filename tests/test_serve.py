@@ -29,6 +29,8 @@ from PIL import Image
 import headstart
 from headstart.serve import create_app, listen, running_server
 from headstart.serve.batching import Batcher
+from helpers import http_health as health
+from helpers import http_send as send
 
 TINY = dict(image_size=64, batch_size=8, val_fraction=0.2, test_fraction=0.25, report=False)
 LIMIT_MB = 0.5
@@ -75,19 +77,6 @@ def post_file(url: str, name: str, data: bytes, top_k: int | None = None) -> tup
         f"{url}/predict{query}", data=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
     )
     return send(request)
-
-
-def send(request) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(request, timeout=120) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as e:
-        return e.code, json.load(e)
-
-
-def health(url: str) -> dict:
-    with urllib.request.urlopen(f"{url}/health", timeout=30) as response:
-        return json.load(response)
 
 
 def test_health_describes_the_run(url, run_dir):

@@ -231,6 +231,5 @@ def test_text_mistakes_on_the_command_line_are_one_line(reviews, head_run, tmp_p
 
     assert "no 'body' column" in cli("train", reviews, "--backbone", "minilm-l6", "--set", "text_column=body")
     assert "unlabeled text not found" in cli("adapt", tmp_path / "missing.txt")
-    assert "is a text run" in cli("export", head_run.run_dir, "--format", "onnx")
     ok = run_cli("predict", head_run.run_dir, "a fine film", "--format", "json")
     assert ok.returncode == 0 and json.loads(ok.stdout)[0]["path"] == "text 1"

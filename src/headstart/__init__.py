@@ -42,4 +42,12 @@ def predict(run_dir, inputs, top_k: int = 3):
     return _predict(run_dir, list(inputs), top_k)
 
 
-__all__ = ["TrainConfig", "train", "audit", "resume", "load_run", "evaluate", "predict"]
+def predict_table(run_dir, table, output, top_k: int = 3, text_column=None) -> dict:
+    """Predict every row of a table of texts (CSV, TSV, JSON lines, Parquet) into `output` (.csv or
+    .jsonl), a chunk of rows at a time; rows without a usable text go to OUTPUT.skipped.csv."""
+    from .predict_table import predict_table as _predict_table
+
+    return _predict_table(run_dir, table, output, top_k, text_column)
+
+
+__all__ = ["TrainConfig", "train", "audit", "resume", "load_run", "evaluate", "predict", "predict_table"]

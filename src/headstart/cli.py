@@ -310,16 +310,37 @@ def eval_(
 @app.command()
 def predict(
     run: Path = typer.Argument(..., help="A run folder."),
-    inputs: list[str] = typer.Argument(..., help="Image files or folders; for a text run, the texts themselves."),
+    inputs: list[str] = typer.Argument(
+        ...,
+        help="Image files or folders; for a text run, the texts themselves, or one table of texts "
+        "(.csv, .tsv, .jsonl, .parquet) to predict into --output.",
+    ),
     top_k: int = typer.Option(3, "--top-k", min=1),
-    format: str = typer.Option("csv", "--format", help="csv | json"),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write here instead of standard output."),
+    format: str = typer.Option("csv", "--format", help="csv | json (a table's output: by the --output suffix)"),
+    output: Optional[Path] = typer.Option(
+        None, "--output", "-o", help="Write here instead of standard output (a table's: .csv or .jsonl)."
+    ),
+    text_column: Optional[str] = typer.Option(
+        None, "--text-column", help="A table's column of texts (default: the run's text_column)."
+    ),
 ):
-    """Predict the top-k classes of images (or texts) with a run's model."""
+    """Predict the top-k classes of images (or texts, or a table of texts) with a run's model."""
+    from .data.table_stream import STREAMED_SUFFIXES
     from .inference import predict as run_predict
 
     if format not in ("csv", "json"):
         raise UserError(f"--format must be csv or json, got {format!r}")
+    table = inputs[0] if len(inputs) == 1 and Path(inputs[0]).suffix.lower() in STREAMED_SUFFIXES else None
+    if table is not None:
+        from .predict_table import predict_table
+
+        if output is None:
+            raise UserError(f"predicting the table {table} writes a table: name it with --output FILE.csv or .jsonl")
+        done = predict_table(run, table, output, top_k, text_column, log=lambda line: typer.echo(line, err=True))
+        typer.echo(f"predicted {done['predicted']:,} of {done['rows']:,} rows into {done['output']}")
+        return
+    if text_column is not None:
+        raise UserError("--text-column names a table's column: give one table (.csv, .tsv, .jsonl, .parquet)")
     rows, skipped = run_predict(run, inputs, top_k)
     for path, reason in skipped:
         typer.echo(f"warning: skipped {path}: {reason}", err=True)

@@ -21,6 +21,7 @@ from .images import decode_images
 from .pipeline import Feed, image_feed
 from .sources import DataSplits, list_images, load_image_data
 from .survey import survey_images, survey_texts
+from .table_stream import TextTable
 from .text_pipeline import text_feed, tokenize_texts
 from .texts import load_text_data
 
@@ -104,6 +105,9 @@ class ImageKind:
     def feed(self, inputs: dict, prep: Preprocessing, tokenizer=None) -> Feed:
         """Decoded images made ready for the model, without augmentation (inference)."""
         return image_feed(inputs, prep)
+
+    def table(self, path: str, text_column: str, chunk_rows: int) -> TextTable:
+        raise UserError(f"{path}: predicting a table of texts needs a text run; give an image run files or folders")
 
     def reference_inputs(self, samples: list, feed: Feed):
         """What the cheap reference (evaluation/reference.py) fits on: the decoded images' pixels, downscaled."""
@@ -191,6 +195,10 @@ class TextKind:
         """Texts by name, tokenized here and made ready for the model (inference)."""
         tokens, _ = tokenize_texts(inputs, tokenizer, prep.max_length)
         return text_feed(tokens, tokenizer, prep)
+
+    def table(self, path: str, text_column: str, chunk_rows: int) -> TextTable:
+        """(inference) A table of texts to predict, read a chunk of rows at a time."""
+        return TextTable(path, text_column, chunk_rows)
 
     def reference_inputs(self, samples: list, feed: Feed) -> list[str]:
         """What the cheap reference (evaluation/reference.py) fits on: the texts themselves."""

@@ -1,15 +1,18 @@
 """The HTTP server of `headstart serve`: POST /predict, GET /health, and a page at / to try it.
 
-POST /predict takes one input and answers {"top": [{"label", "probability"}, ...]}, most probable
-first (?top_k=N, default 3). An image comes as the form field `file` (multipart/form-data, what the
-page and `curl -F file=@cell.png` send) or as the body itself (Content-Type image/* or
-application/octet-stream). Text (the form field `text`, or JSON {"text": ...}) is read and routed
-too, but only image models are served so far: a text input gets a 400 that says so. A text backbone
-adds its entry to PREPARE.
+POST /predict takes one input (or, for a text model, several texts) and answers {"top": [{"label",
+"probability"}, ...]}, most probable first (?top_k=N, default 3); {"texts": [...]} is answered with
+{"results": [{"top": ...}, ...]} in the same order. An image comes as the form field `file`
+(multipart/form-data, what the page and `curl -F file=@cell.png` send) or as the body itself
+(Content-Type image/* or application/octet-stream); a text as the form field `text`, JSON
+{"text": "..."} or {"texts": [...]}, or a text/plain body (serve/requests.py). What the run's kind
+of model does with its input is in serve/inputs.py.
 
-Errors are JSON {"error": "..."}: 400 for an input that is not a usable image (with the reason),
-413 for a body over the upload limit (refused from its Content-Length before it is read, or as soon
-as the bytes read pass the limit; see UploadLimit), 415 for another content type, 503 when the queue is full.
+Errors are JSON {"error": "..."}: 400 for an input the model cannot use (not a usable image, an
+empty or overlong text, bytes that are not UTF-8, JSON of the wrong shape, the other kind of input),
+with the reason; 413 for a body over the upload limit (refused from its Content-Length before it is
+read, or as soon as the bytes read pass the limit; see UploadLimit), 415 for another content type,
+503 when the queue is full.
 """
 
 from __future__ import annotations
@@ -17,44 +20,20 @@ from __future__ import annotations
 import asyncio
 import json
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException
 
-from ..errors import BadImage, UserError
-from ..inference import LoadedRun, load_run
+from ..errors import UserError
+from ..inference import load_run
 from .batching import Batcher, Busy
+from .inputs import SERVED
+from .requests import RequestError, parse_top_k, read_input
 
 PAGE = Path(__file__).with_name("page.html")
-
-
-class RequestError(Exception):
-    """A request the server refuses, with its HTTP status and a one-line reason."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass
-class Input:
-    kind: str  # "image" or "text"
-    data: bytes | str
-    name: str  # what errors call it: the uploaded file's name, or "upload"
-
-
-def prepare_image(run: LoadedRun, item: Input):
-    try:
-        return run.prepare(item.data, item.name)
-    except BadImage as e:
-        raise RequestError(400, str(e)) from None
-
-
-PREPARE = {"image": prepare_image}  # input kind -> (run, Input) -> the model's input tensor
 
 
 def create_app(
@@ -67,9 +46,15 @@ def create_app(
             f"got {max_batch}, {max_wait_ms}, {max_upload_mb}, {top_k}"
         )
     run = load_run(run_dir)
-    if run.modality not in PREPARE:
-        raise UserError(f"{run_dir} is a {run.modality} run; headstart serve serves image runs only so far")
-    batcher = Batcher(lambda batch: run.forward(batch).softmax(1), max_batch, max_wait_ms / 1000)
+    served = SERVED[run.kind.name]
+    prepare = run.feed({}).prepare  # what the run's batches go through before the model (images: normalised)
+    batcher = Batcher(
+        lambda batch: run.forward(batch, prepare=prepare).softmax(1),
+        max_batch,
+        max_wait_ms / 1000,
+        collate=partial(served.collate, run),
+        passes=served.passes,
+    )
     max_bytes = int(max_upload_mb * 2**20)
     page = PAGE.read_text(encoding="utf-8")
 
@@ -97,8 +82,8 @@ def create_app(
             "run": str(run.run_dir),
             "backbone": run.record["backbone"]["name"],
             "classes": run.classes,
-            "inputs": sorted(PREPARE),
-            "input_size": run.preprocessing.input_size,
+            "inputs": [served.name],
+            **served.describe(run),
             "max_batch": max_batch,
             "max_wait_ms": max_wait_ms,
             "max_upload_bytes": max_bytes,
@@ -110,57 +95,21 @@ def create_app(
         k = parse_top_k(request.query_params.get("top_k"), top_k)
         with batcher.announce():
             item = await read_input(request)
-            prepare = PREPARE.get(item.kind)
-            if prepare is None:
+            if item.kind != served.name:
                 raise RequestError(
                     400,
-                    f"{item.kind} input is not supported: this server serves an image model "
-                    f"({run.record['backbone']['name']}); send an image as the form field 'file'",
+                    f"{item.kind} input is not supported: this server serves {served.model} "
+                    f"({run.record['backbone']['name']}); {served.usage}",
                 )
-            x = await run_in_threadpool(prepare, run, item)
+            inputs = await run_in_threadpool(served.prepare, run, item)
         try:
-            probabilities = await batcher.submit(x)
+            rows = await asyncio.gather(*(batcher.submit(x) for x in inputs))
         except Busy as e:
             raise RequestError(503, f"server busy: {e}; retry later") from None
-        return {"top": run.top_classes(probabilities, k)}
+        answers = [{"top": run.top_classes(probabilities, k)} for probabilities in rows]
+        return {"results": answers} if item.many else answers[0]
 
     return app
-
-
-def parse_top_k(value: str | None, default: int) -> int:
-    if value is None:
-        return default
-    if not value.isdigit() or int(value) < 1:
-        raise RequestError(400, f"top_k must be a whole number >= 1, got {value!r}")
-    return int(value)
-
-
-async def read_input(request: Request) -> Input:
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type == "multipart/form-data":
-        try:
-            async with request.form(max_files=1, max_fields=8) as form:  # closes the uploaded file's spool
-                upload, text = form.get("file"), form.get("text")
-                if upload is not None and not isinstance(upload, str):
-                    return Input("image", await upload.read(), upload.filename or "upload")
-        except HTTPException as e:  # malformed multipart, too many parts
-            raise RequestError(400, f"cannot read the form: {e.detail}") from None
-        if text is not None:
-            return Input("text", str(text), "text")
-        raise RequestError(400, "no input: send the image as the form field 'file'")
-    if content_type.startswith("image/") or content_type == "application/octet-stream":
-        return Input("image", await request.body(), "upload")
-    if content_type == "application/json":
-        try:
-            text = json.loads(await request.body())["text"]
-        except (ValueError, KeyError, TypeError):
-            raise RequestError(400, 'a JSON body must be {"text": "..."}') from None
-        return Input("text", str(text), "text")
-    raise RequestError(
-        415,
-        f"unsupported content type {content_type or '(none)'!r}: send multipart/form-data "
-        "with the image as the field 'file', or the image's bytes as image/*",
-    )
 
 
 class TooLarge(Exception):

@@ -16,10 +16,13 @@ class Busy(Exception):
 
 class Batcher:
     """Inputs wait in a queue; a batch opens with the first one and takes what is already waiting,
-    and what else arrives within `max_wait` seconds, up to `max_batch`; then it runs one forward pass
-    on a single worker thread, so the event loop keeps accepting requests meanwhile, and inputs that
-    arrive during a pass make up the next batch. A batch waits only while other requests are on
-    their way (announced, still being read or decoded): a lone request does not wait at all."""
+    and what else arrives within `max_wait` seconds, up to `max_batch`; then it runs on a single
+    worker thread, so the event loop keeps accepting requests meanwhile, and inputs that arrive
+    meanwhile make up the next batch. A batch waits only while other requests are on their way
+    (announced, still being read or decoded): a lone request does not wait at all.
+
+    A batch is one forward pass of `collate(inputs)`, unless `passes` cuts it into several (texts:
+    groups of similar length, so that little of a pass is padding)."""
 
     def __init__(
         self,
@@ -27,13 +30,18 @@ class Batcher:
         max_batch: int,
         max_wait: float,
         max_queue: int | None = None,
+        collate: Callable[[list], object] = torch.stack,
+        passes: Callable[[list], list[list[int]]] | None = None,
     ):
         if max_batch < 1 or max_wait < 0:
             raise ValueError(f"max_batch must be at least 1 and max_wait at least 0, got {max_batch}, {max_wait}")
         self.forward = forward
+        self.collate = collate
+        self.passes = passes or (lambda inputs: [list(range(len(inputs)))])
         self.max_batch = max_batch
         self.max_wait = max_wait
         self.max_queue = max_queue or 64 * max_batch
+        # "batches" counts forward passes
         self.stats = {"requests": 0, "batches": 0, "largest_batch": 0, "requests_in_shared_batches": 0}
         self.arriving = 0  # requests announced whose input is not in the queue yet
         self.queue: asyncio.Queue | None = None
@@ -93,19 +101,25 @@ class Batcher:
                 await self.run_batch(loop, items)
 
     async def run_batch(self, loop, items) -> None:
+        inputs = [x for x, _ in items]
         try:
-            outputs = await loop.run_in_executor(self.executor, self.forward, torch.stack([x for x, _ in items]))
+            groups = await loop.run_in_executor(self.executor, self.run_passes, inputs)
         except Exception as e:  # every waiting request hears of it; the loop goes on
             for _, future in items:
                 if not future.done():
                     future.set_exception(e)
             return
-        for row, (_, future) in zip(outputs, items):
-            if not future.done():
-                future.set_result(row)
-        n = len(items)
-        self.stats["requests"] += n
-        self.stats["batches"] += 1
-        self.stats["largest_batch"] = max(self.stats["largest_batch"], n)
-        if n > 1:
-            self.stats["requests_in_shared_batches"] += n
+        for group, outputs in groups:
+            for i, row in zip(group, outputs):
+                if not items[i][1].done():
+                    items[i][1].set_result(row)
+            n = len(group)
+            self.stats["requests"] += n
+            self.stats["batches"] += 1
+            self.stats["largest_batch"] = max(self.stats["largest_batch"], n)
+            if n > 1:
+                self.stats["requests_in_shared_batches"] += n
+
+    def run_passes(self, inputs: list) -> list[tuple[list[int], torch.Tensor]]:
+        """(on the worker thread) Each pass's input indices and its outputs."""
+        return [(group, self.forward(self.collate([inputs[i] for i in group]))) for group in self.passes(inputs)]
