@@ -960,6 +960,10 @@ def suite_cells(p: Page) -> dict[str, dict[str, list[dict]]]:
     }
 
 
+def every_cell(cells: dict[str, dict[str, list[dict]]]) -> list[dict]:
+    return [c for by_contender in cells.values() for cs in by_contender.values() for c in cs]
+
+
 def cell_time(cells: list[dict]) -> str:
     """Mean wall time of the cells, starred when one of them ran beside other work."""
     beside = any(
@@ -1023,7 +1027,7 @@ def suite_table(p: Page) -> str:
                     len(cs),
                 )
             )
-    return "\n".join(lines) + "\n\n" + suite_caption(p, [c for d in cells.values() for cs in d.values() for c in cs])
+    return "\n".join(lines) + "\n\n" + suite_caption(p, every_cell(cells))
 
 
 @table("suite-data")
@@ -1097,11 +1101,7 @@ def suite_variants(p: Page) -> str:
                     "" if name == "headstart" or not paired else points(statistics.fmean(paired)) + " points",
                 )
             )
-    return (
-        "\n".join(lines)
-        + "\n\n"
-        + suite_caption(p, [c for d in suite_cells(p).values() for cs in d.values() for c in cs])
-    )
+    return "\n".join(lines) + "\n\n" + suite_caption(p, every_cell(suite_cells(p)))
 
 
 @table("suite-headline")
@@ -1141,7 +1141,7 @@ def suite_headline(p: Page) -> str:
         + "\n\nTest accuracy (mean ± standard deviation over headstart's seeds) and wall time per run; "
         "*headstart holds*: its mean is at least every other contender's less one standard deviation. Every "
         f"contender and metric: [docs/benchmarks.md]({os.path.relpath(p.root / 'docs' / 'benchmarks.md', p.page.parent)}). "
-        + suite_caption(p, [c for d in cells.values() for cs in d.values() for c in cs])
+        + suite_caption(p, every_cell(cells))
     )
 
 

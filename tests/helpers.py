@@ -68,3 +68,28 @@ def http_send(request: urllib.request.Request) -> tuple[int, dict]:
 def http_health(url: str) -> dict:
     with urllib.request.urlopen(f"{url}/health", timeout=30) as response:
         return json.load(response)
+
+
+def headless_chromium(profile: str):
+    """Debian's Chromium under ChromeDriver, headless, with a profile folder of its own and the page's console kept."""
+    import shutil
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+    ):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)

@@ -29,6 +29,7 @@ from PIL import Image
 import headstart
 from headstart.serve import create_app, listen, running_server
 from headstart.serve.batching import Batcher
+from helpers import headless_chromium
 from helpers import http_health as health
 from helpers import http_send as send
 
@@ -252,27 +253,10 @@ def test_serve_port_in_use_and_missing_run_are_one_line_errors(url, run_dir, tmp
     reason="needs Debian's chromium and chromium-driver (make browser)",
 )
 def test_the_page_in_headless_chromium_shows_the_top_class(url, cells, tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tempfile.mkdtemp(dir=tmp_path)}",
-    ):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    driver = headless_chromium(tempfile.mkdtemp(dir=tmp_path))
     try:
         driver.get(f"{url}/")
         WebDriverWait(driver, 30).until(lambda d: "mobilenet_v2" in d.find_element(By.ID, "about").text)

@@ -23,6 +23,7 @@ from headstart.serve import create_app, running_server
 from headstart.serve.batching import Batcher
 from headstart.serve.inputs import MAX_PADDING, MAX_TEXT_CHARS, TextInputs, length_groups
 from headstart.serve.requests import MAX_TEXTS, Input
+from helpers import headless_chromium
 from helpers import http_health as health
 from helpers import http_send as send
 
@@ -206,27 +207,10 @@ def test_length_groups_keep_padding_within_a_quarter_of_the_real_tokens():
     reason="needs Debian's chromium and chromium-driver (make browser)",
 )
 def test_the_page_offers_a_text_box_for_a_text_run_in_headless_chromium(url, snippets, tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tempfile.mkdtemp(dir=tmp_path)}",
-    ):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    driver = headless_chromium(tempfile.mkdtemp(dir=tmp_path))
     try:
         driver.get(f"{url}/")
         WebDriverWait(driver, 30).until(lambda d: d.find_element(By.ID, "text").is_displayed())
