@@ -233,3 +233,20 @@ def test_text_mistakes_on_the_command_line_are_one_line(reviews, head_run, tmp_p
     assert "unlabeled text not found" in cli("adapt", tmp_path / "missing.txt")
     ok = run_cli("predict", head_run.run_dir, "a fine film", "--format", "json")
     assert ok.returncode == 0 and json.loads(ok.stdout)[0]["path"] == "text 1"
+
+
+def test_a_table_of_texts_trains_the_text_backbone_when_none_is_named(reviews, tmp_path):
+    settings = {k: v for k, v in TINY.items() if k != "backbone"}
+    result = headstart.train(str(reviews), strategy="head", epochs=1, out=str(tmp_path / "auto"), **settings)
+    record = json.loads((result.run_dir / "config.json").read_text())
+    assert record["config"]["backbone"] == "minilm-l6" and record["survey"]["median_words"] > 0
+
+
+def test_what_counts_as_a_table_of_texts(reviews, elpv, tmp_path):
+    from headstart.data.texts import is_text_table
+
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("path,label,text\na.png,x,a caption\n")
+    (tmp_path / "rows.jsonl").write_text('{"text": "a", "label": "x"}\n')
+    assert is_text_table(reviews) and is_text_table(tmp_path / "rows.jsonl")
+    assert not is_text_table(manifest) and not is_text_table(elpv)

@@ -33,8 +33,9 @@ from pathlib import Path
 
 from .api import run_training
 from .backbones import create_backbone
-from .config import TrainConfig, config_from_dict
+from .config import config_from_dict, with_backbone_for
 from .data.kinds import kind_of
+from .data.texts import is_text_table
 from .errors import UserError
 from .files import write_json, write_text
 from .reporting.compare import (
@@ -101,6 +102,7 @@ def budget_settings(settings: dict, split_seed: int) -> dict:
     if not Path(config.data).exists():
         raise UserError(f"data folder not found: {config.data}")
     # the data kind's defaults and those for data like it, as each run resolves them (config.json records them so)
+    config = with_backbone_for(config, is_text_table(config.data, config.text_column))
     kind = kind_of(create_backbone(config.backbone, pretrained=False))
     config = config.with_kind_defaults(kind.name, kind.survey(kind.list_items(config)))
     # absolute, so that the runs and a later `headstart report` find it from any working folder
@@ -171,7 +173,7 @@ def compare(
     other in these processes, all of them together on each run (training/distributed.py); only
     the main process reads and writes the comparison's record, and logs."""
     budget = budget_settings(settings, split_seed)
-    names = strategies or default_strategies(settings.get("backbone") or TrainConfig().backbone)
+    names = strategies or default_strategies(budget["backbone"])
     entries = plan(list(names), list(seeds), list(head_inits))
     several = distributed.active()
     if several:

@@ -27,6 +27,7 @@ CHOICES = {
 @dataclass
 class TrainConfig:
     data: str = ""  # image folder or CSV manifest
+    # a table of texts given with this default backbone trains the default text backbone instead (TEXT_BACKBONE)
     backbone: str = "mobilenet_v2"
     strategy: str = "discriminative"
     # keys left at None take the data kind's default (KIND_DEFAULTS below), once the backbone is known
@@ -151,6 +152,17 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+TEXT_BACKBONE = "minilm-l6"  # the backbone a table of texts trains when none is named
+
+
+def with_backbone_for(config: TrainConfig, is_texts: bool) -> TrainConfig:
+    """The config with the default text backbone when its data is a table of texts and its backbone is still
+    the (image) default: mobilenet_v2 cannot read texts, so `headstart train reviews.csv` needs nothing more."""
+    if is_texts and config.backbone == TrainConfig.backbone:
+        return dataclasses.replace(config, backbone=TEXT_BACKBONE)
+    return config
 
 
 # Defaults that differ by kind of data (why, and what was measured: docs/defaults.md). Images: 14 epochs,

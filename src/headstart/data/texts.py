@@ -57,6 +57,26 @@ def load_text_data(
     return split_given(data, dict(given), skipped, "table", val_fraction, test_fraction, seed, noun="texts"), texts
 
 
+def is_text_table(data: str | Path, text_column: str = "text") -> bool:
+    """Whether `data` is a table of texts rather than images: JSON lines, Parquet or a datasets folder, or a
+    CSV/TSV whose header names the text column and no `path` column (an image manifest's). Reads a header only."""
+    data = Path(data)
+    if data.is_dir():
+        return (data / "dataset_dict.json").is_file() or (data / "state.json").is_file()
+    suffix = data.suffix.lower()
+    if suffix in JSON_LINES_SUFFIXES or suffix in (".json", ".parquet"):
+        return True
+    if suffix not in TABLE_SUFFIXES or not data.is_file():
+        return False
+    try:
+        with open(data, encoding="utf-8-sig", errors="replace", newline="") as f:
+            header = next(csv.reader(f, delimiter=TABLE_SUFFIXES[suffix]), [])
+    except OSError:
+        return False
+    columns = [c.strip() for c in header]
+    return text_column in columns and "path" not in columns
+
+
 def read_rows(data: Path, text_column: str, label_column: str | None):
     """[(where, text, label, split or None)], skipped [(where, reason)], whether splits were given.
     With label_column None (unlabeled text), every label is empty."""

@@ -21,10 +21,11 @@ from accelerate.utils import set_seed
 
 from .. import run_folder
 from ..backbones import Backbone, create_backbone
-from ..config import TrainConfig
+from ..config import TrainConfig, with_backbone_for
 from ..data.kinds import SplitsFilter, kind_of
 from ..data.pipeline import EpochOrder, Feed
 from ..data.sources import DataSplits
+from ..data.texts import is_text_table
 from ..errors import UserError
 from ..head_init import init_head
 from ..model import Classifier
@@ -115,6 +116,7 @@ def set_up(config: TrainConfig, log=print, resume: bool = False, exclude: Splits
         log = quiet
 
     with distributed.main_first():  # it fills the caches (data set, decoded images); the others then read them
+        config = with_backbone_for(config, is_text_table(config.data, config.text_column))
         backbone = create_backbone(config.backbone, pretrained=strategy.pretrained)
         kind = kind_of(backbone)
         listed = kind.list_items(config)
