@@ -1106,6 +1106,9 @@ def suite_variants(p: Page) -> str:
 
 @table("suite-headline")
 def suite_headline(p: Page) -> str:
+    sys.path.insert(0, str(p.root / "benchmarks"))
+    from contenders.registry import CONTENDERS
+
     cells = suite_cells(p)
     lines = [
         header(
@@ -1126,6 +1129,19 @@ def suite_headline(p: Page) -> str:
         reference = next((peers[n] for n in ("pixels-logistic", "tfidf-svm") if n in peers), None)
         counts = own[0]["counts"]
         losing = [n for n, cs in peers.items() if not holds_against(own, cs)]
+        kind = own[0]["kind"]
+        not_run = [n for n, e in CONTENDERS.items() if kind in e["kinds"] and n not in by_contender]
+        seeds = len(CONTENDERS["headstart"]["seeds"])
+        verdict = "yes" if not losing else "no: below " + ", ".join(f"`{n}`" for n in losing)
+        if len(own) < seeds or not_run:
+            verdict += (
+                " so far ("
+                + "; ".join(
+                    ([f"{len(own)} of {seeds} seeds"] if len(own) < seeds else [])
+                    + ([f"not yet run: {', '.join(f'`{n}`' for n in not_run)}"] if not_run else [])
+                )
+                + ")"
+            )
         lines.append(
             row(
                 dataset,
@@ -1133,7 +1149,7 @@ def suite_headline(p: Page) -> str:
                 f"{accuracy_cell(own)} in {cell_time(own)}",
                 f"`{best}` {accuracy_cell(peers[best])} in {cell_time(peers[best])}",
                 accuracy_cell(reference) if reference else "",
-                "yes" if not losing else "no: below " + ", ".join(f"`{n}`" for n in losing),
+                verdict,
             )
         )
     return (
