@@ -77,7 +77,11 @@ def finish(run: Setup, fitted: Fitted) -> RunResult:
         return RunResult(run_dir, metrics, net, run.classes)
 
     shown = "test" if "test" in metrics else "val"
-    metrics["reference"] = cheap_reference(run, shown)
+    try:
+        metrics["reference"] = cheap_reference(run, shown)
+    except ValueError as e:  # e.g. texts with no word TF-IDF keeps: the run stands without its reference
+        metrics["reference"] = None
+        log(f"warning: the cheap reference could not be fitted ({' '.join(str(e).split())})")
 
     run_folder.write_results(run_dir, metrics, history, source, lean=not config.keep_resume_state)
     if not config.keep_resume_state:
@@ -90,7 +94,8 @@ def finish(run: Setup, fitted: Fitted) -> RunResult:
         f"{shown} split, epoch {model_epoch} ({source})",
     )
     log(f"{shown}: {summary_line(metrics[shown])}")
-    log(reference_line(metrics[shown], metrics["reference"]))
+    if metrics["reference"]:
+        log(reference_line(metrics[shown], metrics["reference"]))
     log(
         f"model (epoch {model_epoch}, {source}): {run_dir / run_folder.MODEL}; plots: {run_dir / run_folder.CURVES}, "
         f"{run_dir / run_folder.CONFUSION}"
