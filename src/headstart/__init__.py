@@ -7,12 +7,16 @@ from .audit import audit  # noqa: E402
 from .config import TrainConfig  # noqa: E402
 
 
-def train(data: str, **settings):
-    """Fine-tune and return a RunResult (run_dir, metrics, model, classes). Settings are TrainConfig keys."""
+def train(data: str, minutes: float = 0.0, **settings):
+    """Fine-tune and return a RunResult (run_dir, metrics, model, classes). Settings are TrainConfig keys.
+    With minutes, spend about that long choosing and training the best model (a backbone named in the
+    settings is the only one probed); the run folder's auto.json says how it chose."""
     from .api import run_training
     from .config import config_from_dict
 
-    return run_training(config_from_dict({"data": str(data), **settings}))
+    return run_training(
+        config_from_dict({"data": str(data), **settings}), minutes=minutes, backbone=settings.get("backbone")
+    )
 
 
 def resume(run_dir):

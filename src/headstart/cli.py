@@ -92,6 +92,11 @@ def train(
         "--exclude-audit",
         help="An audit folder (headstart audit): leave out the items its flagged.csv marks excluded.",
     ),
+    minutes: Optional[float] = typer.Option(
+        None,
+        help="Spend about this many minutes choosing (backbone, input side, strategy, epochs) and training the "
+        "best model; the run folder's auto.json says how it chose. With --backbone, only that one is probed.",
+    ),
 ):
     """Fine-tune a backbone on DATA and write a run folder: model, metrics, plots, config, report."""
     from .api import run_training
@@ -114,6 +119,7 @@ def train(
             + (["DATA"] if data else [])
             + (["--config"] if config else [])
             + (["--set"] if set_ else [])
+            + (["--minutes"] if minutes else [])
         )
         if given:
             raise UserError(f"--resume uses the run's own settings; do not pass {', '.join(given)}")
@@ -121,7 +127,7 @@ def train(
 
         run_training(config_of_run(resume), resume=True)
         return
-    run_training(_build_config(data, config, options, set_))
+    run_training(_build_config(data, config, options, set_), minutes=minutes or 0.0, backbone=backbone)
 
 
 @app.command()

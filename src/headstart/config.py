@@ -21,6 +21,7 @@ CHOICES = {
     "device": ("auto", "cpu", "cuda"),
     "pooling": ("mean", "cls"),
     "head_init": ("xavier", "source"),
+    "head_fit": ("sgd", "exact"),
 }
 
 
@@ -62,6 +63,10 @@ class TrainConfig:
     # the new head's initial weights: xavier (d2l), or source: rows of classes whose names match a
     # class of the backbone's pretraining head (ImageNet names, WordNet synonyms) start from its rows
     head_init: str = "xavier"
+    # how a stage that trains only the head on the whole body's cached features fits it: sgd, its epochs as
+    # any stage's; exact, one L2-regularised logistic regression solved to its optimum, C chosen by the
+    # validation split (training/exact_head.py; no label smoothing, mixup or dropout then)
+    head_fit: str = "sgd"
     # decay of an exponential moving average of the weights (and BatchNorm statistics), updated
     # every optimiser step; validation, checkpoints and the final model use the average. 0: off
     ema: float = 0.0

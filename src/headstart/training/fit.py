@@ -10,6 +10,7 @@ from ..strategies import apply_trainable, set_train_mode, trainable_parameter_co
 from .averaging import averaged_weights, make_ema
 from .checkpoints import Checkpoints
 from .epoch import EpochOptions, EpochProgress, predict_logits, train_one_epoch
+from .exact_head import fit_head_on_cache, fits_exactly
 from .feature_cache import CachedFeatures
 from .optim import stage_optimizer
 from .resume import seed_epoch
@@ -54,8 +55,10 @@ def fit(run: Setup) -> Fitted:
             "stage_index": stage_index,
             "trainable_params": trainable_parameter_count(net),
         }
-        for _ in range(done, stage.epochs):
-            epoch += 1
+        # a head fitted exactly on the cached features: one solve stands for the stage's epochs
+        exact = fits_exactly(config, stage, inputs.cached_depth, net.group_names)
+        for _ in range(done, 1 if exact else stage.epochs):
+            epoch += stage.epochs if exact else 1
             seed_epoch(config.seed, epoch)
             set_train_mode(net, stage.trainable, config.freeze_bn_stats)
             if isinstance(inputs.train_loader.dataset, CachedFeatures):
@@ -73,8 +76,12 @@ def fit(run: Setup) -> Fitted:
                 rng_state=partial["rng"] if partial else None,
             )
             try:
-                record = {"epoch": epoch, **about_stage, "cached_groups": inputs.cached_depth} | train_one_epoch(
-                    model, inputs.prepare, inputs.train_loader, optimizer, scheduler, run.accelerator, options
+                record = {"epoch": epoch, **about_stage, "cached_groups": inputs.cached_depth} | (
+                    fit_head_on_cache(net, inputs.train_loader.dataset, inputs.val_loader.dataset, len(run.classes))
+                    if exact
+                    else train_one_epoch(
+                        model, inputs.prepare, inputs.train_loader, optimizer, scheduler, run.accelerator, options
+                    )
                 )
             except NonFiniteLoss as e:
                 return Fitted(history, best, diverged(e, best, config.lr, log))

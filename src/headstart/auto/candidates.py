@@ -1,0 +1,59 @@
+"""The candidates a time budget is spent on: backbones, and for small images a smaller input side.
+
+Without a network only the backbones whose weights ship in an installed package can be probed; a
+user who names a backbone probes that one alone (at one or more sides for images).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import metadata
+
+from ..backbones.create import get_spec
+
+# the offline backbones, cheapest first: probing stops when its share of the budget is spent
+IMAGE_BACKBONES = ("mobilenet_v2", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+TEXT_BACKBONES = ("minilm-l6",)
+# images whose median short side is at most this many pixels are also probed at SMALL_SIDE: upscaled to
+# 224 px, 28 px digits cost four times the compute of 112 px for the same pixels
+SMALL_IMAGES = 64
+SMALL_SIDE = 112
+
+
+@dataclass(frozen=True)
+class Candidate:
+    backbone: str
+    image_size: int | None = None  # None: the backbone's own input side (texts: always None)
+
+    @property
+    def name(self) -> str:
+        return f"{self.backbone} at {self.image_size} px" if self.image_size else self.backbone
+
+
+def installed(backbone: str) -> bool:
+    """Whether the backbone's weights package is installed (a hub backbone: assumed reachable)."""
+    package = get_spec(backbone).package
+    if package is None:
+        return True
+    try:
+        metadata.distribution(package)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def candidates_for(
+    kind: str, survey: dict, backbone: str | None = None, image_size: int | None = None
+) -> list[Candidate]:
+    """What to probe for data of `kind` that looks like `survey` (data/survey.py); `backbone` and
+    `image_size`: the user's, when named."""
+    names = (
+        [backbone]
+        if backbone
+        else [b for b in (IMAGE_BACKBONES if kind == "image" else TEXT_BACKBONES) if installed(b)]
+    )
+    if kind != "image":
+        return [Candidate(b) for b in names]
+    small = survey.get("median_short_side", SMALL_IMAGES + 1) <= SMALL_IMAGES
+    sizes = [image_size] if image_size else [SMALL_SIDE, None] if small else [None]
+    return [Candidate(b, size) for b in names for size in sizes]

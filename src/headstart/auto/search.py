@@ -1,0 +1,92 @@
+"""`train(DATA, minutes=M)`: spend about M minutes on the best model this machine can find, and say how.
+
+    look     the data's survey (items, classes, image sizes, text lengths)
+    probe    each candidate: exact head on its frozen features, a timed step of fine-tuning (probe.py)
+    plan     the best-probed candidate that affords enough epochs in the time left (plan.py)
+    train    the planned run, as `headstart train` with those settings would run it
+
+The run folder's auto.json holds the candidates, the plan and why; its config.json holds the chosen
+settings, so `headstart train --config RUN/config.json` trains the same model without searching.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+from ..config import TrainConfig, with_backbone_for
+from ..data.kinds import KINDS, SplitsFilter
+from ..data.texts import is_text_table
+from ..errors import UserError
+from ..files import write_json
+from ..training.run import RunResult, train
+from .candidates import candidates_for
+from .plan import make_plan
+from .probe import ProbeFailed, probe
+
+AUTO = "auto.json"
+# probing stops once it has taken this share of the budget (the candidates are listed cheapest first)
+PROBE_SHARE = 0.4
+
+
+def train_within(
+    config: TrainConfig,
+    minutes: float,
+    backbone: str | None = None,
+    log=print,
+    exclude: SplitsFilter | None = None,
+) -> RunResult:
+    """Choose and train the best model `minutes` buy. `backbone`: the one the user named (probed
+    alone), else the offline candidates; an image_size set in config is the only side probed;
+    config.strategy is the fine-tuning strategy planned for."""
+    if minutes <= 0:
+        raise UserError(f"--minutes must be more than 0, got {minutes:g}")
+    started = time.perf_counter()
+    budget = minutes * 60
+    is_texts = is_text_table(config.data, config.text_column) if config.data else False
+    config = with_backbone_for(config, is_texts)
+    kind = KINDS["text" if is_texts else "image"]
+    listed = kind.list_items(config)
+    survey = kind.survey(listed)
+    log(f"minutes {minutes:g}: looking at {survey}")
+    probes, not_probed = [], []
+    for candidate in candidates_for(kind.name, survey, backbone, config.image_size):
+        spent = time.perf_counter() - started
+        if probes and spent > PROBE_SHARE * budget:
+            not_probed.append({"candidate": candidate.name, "why": f"probing had spent {spent:.0f} s"})
+            continue
+        try:
+            record = probe(config, candidate, kind.name, listed, survey, config.strategy, quiet)
+        except ProbeFailed as e:
+            not_probed.append({"candidate": candidate.name, "why": str(e)})
+            continue
+        probes.append(record)
+        log(
+            f"probe {record['candidate']}: exact head {record['probe_val_accuracy']:.1%} on validation, "
+            f"{config.strategy} {record['epoch_seconds']:.0f} s an epoch ({record['probe_seconds']:.0f} s to probe)"
+        )
+    if not probes:
+        raise UserError(f"no candidate could be probed: {'; '.join(n['why'] for n in not_probed)}")
+    searched = time.perf_counter() - started
+    plan = make_plan(probes, budget - searched, kind.name, config.strategy)
+    log(f"plan: {plan.why}")
+    chosen = dataclasses.replace(config, **plan.settings(), fit_minutes=0.0)
+    result = train(chosen, log, exclude=exclude)
+    write_json(
+        result.run_dir / AUTO,
+        {
+            "minutes": minutes,
+            "survey": survey,
+            "candidates": probes,
+            "not_probed": not_probed,
+            "search_seconds": round(searched, 2),
+            "plan": plan.to_dict(),
+            "settings": plan.settings(),
+            "wall_seconds": round(time.perf_counter() - started, 2),
+        },
+    )
+    return result
+
+
+def quiet(*args, **kwargs) -> None:
+    """The probes' own log lines (feature cache, decoding): the search reports each probe in one line."""

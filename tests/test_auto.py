@@ -1,0 +1,118 @@
+"""Choosing by measuring within a time budget: the planner's choices, the probe (real weights, real ELPV
+cells) never reading the test split, and a chosen run re-created from its config.json without a search."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+from PIL import Image
+
+import headstart
+from headstart.auto.candidates import Candidate, candidates_for
+from headstart.auto.plan import MIN_EPOCHS, TRAINING_SHARE, make_plan
+from headstart.auto.probe import probe
+from headstart.config import TrainConfig
+from headstart.data.kinds import KINDS
+from headstart.run_folder import config_of_run
+
+
+def probed(name: str, accuracy: float, epoch_seconds: float, max_epochs: int = 14) -> dict:
+    return {
+        "backbone": name,
+        "image_size": 224,
+        "candidate": name,
+        "probe_val_accuracy": accuracy,
+        "epoch_seconds": epoch_seconds,
+        "max_epochs": max_epochs,
+    }
+
+
+def test_with_time_for_every_epoch_the_best_probe_is_fine_tuned_for_the_kinds_epochs():
+    plan = make_plan([probed("small", 0.80, 10), probed("large", 0.85, 30)], 3600, "image", "discriminative")
+    assert (plan.backbone, plan.strategy, plan.epochs, plan.head_fit) == ("large", "discriminative", 14, "sgd")
+
+
+def test_as_many_epochs_as_the_time_left_buys():
+    seconds = 300
+    plan = make_plan([probed("large", 0.85, 30)], seconds, "image", "discriminative")
+    assert plan.epochs == int(seconds * TRAINING_SHARE // 30) == 8
+
+
+def test_a_better_probe_that_cannot_afford_enough_epochs_gives_way_to_one_that_can():
+    seconds = 100  # 80 s of epochs: 2 of the large one's 40 s, 8 of the small one's 10 s
+    plan = make_plan([probed("small", 0.80, 10), probed("large", 0.85, 40)], seconds, "image", "discriminative")
+    assert (plan.backbone, plan.epochs) == ("small", 8)
+    assert "large probed better" in plan.why
+
+
+def test_when_no_candidate_affords_enough_epochs_the_best_probes_exact_head_is_the_model():
+    plan = make_plan([probed("small", 0.80, 10), probed("large", 0.85, 40)], 20, "image", "discriminative")
+    assert (plan.backbone, plan.strategy, plan.head_fit) == ("large", "head", "exact")
+    assert plan.settings()["augment"] is False  # it reads the features the probe cached
+    assert "exact head" in plan.why
+    texts = make_plan([probed("minilm-l6", 0.8, 60, max_epochs=4)], 60, "text", "discriminative")
+    assert texts.head_fit == "exact" and MIN_EPOCHS["text"] * 60 > 60 * TRAINING_SHARE
+
+
+def test_equal_probes_choose_the_cheaper_epoch():
+    plan = make_plan([probed("slow", 0.9, 30), probed("fast", 0.9, 10)], 3600, "image", "discriminative")
+    assert plan.backbone == "fast"
+
+
+def test_candidates_small_images_are_also_probed_at_112_px_and_a_named_backbone_alone():
+    small = candidates_for("image", {"median_short_side": 28})
+    assert Candidate("mobilenet_v2", 112) in small and Candidate("mobilenet_v2") in small
+    assert candidates_for("image", {"median_short_side": 300}, "efficientnet_lite0") == [
+        Candidate("efficientnet_lite0")
+    ]
+    assert candidates_for("image", {"median_short_side": 28}, "mobilenet_v2", 64) == [Candidate("mobilenet_v2", 64)]
+    assert candidates_for("text", {}) == [Candidate("minilm-l6")]
+
+
+def split_folders(elpv, root):
+    """The ELPV subset as train/ val/ test/ folders (one sub-folder per class)."""
+    files = {c.name: sorted(c.glob("*.png")) for c in sorted(elpv.iterdir()) if c.is_dir()}
+    for label, paths in files.items():
+        for split, part in (("train", paths[:6]), ("val", paths[6:9]), ("test", paths[9:])):
+            (root / split / label).mkdir(parents=True)
+            for p in part:
+                shutil.copy(p, root / split / label / p.name)
+    return root
+
+
+def test_the_probe_never_reads_the_test_split(elpv, tmp_path):
+    data = split_folders(elpv, tmp_path / "data")
+    config = TrainConfig(data=str(data), batch_size=8, report=False, cache_dir=str(tmp_path / "cache"))
+    kind = KINDS["image"]
+
+    def run_probe():
+        listed = kind.list_items(config)
+        return probe(
+            config, Candidate("mobilenet_v2", 64), "image", listed, kind.survey(listed), "discriminative", print
+        )
+
+    first = run_probe()
+    noise = np.random.default_rng(0)
+    for path in (data / "test").rglob("*.png"):  # other pixels, and the labels swapped
+        Image.fromarray(noise.integers(0, 255, (300, 300), dtype=np.uint8)).save(path)
+    (data / "test" / "defective").rename(data / "test" / "swap")
+    (data / "test" / "functional").rename(data / "test" / "defective")
+    (data / "test" / "swap").rename(data / "test" / "functional")
+    second = run_probe()
+    assert (first["probe_val_accuracy"], first["probe_C"]) == (second["probe_val_accuracy"], second["probe_C"])
+    assert len(list((tmp_path / "cache").iterdir())) == 2  # train and val features, built once and reused
+
+
+def test_a_chosen_run_is_re_created_from_its_config_json_without_a_search(elpv, tmp_path):
+    common = dict(image_size=64, batch_size=8, val_fraction=0.2, test_fraction=0.25, report=False)
+    chosen = headstart.train(str(elpv), minutes=0.05, out=str(tmp_path / "chosen"), **common)  # 3 s: the exact head
+    auto = json.loads((chosen.run_dir / "auto.json").read_text())
+    assert auto["plan"]["head_fit"] == "exact" and [c["image_size"] for c in auto["candidates"]] == [64]
+    assert auto["not_probed"]  # probing stops once it has spent its share of the 3 s
+    config = config_of_run(chosen.run_dir)
+    assert (config.strategy, config.head_fit, config.augment, config.image_size) == ("head", "exact", False, 64)
+    again = headstart.train(**{**config.to_dict(), "out": str(tmp_path / "again")})
+    assert not (again.run_dir / "auto.json").exists()
+    assert again.metrics["test"] == chosen.metrics["test"]
