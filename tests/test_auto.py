@@ -105,14 +105,19 @@ def test_the_probe_never_reads_the_test_split(elpv, tmp_path):
     assert len(list((tmp_path / "cache").iterdir())) == 2  # train and val features, built once and reused
 
 
-def test_a_chosen_run_is_re_created_from_its_config_json_without_a_search(elpv, tmp_path):
-    common = dict(image_size=64, batch_size=8, val_fraction=0.2, test_fraction=0.25, report=False)
+def test_a_chosen_run_says_how_it_chose_and_is_re_created_from_its_config_json_without_a_search(elpv, tmp_path):
+    common = dict(image_size=64, batch_size=8, val_fraction=0.2, test_fraction=0.25)
     chosen = headstart.train(str(elpv), minutes=0.05, out=str(tmp_path / "chosen"), **common)  # 3 s: the exact head
     auto = json.loads((chosen.run_dir / "auto.json").read_text())
     assert auto["plan"]["head_fit"] == "exact" and [c["image_size"] for c in auto["candidates"]] == [64]
     assert auto["not_probed"]  # probing stops once it has spent its share of the 3 s
+    page = (chosen.run_dir / "report.html").read_text()
+    assert "How this model was chosen" in page and auto["plan"]["why"] in page
+    assert all(n["candidate"] in page for n in auto["not_probed"])
+    report = json.loads((chosen.run_dir / "report.json").read_text())
+    assert report["how_chosen"][0]["plan"] == auto["plan"]
     config = config_of_run(chosen.run_dir)
     assert (config.strategy, config.head_fit, config.augment, config.image_size) == ("head", "exact", False, 64)
-    again = headstart.train(**{**config.to_dict(), "out": str(tmp_path / "again")})
+    again = headstart.train(**{**config.to_dict(), "out": str(tmp_path / "again"), "report": False})
     assert not (again.run_dir / "auto.json").exists()
     assert again.metrics["test"] == chosen.metrics["test"]

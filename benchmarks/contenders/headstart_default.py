@@ -1,4 +1,5 @@
-"""headstart's default: `headstart train DATA --seed S`, nothing else set, as a user runs it.
+"""headstart's default: `headstart train DATA --seed S`, nothing else set, as a user runs it (with
+--minutes M: the choice by measuring within M minutes).
 
 The run is the console command's own code (headstart.cli.main, in this process), so the suite's wall
 time and peak memory are the command's. Its test predictions (run folder, test_predictions.csv) are
@@ -14,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import dataset_info, parse_args, write_info, write_predictions  # noqa: E402
 from headstart import __version__  # noqa: E402
 from headstart.cli import main as headstart_main  # noqa: E402
-from headstart.run_folder import CONFIG, METRICS, PREDICTIONS  # noqa: E402
+from headstart.run_folder import AUTO, CONFIG, METRICS, PREDICTIONS  # noqa: E402
 
 
 def text_ids_by_line(table: Path) -> dict[int, str]:
@@ -33,13 +34,17 @@ def text_ids_by_line(table: Path) -> dict[int, str]:
 def main() -> None:
     args = parse_args(
         __doc__.splitlines()[0],
-        lambda p: p.add_argument("--set", action="append", default=[], help="KEY=VALUE: a variant (the suite's --set)"),
+        lambda p: (
+            p.add_argument("--set", action="append", default=[], help="KEY=VALUE: a variant (the suite's --set)"),
+            p.add_argument("--minutes", help="headstart train's --minutes"),
+        ),
     )
     kind = dataset_info(args.data)["kind"]
     data = args.data / "data.csv" if kind == "text" else args.data
     run = args.out / "run"
     sys.argv = ["headstart", "train", str(data), "--seed", str(args.seed), "--out", str(run)]
     sys.argv += [a for kv in args.set for a in ("--set", kv)]
+    sys.argv += ["--minutes", args.minutes] if args.minutes else []
     try:
         headstart_main()
     except SystemExit as e:
@@ -63,6 +68,7 @@ def main() -> None:
             "epochs_run": len(metrics.get("history", [])),
             "reference": metrics.get("reference"),
             "run_wall_seconds": metrics.get("wall_seconds"),
+            **({"auto": json.loads((run / AUTO).read_text())} if (run / AUTO).is_file() else {}),
         },
     )
 

@@ -18,6 +18,15 @@ CONTENDERS = {
         "fine_tunes": True,
         "about": "headstart train DATA, nothing set (the default for the data's kind)",
     },
+    "headstart-auto": {
+        "script": "headstart_default.py",
+        "args": ("--minutes", "10"),
+        "python": ".venv",
+        "kinds": ("image", "text"),
+        "seeds": (0, 1, 2),
+        "fine_tunes": True,
+        "about": "headstart train DATA --minutes 10: backbone, input side, strategy and epochs chosen by measuring",
+    },
     "pixels-logistic": {
         "script": "pixels.py",
         "args": ("--model", "logistic"),

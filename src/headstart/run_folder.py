@@ -12,6 +12,7 @@ serve and reporting all go through here.
                           keep_resume_state)
     metrics.json          final metrics, and which file holds the best and the last epoch
     test_predictions.csv, learning_curves.png, confusion_matrix.png
+    auto.json             how `train --minutes` chose the run: candidates probed, the plan and why
 
 A finished run holds each distinct set of weights once: metrics.json's "checkpoints" names the file
 of the best and of the last epoch (model.safetensors when it is the run's model). Folders written
@@ -34,6 +35,7 @@ MODEL, BEST, LAST = "model.safetensors", "best.safetensors", "last.safetensors"
 RESUME = "resume.pt"
 SKIPPED, PREDICTIONS, TOKENIZER = "skipped.csv", "test_predictions.csv", "tokenizer"
 CURVES, CONFUSION = "learning_curves.png", "confusion_matrix.png"
+AUTO = "auto.json"
 CHECKPOINT_FILES = {"model": MODEL, "best": BEST, "last": LAST}
 
 

@@ -19,12 +19,12 @@ from ..data.kinds import KINDS, SplitsFilter
 from ..data.texts import is_text_table
 from ..errors import UserError
 from ..files import write_json
+from ..run_folder import AUTO
 from ..training.run import RunResult, train
 from .candidates import candidates_for
-from .plan import make_plan
+from .plan import affordable_epochs, make_plan
 from .probe import ProbeFailed, probe
 
-AUTO = "auto.json"
 # probing stops once it has taken this share of the budget (the candidates are listed cheapest first)
 PROBE_SHARE = 0.4
 
@@ -69,6 +69,8 @@ def train_within(
         raise UserError(f"no candidate could be probed: {'; '.join(n['why'] for n in not_probed)}")
     searched = time.perf_counter() - started
     plan = make_plan(probes, budget - searched, kind.name, config.strategy)
+    for record in probes:
+        record["affordable_epochs"] = affordable_epochs(record, budget - searched)
     log(f"plan: {plan.why}")
     chosen = dataclasses.replace(config, **plan.settings(), fit_minutes=0.0)
     result = train(chosen, log, exclude=exclude)

@@ -96,6 +96,7 @@ def run_record(
         "model_epoch": m["model_epoch"],
         "final_model": m["final_model"],
         "reference": m.get("reference"),
+        "auto": read_json(run_dir / run_folder.AUTO) if (run_dir / run_folder.AUTO).is_file() else None,
     }
 
 
@@ -232,6 +233,7 @@ def build_report(
     reference = reference_of(runs)
     reference_line = reference_sentence(reference, rows)
     split_name = finished[0]["split_name"]
+    chosen = [{"label": r["label"], "run_dir": r["run_dir"], **r["auto"]} for r in finished if r.get("auto")]
 
     seeds_word = lambda n: f"{n} seed{'s' if n != 1 else ''}"  # noqa: E731
     images = {
@@ -285,6 +287,7 @@ def build_report(
         },
         "forgetting": forgetting,
         "head_init": head_init,
+        "how_chosen": chosen,
     }
     write_json(out_dir / "report.json", numbers)
     html = (
@@ -307,6 +310,7 @@ def build_report(
             worst=worst,
             forgetting=forgetting,
             head_init=head_init,
+            chosen=chosen,
             metrics=METRICS,
             peak_rss_how=next((r["peak_rss_how"] for r in finished if r.get("peak_rss_how")), None),
         )
