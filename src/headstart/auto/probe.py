@@ -17,7 +17,7 @@ import torch
 
 from ..backbones import create_backbone
 from ..config import TrainConfig
-from ..data.kinds import kind_of
+from ..data.kinds import SplitsFilter, kind_of
 from ..model import Classifier
 from ..runtime.accelerator import make_accelerator
 from ..runtime.environment import resolve_device, resolve_precision
@@ -37,16 +37,25 @@ def candidate_config(config: TrainConfig, candidate: Candidate, kind: str, surve
     return chosen.with_kind_defaults(kind, survey)
 
 
-def probe(config: TrainConfig, candidate: Candidate, kind: str, listed, survey: dict, fine_tune: str, log) -> dict:
+def probe(
+    config: TrainConfig,
+    candidate: Candidate,
+    kind: str,
+    listed,
+    survey: dict,
+    fine_tune: str,
+    exclude: SplitsFilter | None,
+    log,
+) -> dict:
     """The candidate's probe: validation accuracy of the exact head on its frozen features, and the
     measured seconds of an epoch of `fine_tune` (training and validation). `listed` (the kind's
-    list_items) is not changed."""
+    list_items) is not changed; `exclude` leaves out what the run will leave out."""
     started = time.perf_counter()
     config = candidate_config(config, candidate, kind, survey, fine_tune)
     backbone = create_backbone(config.backbone)
     kind = kind_of(backbone)
     prep = kind.preprocessing(backbone, config)
-    splits, feed = kind.load(config, backbone, prep, log, None, copy.deepcopy(listed))
+    splits, feed = kind.load(config, backbone, prep, log, exclude, copy.deepcopy(listed))
     device = resolve_device(config.device)
     accelerator = make_accelerator(device, resolve_precision(config.precision, device))
     net = Classifier(backbone, len(splits.classes), config.dropout).to(memory_format=torch.channels_last)

@@ -20,6 +20,7 @@ from ..data.texts import is_text_table
 from ..errors import UserError
 from ..files import write_json
 from ..run_folder import AUTO
+from ..runtime import distributed
 from ..training.run import RunResult, train
 from .candidates import candidates_for
 from .plan import affordable_epochs, make_plan
@@ -41,6 +42,10 @@ def train_within(
     config.strategy is the fine-tuning strategy planned for."""
     if minutes <= 0:
         raise UserError(f"--minutes must be more than 0, got {minutes:g}")
+    if distributed.active():
+        raise UserError(
+            "--minutes searches in one process: run it without torchrun, then train its config.json with torchrun"
+        )
     started = time.perf_counter()
     budget = minutes * 60
     is_texts = is_text_table(config.data, config.text_column) if config.data else False
@@ -48,7 +53,7 @@ def train_within(
     kind = KINDS["text" if is_texts else "image"]
     listed = kind.list_items(config)
     survey = kind.survey(listed)
-    log(f"minutes {minutes:g}: looking at {survey}")
+    log(f"minutes {minutes:g}: {describe(survey, kind.name)}")
     probes, not_probed = [], []
     for candidate in candidates_for(kind.name, survey, backbone, config.image_size):
         spent = time.perf_counter() - started
@@ -56,7 +61,7 @@ def train_within(
             not_probed.append({"candidate": candidate.name, "why": f"probing had spent {spent:.0f} s"})
             continue
         try:
-            record = probe(config, candidate, kind.name, listed, survey, config.strategy, quiet)
+            record = probe(config, candidate, kind.name, listed, survey, config.strategy, exclude, quiet)
         except ProbeFailed as e:
             not_probed.append({"candidate": candidate.name, "why": str(e)})
             continue
@@ -88,6 +93,16 @@ def train_within(
         },
     )
     return result
+
+
+def describe(survey: dict, kind: str) -> str:
+    """The survey in a line: what the search looks at."""
+    line = f"{survey['train_items']} training {kind}s, {survey['classes']} classes"
+    if "median_short_side" in survey:
+        line += f", median {survey['median_short_side']} x {survey['median_long_side']} px"
+    if "median_words" in survey:
+        line += f", median {survey['median_words']} words (90% under {survey['p90_words']})"
+    return line
 
 
 def quiet(*args, **kwargs) -> None:
