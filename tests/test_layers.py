@@ -8,8 +8,8 @@ The layers, lowest first (a part is a top-level module or sub-package of headsta
     config, backbones, strategies, evaluation
     data, model, head_init, run_folder
     training, inference                a run is trained; a finished run is used
-    reporting, export, serve,          what is done with finished runs
-    predict_table
+    reporting, export, serve,          what is done with finished runs; choosing a run by measuring
+    predict_table, auto
     audit                              checks data (uses the feature cache and the report's templates)
     api                                a run as the user asks: exclusions in, the report out
     compare                            several runs, side by side
@@ -32,7 +32,7 @@ LAYERS = [
     {"config", "backbones", "strategies", "evaluation"},
     {"data", "model", "head_init", "run_folder"},
     {"training", "inference"},
-    {"reporting", "export", "serve", "predict_table"},
+    {"reporting", "export", "serve", "predict_table", "auto"},
     {"audit"},
     {"api"},
     {"compare"},
