@@ -5,7 +5,8 @@
 # 1. the demo (ELPV, mobilenet_v2, discriminative) on CUDA in mixed precision (bf16 where the GPU has it, else fp16);
 # 2. a training step of headstart against the plain d2l loop on the GPU (benchmarks/cpu_speed.py --device cuda);
 # 3. the demo as two processes (Accelerate, one GPU each) when there are two GPUs or more;
-# 4. the benchmark suite's --quick cells, into a results folder of their own (GPU cells are not CPU cells).
+# 4. the benchmark suite's --quick cells, into a results folder of their own (GPU cells are not CPU cells);
+# 5. the choice by measuring (train --minutes 2) on the demo's ELPV folder: which candidates a GPU's two minutes buy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DRY=0
@@ -40,4 +41,8 @@ if (( GPUS >= 2 )); then
 fi
 # 4. the suite's quick cells on the GPU (headstart's device is auto: CUDA here)
 step timeout 300 $PY benchmarks/suite.py --quick --results "$OUT/suite"
+# 5. train --minutes on the images the demo wrote (auto.json: every candidate's probe and the plan)
+ELPV=$($PY -c "from headstart.paths import headstart_home; print(headstart_home() / 'datasets' / 'elpv')")
+step timeout 200 .venv/bin/headstart train "$ELPV" --minutes 2 --out "$RUNS/auto"
+step cp "$RUNS/auto/auto.json" "$OUT/auto.json"
 echo "done: $OUT"
