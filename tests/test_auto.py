@@ -121,3 +121,20 @@ def test_a_chosen_run_says_how_it_chose_and_is_re_created_from_its_config_json_w
     again = headstart.train(**{**config.to_dict(), "out": str(tmp_path / "again"), "report": False})
     assert not (again.run_dir / "auto.json").exists()
     assert again.metrics["test"] == chosen.metrics["test"]
+
+
+def test_a_table_of_texts_probes_the_text_encoder(reviews, tmp_path):
+    chosen = headstart.train(
+        str(reviews),
+        minutes=0.05,
+        max_length=32,
+        batch_size=16,
+        val_fraction=0.2,
+        test_fraction=0.25,
+        report=False,
+        out=str(tmp_path / "run"),
+    )
+    auto = json.loads((chosen.run_dir / "auto.json").read_text())
+    assert [c["candidate"] for c in auto["candidates"]] == ["minilm-l6"] and auto["survey"]["median_words"] > 5
+    assert config_of_run(chosen.run_dir).backbone == "minilm-l6"
+    assert 0 <= chosen.metrics["test"]["accuracy"] <= 1
