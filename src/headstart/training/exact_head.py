@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -28,8 +28,7 @@ class ExactHead:
     bias: torch.Tensor  # (classes,)
     c: float
     val_accuracy: float
-    val_accuracy_by_c: dict[float, float] = field(default_factory=dict)
-    seconds: float = 0.0
+    val_accuracy_by_c: dict[float, float]
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return x.to(self.weight.dtype) @ self.weight.T + self.bias
@@ -61,7 +60,8 @@ def fit_exact_head(
 ) -> ExactHead:
     """The head at the C of `c_grid` with the best validation accuracy (each solve starts from the
     previous, smaller C's optimum). Every class must have training rows."""
-    started = time.perf_counter()
+    from sklearn.exceptions import ConvergenceWarning
+
     x, val = train_x.double().numpy(), val_x.double().numpy()
     mean, scale = x.mean(0), x.std(0)
     scale = np.where(scale > 1e-12, scale, 1.0)  # constant features
@@ -73,7 +73,7 @@ def fit_exact_head(
             model = logistic_regression(c)
         model.set_params(C=c)
         with warnings.catch_warnings():  # not converged in max_iter at a weak C: still a usable fit
-            warnings.simplefilter("ignore")
+            warnings.simplefilter("ignore", ConvergenceWarning)
             model.fit(z, y)
         weight, bias = as_head_rows(model, classes)
         accuracy = float(np.mean((z_val @ weight.T + bias).argmax(1) == val_y))
@@ -82,14 +82,7 @@ def fit_exact_head(
             best = (weight, bias, accuracy, c)
     weight, bias, accuracy, c = best
     folded = weight / scale  # W z + b with z = (x - mean) / scale
-    return ExactHead(
-        torch.from_numpy(folded),
-        torch.from_numpy(bias - folded @ mean),
-        c,
-        accuracy,
-        by_c,
-        seconds=time.perf_counter() - started,
-    )
+    return ExactHead(torch.from_numpy(folded), torch.from_numpy(bias - folded @ mean), c, accuracy, by_c)
 
 
 def fits_exactly(config, stage, cached_depth: int, group_names: list[str]) -> bool:
