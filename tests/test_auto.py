@@ -89,9 +89,7 @@ def test_the_probe_never_reads_the_test_split(elpv, tmp_path):
 
     def run_probe():
         listed = kind.list_items(config)
-        return probe(
-            config, Candidate("mobilenet_v2", 64), "image", listed, kind.survey(listed), "discriminative", print
-        )
+        return probe(config, Candidate("mobilenet_v2", 64), listed, kind.survey(listed), "discriminative", None, print)
 
     first = run_probe()
     noise = np.random.default_rng(0)

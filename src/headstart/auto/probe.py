@@ -40,7 +40,6 @@ def candidate_config(config: TrainConfig, candidate: Candidate, kind: str, surve
 def probe(
     config: TrainConfig,
     candidate: Candidate,
-    kind: str,
     listed,
     survey: dict,
     fine_tune: str,
@@ -51,9 +50,9 @@ def probe(
     measured seconds of an epoch of `fine_tune` (training and validation). `listed` (the kind's
     list_items) is not changed; `exclude` leaves out what the run will leave out."""
     started = time.perf_counter()
-    config = candidate_config(config, candidate, kind, survey, fine_tune)
-    backbone = create_backbone(config.backbone)
+    backbone = create_backbone(candidate.backbone)
     kind = kind_of(backbone)
+    config = candidate_config(config, candidate, kind.name, survey, fine_tune)
     prep = kind.preprocessing(backbone, config)
     splits, feed = kind.load(config, backbone, prep, log, exclude, copy.deepcopy(listed))
     device = resolve_device(config.device)

@@ -61,7 +61,7 @@ def train_within(
             not_probed.append({"candidate": candidate.name, "why": f"probing had spent {spent:.0f} s"})
             continue
         try:
-            record = probe(config, candidate, kind.name, listed, survey, config.strategy, exclude, quiet)
+            record = probe(config, candidate, listed, survey, config.strategy, exclude, quiet)
         except ProbeFailed as e:
             not_probed.append({"candidate": candidate.name, "why": str(e)})
             continue
