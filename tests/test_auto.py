@@ -109,6 +109,7 @@ def test_a_chosen_run_says_how_it_chose_and_is_re_created_from_its_config_json_w
     auto = json.loads((chosen.run_dir / "auto.json").read_text())
     assert auto["plan"]["head_fit"] == "exact" and [c["image_size"] for c in auto["candidates"]] == [64]
     assert auto["not_probed"]  # probing stops once it has spent its share of the 3 s
+    assert auto["validation"]["model"] == chosen.metrics["val"]["accuracy"] == auto["validation"]["exact_head"]
     page = (chosen.run_dir / "report.html").read_text()
     assert "How this model was chosen" in page and auto["plan"]["why"] in page
     assert all(n["candidate"] in page for n in auto["not_probed"])

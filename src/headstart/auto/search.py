@@ -79,6 +79,7 @@ def train_within(
     log(f"plan: {plan.why}")
     chosen = dataclasses.replace(config, **plan.settings(), fit_minutes=0.0)
     result = train(chosen, log, exclude=exclude)
+    outcome = compare_with_probe(result, plan, probes, log)
     write_json(
         result.run_dir / AUTO,
         {
@@ -89,10 +90,25 @@ def train_within(
             "search_seconds": round(searched, 2),
             "plan": plan.to_dict(),
             "settings": plan.settings(),
+            "validation": outcome,
             "wall_seconds": round(time.perf_counter() - started, 2),
         },
     )
     return result
+
+
+def compare_with_probe(result: RunResult, plan, probes: list[dict], log) -> dict:
+    """The trained model's validation accuracy beside its candidate's exact head; a fine-tuned model
+    that measured below it is said plainly (the validation split chose neither)."""
+    probed = next(p for p in probes if (p["backbone"], p["image_size"]) == (plan.backbone, plan.image_size))
+    outcome = {"model": result.metrics["val"]["accuracy"], "exact_head": probed["probe_val_accuracy"]}
+    if plan.head_fit != "exact" and outcome["model"] < outcome["exact_head"]:
+        log(
+            f"warning: on validation the fine-tuned model measured {outcome['model']:.1%}, below its exact head on "
+            f"frozen features ({outcome['exact_head']:.1%}); that head alone: --strategy head --set head_fit=exact "
+            "--set augment=false"
+        )
+    return outcome
 
 
 def describe(survey: dict, kind: str) -> str:
