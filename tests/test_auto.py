@@ -12,7 +12,7 @@ from PIL import Image
 import headstart
 from headstart.auto.candidates import Candidate, candidates_for
 from headstart.auto.plan import MIN_EPOCHS, TRAINING_SHARE, make_plan
-from headstart.auto.probe import probe
+from headstart.auto.probe import build, probe
 from headstart.config import TrainConfig
 from headstart.data.kinds import KINDS
 from headstart.run_folder import config_of_run
@@ -56,6 +56,14 @@ def test_when_no_candidate_affords_enough_epochs_the_best_probes_exact_head_is_t
     assert texts.head_fit == "exact" and MIN_EPOCHS["text"] * 60 > 60 * TRAINING_SHARE
 
 
+def test_a_candidate_not_timed_is_not_fine_tuned_but_its_exact_head_can_be_the_model():
+    untimed = {k: v for k, v in probed("large", 0.9, 10).items() if k != "epoch_seconds"}
+    plan = make_plan([untimed, probed("small", 0.8, 10)], 3600, "image", "discriminative")
+    assert plan.backbone == "small"
+    plan = make_plan([untimed, probed("small", 0.8, 1000)], 100, "image", "discriminative")
+    assert (plan.backbone, plan.head_fit) == ("large", "exact")
+
+
 def test_equal_probes_choose_the_cheaper_epoch():
     plan = make_plan([probed("slow", 0.9, 30), probed("fast", 0.9, 10)], 3600, "image", "discriminative")
     assert plan.backbone == "fast"
@@ -89,7 +97,10 @@ def test_the_probe_never_reads_the_test_split(elpv, tmp_path):
 
     def run_probe():
         listed = kind.list_items(config)
-        return probe(config, Candidate("mobilenet_v2", 64), listed, kind.survey(listed), "discriminative", None, print)
+        candidate = Candidate("mobilenet_v2", 64)
+        made = build(config, candidate, listed, kind.survey(listed), "discriminative", None, print)
+        assert made.splits.test == [] and len(listed[0].test) == 6  # the listed splits are left as they were
+        return probe(made, candidate, print)
 
     first = run_probe()
     noise = np.random.default_rng(0)
@@ -110,6 +121,8 @@ def test_a_chosen_run_says_how_it_chose_and_is_re_created_from_its_config_json_w
     assert auto["plan"]["head_fit"] == "exact" and [c["image_size"] for c in auto["candidates"]] == [64]
     assert auto["not_probed"]  # probing stops once it has spent its share of the 3 s
     assert auto["validation"]["model"] == chosen.metrics["val"]["accuracy"] == auto["validation"]["exact_head"]
+    history = json.loads((chosen.run_dir / "history.json").read_text())
+    assert history[0]["val_accuracy"] == auto["candidates"][0]["probe_val_accuracy"]  # the probe's features, reused
     page = (chosen.run_dir / "report.html").read_text()
     assert "How this model was chosen" in page and auto["plan"]["why"] in page
     assert all(n["candidate"] in page for n in auto["not_probed"])

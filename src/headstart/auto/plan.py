@@ -51,11 +51,14 @@ def affordable_epochs(probe: dict, seconds: float) -> int:
 
 
 def make_plan(probes: list[dict], seconds_left: float, kind: str, fine_tune: str) -> Plan:
-    """The plan for `seconds_left`, from the probes (probe.probe's records, at least one)."""
-    ranked = sorted(probes, key=lambda p: (-p["probe_val_accuracy"], p["epoch_seconds"]))
+    """The plan for `seconds_left`, from the probes (probe.probe's records, at least one timed by
+    probe.time_fine_tuning)."""
+    ranked = sorted(probes, key=lambda p: (-p["probe_val_accuracy"], p.get("epoch_seconds", math.inf)))
     best = ranked[0]
     least = MIN_EPOCHS[kind]
     for p in ranked:
+        if "epoch_seconds" not in p:  # not timed: the search found a better-probed one that affords it first
+            continue
         epochs = affordable_epochs(p, seconds_left)
         if epochs >= least:
             runner_up = "" if p is best else f"; {best['candidate']} probed better but cannot afford {least} epochs"
@@ -76,6 +79,7 @@ def make_plan(probes: list[dict], seconds_left: float, kind: str, fine_tune: str
         1,
         "exact",
         f"{best['candidate']}: the best probe ({best['probe_val_accuracy']:.1%} on validation); no candidate "
-        f"affords {least} epochs of {fine_tune} in the {seconds_left:.0f} s left (the cheapest takes "
-        f"{min(p['epoch_seconds'] for p in probes):.0f} s an epoch), so its exact head is the model",
+        f"timed affords {least} epochs of {fine_tune} in the {seconds_left:.0f} s left (the cheapest takes "
+        f"{min(p['epoch_seconds'] for p in probes if 'epoch_seconds' in p):.0f} s an epoch), so its exact head "
+        "is the model",
     )

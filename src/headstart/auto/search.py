@@ -1,8 +1,9 @@
 """`train(DATA, minutes=M)`: spend about M minutes on the best model this machine can find, and say how.
 
     look     the data's survey (items, classes, image sizes, text lengths)
-    probe    each candidate: exact head on its frozen features, a timed step of fine-tuning (probe.py)
-    plan     the best-probed candidate that affords enough epochs in the time left (plan.py)
+    probe    each candidate: the exact head on its frozen features (probe.py), cheapest first
+    time     fine-tuning the best-probed candidates, in that order, until one affords enough epochs
+    plan     the best-probed candidate that affords them in the time left (plan.py)
     train    the planned run, as `headstart train` with those settings would run it
 
 The run folder's auto.json holds the candidates, the plan and why; its config.json holds the chosen
@@ -23,8 +24,8 @@ from ..run_folder import AUTO
 from ..runtime import distributed
 from ..training.run import RunResult, train
 from .candidates import candidates_for
-from .plan import affordable_epochs, make_plan
-from .probe import ProbeFailed, probe
+from .plan import MIN_EPOCHS, affordable_epochs, make_plan
+from .probe import ProbeFailed, build, probe, time_fine_tuning
 
 # probing stops once it has taken this share of the budget (the candidates are listed cheapest first)
 PROBE_SHARE = 0.4
@@ -54,28 +55,34 @@ def train_within(
     listed = kind.list_items(config)
     survey = kind.survey(listed)
     log(f"minutes {minutes:g}: {describe(survey, kind.name)}")
-    probes, not_probed = [], []
+    probes, not_probed, by_name = [], [], {}
     for candidate in candidates_for(kind.name, survey, backbone, config.image_size):
         spent = time.perf_counter() - started
         if probes and spent > PROBE_SHARE * budget:
             not_probed.append({"candidate": candidate.name, "why": f"probing had spent {spent:.0f} s"})
             continue
         try:
-            record = probe(config, candidate, listed, survey, config.strategy, exclude, quiet)
+            made = build(config, candidate, listed, survey, config.strategy, exclude, quiet)
+            record = probe(made, candidate, quiet)
         except ProbeFailed as e:
             not_probed.append({"candidate": candidate.name, "why": str(e)})
             continue
         probes.append(record)
-        log(
-            f"probe {record['candidate']}: exact head {record['probe_val_accuracy']:.1%} on validation, "
-            f"{config.strategy} {record['epoch_seconds']:.0f} s an epoch ({record['probe_seconds']:.0f} s to probe)"
-        )
+        by_name[candidate.name] = candidate
+        log(f"probe {record['candidate']}: exact head {record['probe_val_accuracy']:.1%} on validation")
     if not probes:
         raise UserError(f"no candidate could be probed: {'; '.join(n['why'] for n in not_probed)}")
+    # time fine-tuning in the order of the probes, until one affords it: the plan is then that one
+    for record in sorted(probes, key=lambda p: -p["probe_val_accuracy"]):
+        made = build(config, by_name[record["candidate"]], listed, survey, config.strategy, exclude, quiet)
+        record.update(time_fine_tuning(made, config.strategy))
+        left = budget - (time.perf_counter() - started)
+        record["affordable_epochs"] = affordable_epochs(record, left)
+        log(f"{config.strategy} on {record['candidate']}: {record['epoch_seconds']:.0f} s an epoch here")
+        if record["affordable_epochs"] >= MIN_EPOCHS[kind.name] or left <= 0:
+            break
     searched = time.perf_counter() - started
     plan = make_plan(probes, budget - searched, kind.name, config.strategy)
-    for record in probes:
-        record["affordable_epochs"] = affordable_epochs(record, budget - searched)
     log(f"plan: {plan.why}")
     chosen = dataclasses.replace(config, **plan.settings(), fit_minutes=0.0)
     result = train(chosen, log, exclude=exclude)

@@ -37,8 +37,9 @@ class ExactHead:
 def logistic_regression(c: float):
     from sklearn.linear_model import LogisticRegression
 
-    # tol well under the default 1e-4: the probabilities agree with the converged optimum to 1e-4
-    return LogisticRegression(C=c, tol=1e-8, max_iter=5000, warm_start=True)
+    # tol well under the default 1e-4: the probabilities agree with the converged optimum to 1e-4 (at 1e-6, within
+    # 4e-5 of tol 1e-8 on MobileNetV2 features of MNIST; half the time)
+    return LogisticRegression(C=c, tol=1e-6, max_iter=5000, warm_start=True)
 
 
 def as_head_rows(model, classes: int) -> tuple[np.ndarray, np.ndarray]:
