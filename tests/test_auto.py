@@ -118,11 +118,13 @@ def test_a_chosen_run_says_how_it_chose_and_is_re_created_from_its_config_json_w
     common = dict(image_size=64, batch_size=8, val_fraction=0.2, test_fraction=0.25)
     chosen = headstart.train(str(elpv), minutes=0.05, out=str(tmp_path / "chosen"), **common)  # 3 s: the exact head
     auto = json.loads((chosen.run_dir / "auto.json").read_text())
-    assert auto["plan"]["head_fit"] == "exact" and [c["image_size"] for c in auto["candidates"]] == [64]
-    assert auto["not_probed"]  # probing stops once it has spent its share of the 3 s
+    assert auto["plan"]["head_fit"] == "exact" and {c["image_size"] for c in auto["candidates"]} == {64}
+    # the four offline image backbones: probed, or not once probing has spent its share of the 3 s
+    assert len(auto["candidates"]) + len(auto["not_probed"]) == 4
     assert auto["validation"]["model"] == chosen.metrics["val"]["accuracy"] == auto["validation"]["exact_head"]
     history = json.loads((chosen.run_dir / "history.json").read_text())
-    assert history[0]["val_accuracy"] == auto["candidates"][0]["probe_val_accuracy"]  # the probe's features, reused
+    planned = next(c for c in auto["candidates"] if c["backbone"] == auto["plan"]["backbone"])
+    assert history[0]["val_accuracy"] == planned["probe_val_accuracy"]  # the probe's features, reused
     page = (chosen.run_dir / "report.html").read_text()
     assert "How this model was chosen" in page and auto["plan"]["why"] in page
     assert all(n["candidate"] in page for n in auto["not_probed"])
