@@ -116,11 +116,12 @@ def test_the_probe_never_reads_the_test_split(elpv, tmp_path):
 
 def test_a_chosen_run_says_how_it_chose_and_is_re_created_from_its_config_json_without_a_search(elpv, tmp_path):
     common = dict(image_size=64, batch_size=8, val_fraction=0.2, test_fraction=0.25)
-    chosen = headstart.train(str(elpv), minutes=0.05, out=str(tmp_path / "chosen"), **common)  # 3 s: the exact head
+    # 0.06 s: spent by the first probe on any machine, so the other three are not probed and no epoch of
+    # fine-tuning is affordable: the exact head is the model
+    chosen = headstart.train(str(elpv), minutes=0.001, out=str(tmp_path / "chosen"), **common)
     auto = json.loads((chosen.run_dir / "auto.json").read_text())
-    assert auto["plan"]["head_fit"] == "exact" and {c["image_size"] for c in auto["candidates"]} == {64}
-    # the four offline image backbones: probed, or not once probing has spent its share of the 3 s
-    assert len(auto["candidates"]) + len(auto["not_probed"]) == 4
+    assert auto["plan"]["head_fit"] == "exact" and [c["image_size"] for c in auto["candidates"]] == [64]
+    assert len(auto["not_probed"]) == 3
     assert auto["validation"]["model"] == chosen.metrics["val"]["accuracy"] == auto["validation"]["exact_head"]
     history = json.loads((chosen.run_dir / "history.json").read_text())
     planned = next(c for c in auto["candidates"] if c["backbone"] == auto["plan"]["backbone"])
