@@ -176,7 +176,7 @@ def headstart_steps(
     )
     return train_one_epoch(
         model,
-        Normalize(prep),
+        Normalize(prep).to(accelerator.device),
         loader,
         optimizer,
         scheduler,

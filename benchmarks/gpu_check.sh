@@ -5,8 +5,8 @@
 # 1. the demo (ELPV, mobilenet_v2, discriminative) on CUDA in mixed precision (bf16 where the GPU has it, else fp16);
 # 2. a training step of headstart against the plain d2l loop on the GPU (benchmarks/cpu_speed.py --device cuda);
 # 3. the demo as two processes (Accelerate, one GPU each) when there are two GPUs or more;
-# 4. the benchmark suite's --quick cells, into a results folder of their own (GPU cells are not CPU cells);
-# 5. the choice by measuring (train --minutes 2) on the demo's ELPV folder: which candidates a GPU's two minutes buy.
+# 4. the choice by measuring (train --minutes 2) on the demo's ELPV folder: which candidates a GPU's two minutes buy;
+# 5. the benchmark suite's --quick cells, into a results folder of their own (GPU cells are not CPU cells).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DRY=0
@@ -15,9 +15,10 @@ PY=.venv/bin/python
 OUT=benchmarks/results/gpu
 RUNS=runs/gpu-check
 
-step() {  # a numbered step: printed, then run unless --dry-run
+FAILED=0
+step() {  # a numbered step: printed, then run unless --dry-run; a failed step is reported and the next one runs
     echo "+ $*"
-    if [[ $DRY == 0 ]]; then "$@"; fi
+    if [[ $DRY == 0 ]]; then "$@" || { echo "FAILED (exit $?): $*"; FAILED=1; }; fi
 }
 
 if [[ $DRY == 0 ]]; then
@@ -29,20 +30,21 @@ fi
 GPUS=$([[ $DRY == 0 ]] && nvidia-smi -L | wc -l || echo 2)
 
 # 1. the demo: its metrics.json (wall time, images/s, accuracy, precision) is the record
-step timeout 240 .venv/bin/headstart demo --out "$RUNS/demo" --minutes 0
+step timeout 240 .venv/bin/headstart demo --out "$RUNS/demo" --minutes 1.5
 step cp "$RUNS/demo/metrics.json" "$OUT/demo-metrics.json"
 # 2. training steps: headstart (bf16/fp16, fp32, two groups frozen) against the d2l loop in float32, same batches
-step timeout 180 $PY benchmarks/cpu_speed.py --parts throughput --device cuda --rounds 2 --steps 20 \
+step timeout 120 $PY benchmarks/cpu_speed.py --parts throughput --device cuda --rounds 2 --steps 20 \
     --out "$OUT/gpu_speed.json"
 # 3. two processes, one GPU each (only with two GPUs or more)
 if (( GPUS >= 2 )); then
     step timeout 240 .venv/bin/accelerate launch --multi_gpu --num_processes 2 -m headstart demo --out "$RUNS/demo-2gpu" --minutes 0
     step cp "$RUNS/demo-2gpu/metrics.json" "$OUT/demo-2gpu-metrics.json"
 fi
-# 4. the suite's quick cells on the GPU (headstart's device is auto: CUDA here)
-step timeout 300 $PY benchmarks/suite.py --quick --results "$OUT/suite"
-# 5. train --minutes on the images the demo wrote (auto.json: every candidate's probe and the plan)
+# 4. train --minutes on the images the demo wrote (auto.json: every candidate's probe and the plan)
 ELPV=$($PY -c "from headstart.paths import headstart_home; print(headstart_home() / 'datasets' / 'elpv')")
-step timeout 200 .venv/bin/headstart train "$ELPV" --minutes 2 --out "$RUNS/auto"
+step timeout 170 .venv/bin/headstart train "$ELPV" --minutes 2 --out "$RUNS/auto"
 step cp "$RUNS/auto/auto.json" "$OUT/auto.json"
+# 5. the suite's quick cells on the GPU (headstart's device is auto: CUDA here)
+step timeout 240 $PY benchmarks/suite.py --quick --results "$OUT/suite"
 echo "done: $OUT"
+exit $FAILED

@@ -24,6 +24,7 @@ from headstart.training.feature_cache import (
     CachedFeatures,
     CacheRequest,
     SkipPrefix,
+    bytes_per_view,
     frozen_prefix_depth,
     load_or_build,
 )
@@ -313,3 +314,11 @@ def test_when_not_even_one_view_fits_the_stage_runs_uncached_and_says_so(elpv, t
     assert [h["cached_groups"] for h in result.metrics["history"]] == [0]
     assert "feature cache: not used for the frozen groups stem, stage1, stage2, stage3, stage4" in log
     assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())
+
+
+def test_the_cache_is_sized_on_the_device_the_body_runs_on():
+    # on a GPU the body is there and the feed's example on the CPU (every cached run on CUDA once failed here);
+    # the meta device stands for "not the CPU": shapes only, no data
+    net = Classifier(create_backbone("mobilenet_v2", pretrained=False), 2).to("meta")
+    example = torch.zeros(1, 3, 64, 64)
+    assert bytes_per_view(net, 2, example) == 4 * 24 * 16 * 16

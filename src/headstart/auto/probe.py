@@ -67,6 +67,7 @@ def build(
     splits, feed = kind.load(config, backbone, prep, log, exclude, listed)
     device = resolve_device(config.device)
     accelerator = make_accelerator(device, resolve_precision(config.precision, device))
+    feed.prepare.to(accelerator.device)  # in place: the feature cache normalises batches where the body runs
     net = Classifier(backbone, len(splits.classes), config.dropout).to(memory_format=torch.channels_last)
     return Built(config, kind, prep, splits, feed, net.to(accelerator.device), accelerator)
 
@@ -101,7 +102,7 @@ def time_fine_tuning(built: Built, fine_tune: str) -> dict:
     timing = plan_epochs(
         built.net,
         stages,
-        built.feed.prepare.to(built.accelerator.device),
+        built.feed.prepare,
         timing_batches(built.splits, built.feed, built.config),
         len(built.splits.train),
         len(built.splits.val),

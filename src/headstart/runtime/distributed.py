@@ -100,7 +100,9 @@ def batch_totals(count: int, correct: int, loss_sum: float) -> tuple[int, int, f
     """A training batch's sample count, correct predictions and summed loss over all processes."""
     if not active():
         return count, correct, loss_sum
-    totals = torch.tensor([count, correct, loss_sum], dtype=torch.float64)
+    # NCCL reduces only tensors on the process's own GPU
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    totals = torch.tensor([count, correct, loss_sum], dtype=torch.float64, device=device)
     dist.all_reduce(totals)
     return int(totals[0]), int(totals[1]), float(totals[2])
 

@@ -128,7 +128,7 @@ def bytes_per_view(model: nn.Module, depth: int, example) -> int | None:
     is not one tensor of a fixed size (a text encoder's token vectors, before pooling)."""
     model.eval()
     with torch.no_grad():
-        out = model.body.run(example, 0, depth)
+        out = model.body.run(send_to_device(example, next(model.parameters()).device), 0, depth)
     return 4 * math.prod(out.shape[1:]) if isinstance(out, torch.Tensor) else None
 
 
