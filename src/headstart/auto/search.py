@@ -56,6 +56,7 @@ def train_within(
     survey = kind.survey(listed)
     log(f"minutes {minutes:g}: {describe(survey, kind.name)}")
     probes, not_probed, by_name = [], [], {}
+    best_built = None  # (candidate name, its build): the first timed, so it is not loaded twice
     for candidate in candidates_for(kind.name, survey, backbone, config.image_size):
         spent = time.perf_counter() - started
         if probes and spent > PROBE_SHARE * budget:
@@ -67,6 +68,8 @@ def train_within(
         except ProbeFailed as e:
             not_probed.append({"candidate": candidate.name, "why": str(e)})
             continue
+        if not probes or record["probe_val_accuracy"] > max(p["probe_val_accuracy"] for p in probes):
+            best_built = (candidate.name, made)
         probes.append(record)
         by_name[candidate.name] = candidate
         log(f"probe {record['candidate']}: exact head {record['probe_val_accuracy']:.1%} on validation")
@@ -74,7 +77,10 @@ def train_within(
         raise UserError(f"no candidate could be probed: {'; '.join(n['why'] for n in not_probed)}")
     # time fine-tuning in the order of the probes, until one affords it: the plan is then that one
     for record in sorted(probes, key=lambda p: -p["probe_val_accuracy"]):
-        made = build(config, by_name[record["candidate"]], listed, survey, config.strategy, exclude, quiet)
+        if best_built and best_built[0] == record["candidate"]:
+            made, best_built = best_built[1], None
+        else:
+            made = build(config, by_name[record["candidate"]], listed, survey, config.strategy, exclude, quiet)
         record.update(time_fine_tuning(made, config.strategy))
         left = budget - (time.perf_counter() - started)
         record["affordable_epochs"] = affordable_epochs(record, left)

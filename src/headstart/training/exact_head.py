@@ -20,6 +20,9 @@ import torch.nn.functional as F
 from .feature_cache import CachedFeatures
 
 C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)  # strong to weak regularisation; ties go to the smaller C
+# The path stops at the first C whose validation accuracy falls below the best so far: along C it rose, then
+# fell, on every suite set measured (ELPV, Fashion-MNIST, MNIST 5k, Rotten Tomatoes), and the weakly
+# regularised solves it skips are the slowest.
 
 
 @dataclass
@@ -60,7 +63,8 @@ def fit_exact_head(
     c_grid: tuple[float, ...] = C_GRID,
 ) -> ExactHead:
     """The head at the C of `c_grid` with the best validation accuracy (each solve starts from the
-    previous, smaller C's optimum). Every class must have training rows."""
+    previous, smaller C's optimum; the path stops once one measures below the best). Every class must
+    have training rows."""
     from sklearn.exceptions import ConvergenceWarning
 
     x, val = train_x.double().numpy(), val_x.double().numpy()
@@ -79,6 +83,8 @@ def fit_exact_head(
         weight, bias = as_head_rows(model, classes)
         accuracy = float(np.mean((z_val @ weight.T + bias).argmax(1) == val_y))
         by_c[c] = accuracy
+        if best is not None and accuracy < best[2]:
+            break
         if best is None or accuracy > best[2]:
             best = (weight, bias, accuracy, c)
     weight, bias, accuracy, c = best
