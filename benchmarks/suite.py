@@ -51,6 +51,17 @@ def machine() -> dict:
     return {**environment_record("cpu", "see the cell"), "cpu_flags": [f for f in CPU_FLAGS if f in flags]}
 
 
+def code_version() -> dict:
+    """The repository's commit when the cell started, and whether tracked files differed from it."""
+
+    def git(*args):
+        done = subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    return {"commit": commit, "modified": bool(git("status", "--porcelain", "--untracked-files=no"))} if commit else {}
+
+
 def cell_path(dataset: str, contender: str, seed: int, results: Path = RESULTS) -> Path:
     return results / dataset / f"{contender}-seed{seed}.json"
 
@@ -145,6 +156,7 @@ def run_cell(dataset: str, contender: str, seed: int, data_root: Path, settings=
         "classes": info["classes"],
         "command": " ".join(command[1:]).replace(str(REPO) + "/", ""),
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "code": code_version(),
     }
     log(f"{dataset} / {name} / seed {seed}: running (log: {cell_dir / 'log.txt'})")
     if not python.exists():
