@@ -250,3 +250,23 @@ def test_what_counts_as_a_table_of_texts(reviews, elpv, tmp_path):
     (tmp_path / "rows.jsonl").write_text('{"text": "a", "label": "x"}\n')
     assert is_text_table(reviews) and is_text_table(tmp_path / "rows.jsonl")
     assert not is_text_table(manifest) and not is_text_table(elpv)
+
+
+def test_an_epochs_padded_tokens_are_what_the_runs_own_loaders_compute(reviews):
+    # plan_epochs scales a timed rate per token to an epoch: the count must be the loaders' own, bucketed
+    # training batches (here all in one pool) and validation batches in order
+    from headstart.config import TrainConfig
+    from headstart.data.kinds import KINDS
+    from headstart.training.setup import epoch_tokens, make_loaders
+
+    config = TrainConfig(data=str(reviews), **{**TINY, "max_length": 64})
+    kind = KINDS["text"]
+    backbone = create_backbone("minilm-l6")
+    splits, feed = kind.load(config, backbone, kind.preprocessing(backbone, config), lambda *a: None)
+    train_loader, order, eval_loaders = make_loaders(splits, feed, config, workers=0)
+    order.plan()
+    train_tokens = sum(tokens.ids.numel() for tokens, _ in train_loader)
+    val_tokens = sum(tokens.ids.numel() for tokens, _ in eval_loaders["val"])
+    assert epoch_tokens(splits, feed, config) == (train_tokens, val_tokens)
+    unbucketed = feed.padded_tokens(splits.train, config.batch_size, bucketed=False)
+    assert train_tokens < unbucketed  # bucketing pads less: timed unbucketed batches overstate an epoch

@@ -26,7 +26,7 @@ from ..strategies import StrategyOptions, get_strategy
 from ..training.budget import plan_epochs
 from ..training.exact_head import fit_head_on_cache
 from ..training.feature_cache import cached_stage_inputs
-from ..training.setup import timing_batches
+from ..training.setup import epoch_tokens, timing_batches
 from .candidates import Candidate
 
 
@@ -108,6 +108,7 @@ def time_fine_tuning(built: Built, fine_tune: str) -> dict:
         len(built.splits.val),
         built.accelerator,
         dataclasses.replace(built.config, fit_minutes=1.0),  # the rates are what is wanted, not the epochs
+        tokens=epoch_tokens(built.splits, built.feed, built.config),
     )
     return {
         "train_samples_per_s": round(timing.train_images_per_s, 2),

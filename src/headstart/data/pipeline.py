@@ -88,6 +88,9 @@ class DecodedSamples(Dataset):
         return image, self.class_index.get(s.label, -1)
 
 
+BUCKET_POOL_BATCHES = 50  # texts: batches of similar length are cut from pools of this many batches
+
+
 class EpochOrder(Sampler):
     """The order in which a training loader visits its images, and each image's augmentation seed.
     The training loop plans it at the start of every epoch from the epoch's seed (dropping the
@@ -112,7 +115,7 @@ class EpochOrder(Sampler):
         self.keys = list(zip(order, seeds))[skip:]
 
     def bucketed(self, order: list[int]) -> list[int]:
-        pool = 50 * self.batch_size
+        pool = BUCKET_POOL_BATCHES * self.batch_size
         batches = []
         for start in range(0, len(order), pool):
             members = sorted(order[start : start + pool], key=lambda i: self.lengths[i])
@@ -192,6 +195,21 @@ class Feed:
     def order(self, samples: list[Sample], batch_size: int) -> EpochOrder:
         lengths = [self.lengths[s.path] for s in samples] if self.lengths is not None else None
         return EpochOrder(len(samples), lengths, batch_size)
+
+    def padded_tokens(self, samples: list[Sample], batch_size: int, bucketed: bool) -> int | None:
+        """Texts: the tokens a pass over `samples` computes, each batch padded to its longest text
+        (`bucketed`: the batches cut as EpochOrder cuts training batches; else in order). None for
+        images, whose cost is per image."""
+        if self.lengths is None:
+            return None
+        lengths = [self.lengths[s.path] for s in samples]
+        order = list(range(len(samples)))
+        if bucketed:
+            pool = BUCKET_POOL_BATCHES * batch_size
+            pools = [sorted(order[p : p + pool], key=lengths.__getitem__) for p in range(0, len(order), pool)]
+            order = [i for members in pools for i in members]
+        batches = [order[b : b + batch_size] for b in range(0, len(order), batch_size)]
+        return sum(len(b) * max(lengths[i] for i in b) for b in batches)
 
     def loader(
         self,

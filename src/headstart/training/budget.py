@@ -28,7 +28,7 @@ TIMED_BATCHES = 6
 @dataclass
 class EpochPlan:
     epochs: int
-    train_images_per_s: float  # measured on the heaviest stage's step, from images
+    train_images_per_s: float  # samples a second over an epoch, from the heaviest stage's timed step
     eval_images_per_s: float
     epoch_seconds: float  # one epoch's training and validation, at those rates
 
@@ -50,9 +50,14 @@ def plan_epochs(
     accelerator,
     config,
     processes: int = 1,
+    tokens: tuple[int, int] | None = None,
 ) -> EpochPlan:
     """How many epochs of `stages` fit in config.fit_minutes, timed on `batches` (an iterable of at
     least WARMUP_BATCHES + TIMED_BATCHES training batches). `net` is left untouched.
+
+    Texts: a batch costs in proportion to its padded tokens, and a run's length-bucketed batches pad
+    far less than the timed ones; `tokens`, the padded tokens of an epoch's training and validation
+    passes (Feed.padded_tokens), scale the timed rate per token to the epoch.
 
     The timed step is that of the stage that trains the most layer groups, from images: the slowest
     step of the strategy, so the plan errs on the short side for strategies whose early stages are
@@ -81,15 +86,18 @@ def plan_epochs(
             probe(normalize(images))
         synchronize(accelerator.device)
         if i >= WARMUP_BATCHES:
-            train_times.append((middle - start) / len(labels))
-            eval_times.append((time.perf_counter() - middle) / len(labels))
+            units = images.ids.numel() if tokens else len(labels)  # padded tokens (texts), or images
+            train_times.append((middle - start) / units)
+            eval_times.append((time.perf_counter() - middle) / units)
     if not train_times:
         raise ValueError(f"plan_epochs needs {WARMUP_BATCHES + TIMED_BATCHES} batches, got fewer")
     # the median, so that a few slow steps (just after the data set was written, say) do not set the plan
-    train_rate, eval_rate = 1 / statistics.median(train_times), 1 / statistics.median(eval_times)
-    epoch_seconds = (n_train / train_rate + n_val / eval_rate) / processes
+    train_units, val_units = tokens or (n_train, n_val)
+    train_seconds = train_units * statistics.median(train_times)
+    val_seconds = val_units * statistics.median(eval_times)
+    epoch_seconds = (train_seconds + val_seconds) / processes
     epochs = max(1, min(config.epochs, math.floor(config.fit_minutes * 60 / epoch_seconds)))
-    return EpochPlan(epochs, train_rate, eval_rate, epoch_seconds)
+    return EpochPlan(epochs, n_train / train_seconds, n_val / val_seconds, epoch_seconds)
 
 
 def synchronize(device: torch.device) -> None:

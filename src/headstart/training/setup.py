@@ -146,6 +146,7 @@ def set_up(config: TrainConfig, log=print, resume: bool = False, exclude: Splits
                 accelerator,
                 config,
                 distributed.world_size(),
+                epoch_tokens(splits, feed, config),
             )
         )
         log(plan.describe(config.fit_minutes, config.epochs))
@@ -261,6 +262,12 @@ def timing_batches(splits: DataSplits, feed: Feed, config: TrainConfig):
     samples = (splits.train * math.ceil(needed / len(splits.train)))[:needed]
     class_index = {c: i for i, c in enumerate(splits.classes)}
     return feed.loader(samples, class_index, config.batch_size, workers=0, train=True)
+
+
+def epoch_tokens(splits: DataSplits, feed: Feed, config: TrainConfig) -> tuple[int, int] | None:
+    """Texts: the padded tokens of an epoch's training (length-bucketed) and validation passes; None for images."""
+    train = feed.padded_tokens(splits.train, config.batch_size, bucketed=True)
+    return None if train is None else (train, feed.padded_tokens(splits.val, config.batch_size, bucketed=False))
 
 
 def add_lora(net: Classifier, config: TrainConfig) -> dict:
