@@ -1139,7 +1139,8 @@ def suite_headline(p: Page) -> str:
         reference = next((peers[n] for n in ("pixels-logistic", "tfidf-svm") if n in peers), None)
         kind = next(cs for cs in own.values() if cs)[0]["kind"]
         counts = next(cs for cs in own.values() if cs)[0]["counts"]
-        not_run = [n for n, e in CONTENDERS.items() if kind in e["kinds"] and n not in by_contender]
+        to_run = [n for n, e in CONTENDERS.items() if kind in e["kinds"] and n not in by_contender]
+        to_run = [n for n in to_run if not n.startswith("headstart")]
         lines.append(
             row(
                 dataset,
@@ -1148,9 +1149,12 @@ def suite_headline(p: Page) -> str:
                 f"`{best}` {accuracy_cell(peers[best])} in {cell_time(peers[best])}",
                 accuracy_cell(reference) if reference else "",
                 "; ".join(
-                    f"{label}: {verdict(name, cs, peers, not_run, CONTENDERS)}"
-                    for (name, cs), label in zip(own.items(), ("default", "`--minutes 10`"))
-                    if cs
+                    [
+                        f"{label}: {verdict(name, cs, peers, CONTENDERS)}"
+                        for (name, cs), label in zip(own.items(), ("default", "`--minutes 10`"))
+                        if cs
+                    ]
+                    + ([f"not yet run: {', '.join(f'`{n}`' for n in to_run)}"] if to_run else [])
                 ),
             )
         )
@@ -1164,9 +1168,9 @@ def suite_headline(p: Page) -> str:
     )
 
 
-def verdict(name: str, own: list[dict], peers: dict[str, list[dict]], not_run: list[str], contenders: dict) -> str:
-    """Whether one of headstart's contenders holds against every peer: accuracy within its noise, and no
-    slower than any peer that fine-tunes; what it is below or slower than; how much is still to run."""
+def verdict(name: str, own: list[dict], peers: dict[str, list[dict]], contenders: dict) -> str:
+    """Whether one of headstart's contenders holds against every peer run so far: accuracy within its noise,
+    and no slower than any peer that fine-tunes; what it is below or slower than; its seeds still to run."""
     mean_wall = lambda cs: statistics.fmean(c["wall_seconds"] for c in cs)  # noqa: E731
     below = [n for n, cs in peers.items() if not holds_against(own, cs)]
     slower = [n for n, cs in peers.items() if contenders[n]["fine_tunes"] and mean_wall(own) > mean_wall(cs)]
@@ -1180,16 +1184,8 @@ def verdict(name: str, own: list[dict], peers: dict[str, list[dict]], not_run: l
         )
     )
     seeds = len(contenders[name]["seeds"])
-    to_run = [n for n in not_run if not n.startswith("headstart")]
-    if len(own) < seeds or to_run:
-        text += (
-            " so far ("
-            + "; ".join(
-                ([f"{len(own)} of {seeds} seeds"] if len(own) < seeds else [])
-                + ([f"not yet run: {', '.join(f'`{n}`' for n in to_run)}"] if to_run else [])
-            )
-            + ")"
-        )
+    if len(own) < seeds:
+        text += f" so far ({len(own)} of {seeds} seeds)"
     return text
 
 
