@@ -973,12 +973,14 @@ def every_cell(cells: dict[str, dict[str, list[dict]]]) -> list[dict]:
     return [c for by_contender in cells.values() for cs in by_contender.values() for c in cs]
 
 
+def beside_other_work(cells: list[dict]) -> bool:
+    """Whether one of the cells ran beside other work (not recorded: not known to be alone): its time is not its own."""
+    return any(c.get("other_cpu_share", 1.0) > BESIDE_OTHER_WORK for c in cells)
+
+
 def cell_time(cells: list[dict]) -> str:
     """Mean wall time of the cells, starred when one of them ran beside other work."""
-    beside = any(
-        c.get("other_cpu_share", 1.0) > BESIDE_OTHER_WORK for c in cells
-    )  # not recorded: not known to be alone
-    return duration(statistics.fmean(c["wall_seconds"] for c in cells)) + (" *" if beside else "")
+    return duration(statistics.fmean(c["wall_seconds"] for c in cells)) + (" *" if beside_other_work(cells) else "")
 
 
 def accuracy_cell(cells: list[dict], key: str = "accuracy") -> str:
@@ -1162,7 +1164,8 @@ def suite_headline(p: Page) -> str:
         "\n".join(lines)
         + "\n\nTest accuracy (mean ± standard deviation over headstart's seeds) and wall time per run; "
         "*headstart holds*: its mean is at least every other contender's less one standard deviation, and its mean "
-        "wall time at most that of every contender that fine-tunes a pretrained model. Every "
+        "wall time at most that of every contender that fine-tunes a pretrained model (times of cells run beside other "
+        "work, *, are not compared). Every "
         f"contender and metric: [docs/benchmarks.md]({os.path.relpath(p.root / 'docs' / 'benchmarks.md', p.page.parent)}). "
         + suite_caption(p, every_cell(cells))
     )
@@ -1170,19 +1173,22 @@ def suite_headline(p: Page) -> str:
 
 def verdict(name: str, own: list[dict], peers: dict[str, list[dict]], contenders: dict) -> str:
     """Whether one of headstart's contenders holds against every peer run so far: accuracy within its noise,
-    and no slower than any peer that fine-tunes; what it is below or slower than; its seeds still to run."""
+    and no slower than any peer that fine-tunes (times of cells beside other work are not compared); what it is
+    below or slower than; its seeds still to run."""
     mean_wall = lambda cs: statistics.fmean(c["wall_seconds"] for c in cs)  # noqa: E731
+    names = lambda ns: ", ".join(f"`{n}`" for n in ns)  # noqa: E731
     below = [n for n, cs in peers.items() if not holds_against(own, cs)]
-    slower = [n for n, cs in peers.items() if contenders[n]["fine_tunes"] and mean_wall(own) > mean_wall(cs)]
-    text = (
-        "yes"
-        if not below and not slower
-        else "no: "
-        + "; ".join(
-            ([f"below {', '.join(f'`{n}`' for n in below)}"] if below else [])
-            + ([f"slower than {', '.join(f'`{n}`' for n in slower)}"] if slower else [])
+    fine_tuners = [n for n in peers if contenders[n]["fine_tunes"]]
+    untimed = [n for n in fine_tuners if beside_other_work(own) or beside_other_work(peers[n])]
+    slower = [n for n in fine_tuners if n not in untimed and mean_wall(own) > mean_wall(peers[n])]
+    if below or slower:
+        text = "no: " + "; ".join(
+            ([f"below {names(below)}"] if below else []) + ([f"slower than {names(slower)}"] if slower else [])
         )
-    )
+    else:
+        text = "yes on accuracy" if untimed else "yes"
+    if untimed:
+        text += f"; not timed against {names(untimed)} (*)"
     seeds = len(contenders[name]["seeds"])
     if len(own) < seeds:
         text += f" so far ({len(own)} of {seeds} seeds)"
