@@ -97,7 +97,10 @@ def plan_epochs(
     val_seconds = val_units * statistics.median(eval_times)
     epoch_seconds = (train_seconds + val_seconds) / processes
     epochs = max(1, min(config.epochs, math.floor(config.fit_minutes * 60 / epoch_seconds)))
-    return EpochPlan(epochs, n_train / train_seconds, n_val / val_seconds, epoch_seconds)
+    # samples a second over an epoch (texts: at the epoch's own batch lengths); no samples: the timed rate
+    train_rate = n_train / train_seconds if n_train else 1 / statistics.median(train_times)
+    eval_rate = n_val / val_seconds if n_val else 1 / statistics.median(eval_times)
+    return EpochPlan(epochs, train_rate, eval_rate, epoch_seconds)
 
 
 def synchronize(device: torch.device) -> None:
