@@ -13,6 +13,7 @@ import headstart
 from headstart.auto.candidates import Candidate, candidates_for
 from headstart.auto.plan import MIN_EPOCHS, TRAINING_SHARE, make_plan
 from headstart.auto.probe import build, probe
+from headstart.auto.search import probing_shortens
 from headstart.config import TrainConfig
 from headstart.data.kinds import KINDS
 from headstart.run_folder import config_of_run
@@ -67,6 +68,14 @@ def test_a_candidate_not_timed_is_not_fine_tuned_but_its_exact_head_can_be_the_m
 def test_equal_probes_choose_the_cheaper_epoch():
     plan = make_plan([probed("slow", 0.9, 30), probed("fast", 0.9, 10)], 3600, "image", "discriminative")
     assert plan.backbone == "fast"
+
+
+def test_probing_goes_on_only_while_it_costs_the_best_candidate_so_far_none_of_its_epochs():
+    capped = [probed("small", 0.8, 10)]  # 14 epochs take 140 s of 80% of the time left: slack to probe
+    assert not probing_shortens(capped, 600, 60, "image", "discriminative")
+    tight = [probed("large", 0.85, 40)]  # 600 s buy 12 epochs of 40 s; 60 s less buy 10
+    assert probing_shortens(tight, 600, 60, "image", "discriminative")
+    assert not probing_shortens(tight, 620, 10, "image", "discriminative")  # 12.4 and 12.2 epochs: 12 either way
 
 
 def test_candidates_small_images_are_also_probed_at_112_px_and_a_named_backbone_alone():

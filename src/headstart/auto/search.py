@@ -1,7 +1,8 @@
 """`train(DATA, minutes=M)`: spend about M minutes on the best model this machine can find, and say how.
 
     look     the data's survey (items, classes, image sizes, text lengths)
-    probe    each candidate: the exact head on its frozen features (probe.py), cheapest first
+    probe    each candidate: the exact head on its frozen features (probe.py), cheapest first, while
+             probing costs the best candidate so far none of its epochs (each new best is timed at once)
     time     fine-tuning the best-probed candidates, in that order, until one affords enough epochs
     plan     the best-probed candidate that affords them in the time left (plan.py)
     train    the planned run, as `headstart train` with those settings would run it
@@ -56,11 +57,17 @@ def train_within(
     survey = kind.survey(listed)
     log(f"minutes {minutes:g}: {describe(survey, kind.name)}")
     probes, not_probed, by_name = [], [], {}
-    best_built = None  # (candidate name, its build): the first timed, so it is not loaded twice
+    leader = None  # the best probe so far: timed as soon as it leads, so the plan it makes is known
     for candidate in candidates_for(kind.name, survey, backbone, config.image_size):
-        spent = time.perf_counter() - started
-        if probes and spent > PROBE_SHARE * budget:
-            not_probed.append({"candidate": candidate.name, "why": f"probing had spent {spent:.0f} s"})
+        left = budget - (time.perf_counter() - started)
+        if probes and budget - left > PROBE_SHARE * budget:
+            not_probed.append({"candidate": candidate.name, "why": f"probing had spent {budget - left:.0f} s"})
+            continue
+        next_probe = max((p["probe_seconds"] for p in probes), default=0.0)
+        if leader and probing_shortens(probes, left, next_probe, kind.name, config.strategy):
+            not_probed.append(
+                {"candidate": candidate.name, "why": f"another probe (about {next_probe:.0f} s) would cut the epochs"}
+            )
             continue
         try:
             made = build(config, candidate, listed, survey, config.strategy, exclude, quiet)
@@ -68,26 +75,28 @@ def train_within(
         except ProbeFailed as e:
             not_probed.append({"candidate": candidate.name, "why": str(e)})
             continue
-        if not probes or record["probe_val_accuracy"] > max(p["probe_val_accuracy"] for p in probes):
-            best_built = (candidate.name, made)
         probes.append(record)
         by_name[candidate.name] = candidate
         log(f"probe {record['candidate']}: exact head {record['probe_val_accuracy']:.1%} on validation")
+        if leader is None or record["probe_val_accuracy"] > leader["probe_val_accuracy"]:
+            leader = record
+            record.update(time_fine_tuning(made, config.strategy))
+            log(f"{config.strategy} on {record['candidate']}: {record['epoch_seconds']:.0f} s an epoch here")
     if not probes:
         raise UserError(f"no candidate could be probed: {'; '.join(n['why'] for n in not_probed)}")
-    # time fine-tuning in the order of the probes, until one affords it: the plan is then that one
+    # the best probes in turn, until one affords fine-tuning: the plan is then that one
     for record in sorted(probes, key=lambda p: -p["probe_val_accuracy"]):
-        if best_built and best_built[0] == record["candidate"]:
-            made, best_built = best_built[1], None
-        else:
+        if "epoch_seconds" not in record:
             made = build(config, by_name[record["candidate"]], listed, survey, config.strategy, exclude, quiet)
-        record.update(time_fine_tuning(made, config.strategy))
+            record.update(time_fine_tuning(made, config.strategy))
+            log(f"{config.strategy} on {record['candidate']}: {record['epoch_seconds']:.0f} s an epoch here")
         left = budget - (time.perf_counter() - started)
-        record["affordable_epochs"] = affordable_epochs(record, left)
-        log(f"{config.strategy} on {record['candidate']}: {record['epoch_seconds']:.0f} s an epoch here")
-        if record["affordable_epochs"] >= MIN_EPOCHS[kind.name] or left <= 0:
+        if affordable_epochs(record, left) >= MIN_EPOCHS[kind.name] or left <= 0:
             break
     searched = time.perf_counter() - started
+    for record in probes:
+        if "epoch_seconds" in record:
+            record["affordable_epochs"] = affordable_epochs(record, budget - searched)
     plan = make_plan(probes, budget - searched, kind.name, config.strategy)
     log(f"plan: {plan.why}")
     chosen = dataclasses.replace(config, **plan.settings(), fit_minutes=0.0)
@@ -108,6 +117,13 @@ def train_within(
         },
     )
     return result
+
+
+def probing_shortens(probes: list[dict], left: float, next_probe: float, kind: str, fine_tune: str) -> bool:
+    """Whether spending `next_probe` more seconds on probing would change the plan the probes so far make
+    (fewer epochs for its candidate): probing goes on only while it costs no training."""
+    now, later = (make_plan(probes, seconds, kind, fine_tune) for seconds in (left, left - next_probe))
+    return (later.backbone, later.image_size, later.epochs) != (now.backbone, now.image_size, now.epochs)
 
 
 def compare_with_probe(result: RunResult, plan, probes: list[dict], log) -> dict:
