@@ -91,6 +91,16 @@ class DecodedSamples(Dataset):
 BUCKET_POOL_BATCHES = 50  # texts: batches of similar length are cut from pools of this many batches
 
 
+def length_batches(order: list[int], lengths: list[int], batch_size: int) -> list[list[int]]:
+    """`order` cut into pools of BUCKET_POOL_BATCHES batches, each pool sorted by length and cut into batches."""
+    pool = BUCKET_POOL_BATCHES * batch_size
+    batches = []
+    for start in range(0, len(order), pool):
+        members = sorted(order[start : start + pool], key=lambda i: lengths[i])
+        batches += [members[b : b + batch_size] for b in range(0, len(members), batch_size)]
+    return batches
+
+
 class EpochOrder(Sampler):
     """The order in which a training loader visits its images, and each image's augmentation seed.
     The training loop plans it at the start of every epoch from the epoch's seed (dropping the
@@ -115,11 +125,7 @@ class EpochOrder(Sampler):
         self.keys = list(zip(order, seeds))[skip:]
 
     def bucketed(self, order: list[int]) -> list[int]:
-        pool = BUCKET_POOL_BATCHES * self.batch_size
-        batches = []
-        for start in range(0, len(order), pool):
-            members = sorted(order[start : start + pool], key=lambda i: self.lengths[i])
-            batches += [members[b : b + self.batch_size] for b in range(0, len(members), self.batch_size)]
+        batches = length_batches(order, self.lengths, self.batch_size)
         # only the last batch may be short, and it stays last: DataLoader cuts keys every batch_size
         full = [b for b in batches if len(b) == self.batch_size]
         short = [b for b in batches if len(b) < self.batch_size]
@@ -205,10 +211,9 @@ class Feed:
         lengths = [self.lengths[s.path] for s in samples]
         order = list(range(len(samples)))
         if bucketed:
-            pool = BUCKET_POOL_BATCHES * batch_size
-            pools = [sorted(order[p : p + pool], key=lengths.__getitem__) for p in range(0, len(order), pool)]
-            order = [i for members in pools for i in members]
-        batches = [order[b : b + batch_size] for b in range(0, len(order), batch_size)]
+            batches = length_batches(order, lengths, batch_size)
+        else:
+            batches = [order[b : b + batch_size] for b in range(0, len(order), batch_size)]
         return sum(len(b) * max(lengths[i] for i in b) for b in batches)
 
     def loader(
