@@ -126,7 +126,7 @@ def score(folder: Path, dataset_folder: Path, classes: list[str]) -> dict:
 
 
 def variant_name(contender: str, settings: list[str]) -> str:
-    """A contender run with settings of its own (the suite's --set: headstart only) is a contender of its own."""
+    """A contender run with settings of its own (the suite's --set: headstart-fixed only) is a contender of its own."""
     return "@".join([contender, *sorted(settings)])
 
 
@@ -211,7 +211,7 @@ def main() -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="run headstart with this setting as a variant of its own (cells named headstart@KEY=VALUE)",
+        help="run headstart's fixed recipe with this setting as a variant of its own (cells named headstart-fixed@KEY=VALUE)",
     )
     parser.add_argument("--data-root", type=Path, default=ROOT)
     parser.add_argument(
@@ -226,8 +226,8 @@ def main() -> None:
     contenders = contenders or (list(QUICK["contenders"]) if args.quick else list(CONTENDERS))
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else ([0] if args.quick else None)
 
-    if args.set and contenders != ["headstart"]:
-        raise SystemExit("--set makes a variant of headstart: use it with --contenders headstart")
+    if args.set and contenders != ["headstart-fixed"]:
+        raise SystemExit("--set makes a variant of headstart's fixed recipe: use it with --contenders headstart-fixed")
     cells = planned_cells(sets, contenders, seeds)
     started = time.perf_counter()
     for dataset, contender, seed in cells:

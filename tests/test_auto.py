@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 import headstart
+from headstart.api import CHOSEN_BY_SEARCH, DEFAULT_MINUTES, search_minutes
 from headstart.auto.candidates import Candidate, candidates_for
 from headstart.auto.plan import MIN_EPOCHS, TRAINING_SHARE, make_plan
 from headstart.auto.probe import build, probe
@@ -162,3 +163,14 @@ def test_a_table_of_texts_probes_the_text_encoder(reviews, tmp_path):
     assert [c["candidate"] for c in auto["candidates"]] == ["minilm-l6"] and auto["survey"]["median_words"] > 5
     assert config_of_run(chosen.run_dir).backbone == "minilm-l6"
     assert 0 <= chosen.metrics["test"]["accuracy"] <= 1
+
+
+def test_a_run_naming_none_of_what_the_search_chooses_searches_within_the_default_budget(monkeypatch):
+    said = []
+    assert search_minutes(None, {"data": "x", "lr": 0.01, "backbone": None}, said.append) == DEFAULT_MINUTES
+    assert "--minutes 0" in said[0]
+    for key in CHOSEN_BY_SEARCH:  # naming one keeps the fixed defaults
+        assert search_minutes(None, {"data": "x", key: "1"}, said.append) == 0.0
+    assert search_minutes(0.0, {"data": "x"}) == 0.0 and search_minutes(3.0, {"backbone": "mobilenet_v2"}) == 3.0
+    monkeypatch.setenv("WORLD_SIZE", "2")  # launched as two processes: the search runs in one
+    assert search_minutes(None, {"data": "x"}, said.append) == 0.0 and "several processes" in said[-1]

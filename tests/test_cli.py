@@ -65,6 +65,25 @@ def test_models_lists_offline_backbones():
     assert rows["mobilenet_v2"]["offline"] is True and rows["mobilenet_v2"]["params_millions"] == 3.5
 
 
+def test_train_with_nothing_named_chooses_within_ten_minutes(tmp_path, elpv):
+    """The README's first command on the user's folder: every offline backbone probed, the best planned
+    and trained within the default budget; the run says how it chose."""
+    out = tmp_path / "run"
+    result = run("train", elpv, "--batch-size", "8", "--out", out, "--set", "report=false")
+    assert result.returncode == 0, result.stderr
+    assert "choosing them within 10 minutes" in result.stdout and "plan: " in result.stdout
+    auto = json.loads((out / "auto.json").read_text())
+    assert auto["minutes"] == 10 and auto["wall_seconds"] < 600
+    probed = [c["backbone"] for c in auto["candidates"]]
+    assert probed[0] == "mobilenet_v2" and len(probed) + len(auto["not_probed"]) == 4
+    config = json.loads((out / "config.json").read_text())["config"]
+    assert (config["backbone"], config["strategy"], config["epochs"]) == (
+        auto["plan"]["backbone"],
+        auto["plan"]["strategy"],
+        auto["plan"]["epochs"],
+    )
+
+
 def test_train_predict_eval_with_a_corrupt_file(tmp_path, elpv):
     """A user's folder with one truncated PNG and one text file: training warns, names both,
     lists them in skipped.csv, and the run then predicts and evaluates from the command line."""
@@ -76,6 +95,7 @@ def test_train_predict_eval_with_a_corrupt_file(tmp_path, elpv):
     out = tmp_path / "run"
     result = run("train", data, "--strategy", "head", "--out", out, *TINY)
     assert result.returncode == 0, result.stderr
+    assert not (out / "auto.json").exists()  # a strategy named: the fixed defaults, no search
     assert "broken.png" in result.stdout and "notes.txt" in result.stdout
     assert "test: accuracy" in result.stdout and str(out / "model.safetensors") in result.stdout
     skipped = list(csv.DictReader(io.StringIO((out / "skipped.csv").read_text())))

@@ -1,5 +1,5 @@
-"""headstart's default: `headstart train DATA --seed S`, nothing else set, as a user runs it (with
---minutes M: the choice by measuring within M minutes).
+"""headstart's default: `headstart train DATA --seed S`, nothing else set, as a user runs it: the choice by
+measuring within 10 minutes (with --minutes 0: the fixed recipe; --set KEY=VALUE: a variant of it).
 
 The run is the console command's own code (headstart.cli.main, in this process), so the suite's wall
 time and peak memory are the command's. Its test predictions (run folder, test_predictions.csv) are

@@ -7,15 +7,18 @@ from .audit import audit  # noqa: E402
 from .config import TrainConfig  # noqa: E402
 
 
-def train(data: str, minutes: float = 0.0, **settings):
+def train(data: str, minutes: float | None = None, **settings):
     """Fine-tune and return a RunResult (run_dir, metrics, model, classes). Settings are TrainConfig keys.
-    With minutes, spend about that long choosing and training the best model (a backbone named in the
-    settings is the only one probed); the run folder's auto.json says how it chose."""
-    from .api import run_training
+    With none of backbone, strategy, image_size, epochs or fit_minutes among them, spend about `minutes`
+    (default 10) choosing and training the best model; the run folder's auto.json says how it chose.
+    minutes=0: the fixed defaults; minutes with a backbone named: that backbone is the only one probed."""
+    from .api import run_training, search_minutes
     from .config import config_from_dict
 
     return run_training(
-        config_from_dict({"data": str(data), **settings}), minutes=minutes, backbone=settings.get("backbone")
+        config_from_dict({"data": str(data), **settings}),
+        minutes=search_minutes(minutes, settings),
+        backbone=settings.get("backbone"),
     )
 
 

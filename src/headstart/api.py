@@ -8,6 +8,30 @@ from .config import TrainConfig
 from .runtime import distributed
 from .training.run import RunResult, train
 
+# `headstart train DATA` naming none of these chooses them by measuring, within DEFAULT_MINUTES (auto/);
+# naming one of them trains the fixed defaults with it, as does --minutes 0
+CHOSEN_BY_SEARCH = ("backbone", "strategy", "image_size", "epochs", "fit_minutes")
+DEFAULT_MINUTES = 10.0
+
+
+def search_minutes(minutes: float | None, settings: dict, log=print) -> float:
+    """The minutes the search may spend: those given; else DEFAULT_MINUTES when `settings` (as the user
+    gave them, before defaults) name none of CHOSEN_BY_SEARCH and the run is one process; else 0, the
+    fixed defaults."""
+    if minutes is not None:
+        return minutes
+    if any(settings.get(key) is not None for key in CHOSEN_BY_SEARCH):
+        return 0.0
+    if distributed.active():
+        if distributed.is_main():
+            log("several processes: the fixed defaults (the choice by measuring runs in one process, --minutes)")
+        return 0.0
+    log(
+        f"no backbone, strategy, image_size or epochs named: choosing them within {DEFAULT_MINUTES:g} minutes "
+        "(--minutes M for another budget; --minutes 0 for the fixed defaults)"
+    )
+    return DEFAULT_MINUTES
+
 
 def run_training(
     config: TrainConfig, log=print, resume: bool = False, minutes: float = 0.0, backbone: str | None = None
