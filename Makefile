@@ -7,7 +7,7 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: demo test check lint install-check venv browser lock benchmark compare suite suite-quick suite-data peers clean
 
-demo: $(STAMP)  ## choose and train a model for the embedded ELPV solar-cell images within 8 minutes
+demo: $(STAMP)  ## choose and train a model for the embedded ELPV solar-cell images within 10 minutes
 	$(BIN)/headstart demo
 
 test: $(STAMP) browser  ## the test suite (real weights, real ELPV images, tiny sizes)
