@@ -1155,7 +1155,7 @@ def suite_headline(p: Page) -> str:
                 accuracy_cell(reference) if reference else "",
                 "; ".join(
                     [
-                        f"{label}: {verdict(name, cs, peers, CONTENDERS)}"
+                        f"{label}: {verdict(name, cs, peers, CONTENDERS, bool(to_run))}"
                         for (name, cs), label in zip(own.items(), ("default", "fixed recipe"))
                         if cs
                     ]
@@ -1174,10 +1174,10 @@ def suite_headline(p: Page) -> str:
     )
 
 
-def verdict(name: str, own: list[dict], peers: dict[str, list[dict]], contenders: dict) -> str:
+def verdict(name: str, own: list[dict], peers: dict[str, list[dict]], contenders: dict, peers_to_run: bool) -> str:
     """Whether one of headstart's contenders holds against every peer run so far: accuracy within its noise,
     and no slower than any peer that fine-tunes (times of cells beside other work are not compared); what it is
-    below or slower than; its seeds still to run."""
+    below or slower than; its seeds still to run. With peers still to run, a yes is a yes so far."""
     mean_wall = lambda cs: statistics.fmean(c["wall_seconds"] for c in cs)  # noqa: E731
     names = lambda ns: ", ".join(f"`{n}`" for n in ns)  # noqa: E731
     below = [n for n, cs in peers.items() if not holds_against(own, cs)]
@@ -1195,6 +1195,8 @@ def verdict(name: str, own: list[dict], peers: dict[str, list[dict]], contenders
     seeds = len(contenders[name]["seeds"])
     if len(own) < seeds:
         text += f" so far ({len(own)} of {seeds} seeds)"
+    elif peers_to_run and text.startswith("yes"):
+        text += " so far"
     return text
 
 
