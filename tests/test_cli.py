@@ -66,7 +66,7 @@ def test_models_lists_offline_backbones():
 
 
 def test_train_with_nothing_named_chooses_within_ten_minutes(tmp_path, elpv):
-    """The README's first command on the user's folder: every offline backbone probed, the best planned
+    """The quick start's `train` on the user's folder, nothing named: every offline backbone probed, the best planned
     and trained within the default budget; the run says how it chose."""
     out = tmp_path / "run"
     result = run("train", elpv, "--batch-size", "8", "--out", out, "--set", "report=false")
