@@ -12,11 +12,12 @@ from PIL import Image
 import headstart
 from headstart.api import CHOSEN_BY_SEARCH, DEFAULT_MINUTES, search_minutes
 from headstart.auto.candidates import Candidate, candidates_for
-from headstart.auto.plan import MIN_EPOCHS, TRAINING_SHARE, make_plan
+from headstart.auto.plan import MIN_EPOCHS, NOISE_MARGIN, TRAINING_SHARE, against_default, make_plan
 from headstart.auto.probe import build, probe
 from headstart.auto.search import probing_shortens
 from headstart.config import TrainConfig
 from headstart.data.kinds import KINDS
+from headstart.reporting.report import report_run
 from headstart.run_folder import config_of_run
 
 
@@ -46,7 +47,7 @@ def test_a_better_probe_that_cannot_afford_enough_epochs_gives_way_to_one_that_c
     seconds = 100  # 80 s of epochs: 2 of the large one's 40 s, 8 of the small one's 10 s
     plan = make_plan([probed("small", 0.80, 10), probed("large", 0.85, 40)], seconds, "image", "discriminative")
     assert (plan.backbone, plan.epochs) == ("small", 8)
-    assert "large probed better" in plan.why
+    assert "large ranked higher" in plan.why
 
 
 def test_when_no_candidate_affords_enough_epochs_the_best_probes_exact_head_is_the_model():
@@ -69,6 +70,34 @@ def test_a_candidate_not_timed_is_not_fine_tuned_but_its_exact_head_can_be_the_m
 def test_equal_probes_choose_the_cheaper_epoch():
     plan = make_plan([probed("slow", 0.9, 30), probed("fast", 0.9, 10)], 3600, "image", "discriminative")
     assert plan.backbone == "fast"
+
+
+def test_another_candidate_passes_the_default_only_beyond_the_noise():
+    default = np.arange(197) < 174  # 88.3% of 197, as mobilenet_v2 probed on the demo's ELPV split
+    close = default.copy()  # 90.9%: 10 items right that the default got wrong, 5 the other way round
+    close[:5], close[174:184] = False, True
+    compared = against_default(close, default)
+    assert compared["difference"] == 5 / 197 and not compared["beyond_noise"]
+    assert compared["standard_error"] == np.std(close.astype(float) - default, ddof=1) / np.sqrt(197)
+    clear = default.copy()  # 20 more right, none fewer
+    clear[174:194] = True
+    assert against_default(clear, default)["beyond_noise"]
+    assert against_default(default, default) == {"difference": 0.0, "standard_error": 0.0, "beyond_noise": False}
+
+    def plan_for(challenger: np.ndarray):
+        probes = [probed("mobilenet_v2", 0.883, 30) | {"default": True}]
+        probes.append(
+            probed("efficientnet_lite0", challenger.mean(), 48)
+            | {"against_default": against_default(challenger, default)}
+        )
+        return make_plan(probes, 600, "image", "discriminative")
+
+    kept = plan_for(close)
+    assert (
+        kept.backbone == "mobilenet_v2" and "efficientnet_lite0 probed 2.5 points higher, within the noise" in kept.why
+    )
+    assert f"{NOISE_MARGIN:g} standard errors" in kept.why
+    assert plan_for(clear).backbone == "efficientnet_lite0"
 
 
 def test_probing_goes_on_only_while_it_costs_the_best_candidate_so_far_none_of_its_epochs():
@@ -110,7 +139,9 @@ def test_the_probe_never_reads_the_test_split(elpv, tmp_path):
         candidate = Candidate("mobilenet_v2", 64)
         made = build(config, candidate, listed, kind.survey(listed), "discriminative", None, print)
         assert made.splits.test == [] and len(listed[0].test) == 6  # the listed splits are left as they were
-        return probe(made, candidate, print)
+        record, correct = probe(made, candidate, print)
+        assert correct.shape == (len(made.splits.val),) and correct.mean() == record["probe_val_accuracy"]
+        return record
 
     first = run_probe()
     noise = np.random.default_rng(0)
@@ -131,6 +162,7 @@ def test_a_chosen_run_says_how_it_chose_and_is_re_created_from_its_config_json_w
     chosen = headstart.train(str(elpv), minutes=0.001, out=str(tmp_path / "chosen"), **common)
     auto = json.loads((chosen.run_dir / "auto.json").read_text())
     assert auto["plan"]["head_fit"] == "exact" and [c["image_size"] for c in auto["candidates"]] == [64]
+    assert auto["candidates"][0]["default"] is True  # the named side on the default backbone: the fixed recipe's
     assert len(auto["not_probed"]) == 3
     assert auto["validation"]["model"] == chosen.metrics["val"]["accuracy"] == auto["validation"]["exact_head"]
     history = json.loads((chosen.run_dir / "history.json").read_text())
@@ -141,6 +173,15 @@ def test_a_chosen_run_says_how_it_chose_and_is_re_created_from_its_config_json_w
     assert all(n["candidate"] in page for n in auto["not_probed"])
     report = json.loads((chosen.run_dir / "report.json").read_text())
     assert report["how_chosen"][0]["plan"] == auto["plan"]
+    # the page of a search where another candidate probed higher than the default, within the noise
+    challenger = {k: v for k, v in auto["candidates"][0].items() if k not in ("default", "epoch_seconds")}
+    close = {"difference": 0.05, "standard_error": 0.04, "beyond_noise": False}
+    challenger |= {"candidate": "efficientnet_lite0 at 64 px", "against_default": close}
+    auto["candidates"].append(challenger)
+    (chosen.run_dir / "auto.json").write_text(json.dumps(auto))
+    page = " ".join(report_run(chosen.run_dir).read_text().split())
+    assert "mobilenet_v2 at 64 px (the default)" in page
+    assert "(+5.0 &plusmn; 4.0 points on the default: within the noise)" in page
     config = config_of_run(chosen.run_dir)
     assert (config.strategy, config.head_fit, config.augment, config.image_size) == ("head", "exact", False, 64)
     again = headstart.train(**{**config.to_dict(), "out": str(tmp_path / "again"), "report": False})

@@ -49,7 +49,9 @@ def test_the_chosen_c_is_the_best_on_validation_and_ties_go_to_the_smaller():
     accuracies = list(head.val_accuracy_by_c.values())
     assert all(a >= max(accuracies[:i]) for i, a in enumerate(accuracies[:-1]) if i)
     assert len(tried) == 5 or accuracies[-1] < head.val_accuracy
-    assert float((head.logits(val_x).argmax(1) == val_y).double().mean()) == pytest.approx(head.val_accuracy)
+    right = (head.logits(val_x).argmax(1) == val_y).numpy()
+    assert float(right.mean()) == pytest.approx(head.val_accuracy)
+    assert (head.val_correct == right).mean() > 0.99  # item by item (the raw-feature weights round differently)
     assert head.val_accuracy > 0.8
 
 

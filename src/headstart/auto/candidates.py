@@ -42,6 +42,12 @@ def installed(backbone: str) -> bool:
     return True
 
 
+def default_candidate(kind: str, backbone: str | None = None, image_size: int | None = None) -> Candidate:
+    """The candidate the fixed recipe trains (the user's backbone and side when named): the one the kind's
+    defaults were measured on, which another candidate has to beat beyond the noise (plan.py)."""
+    return Candidate(backbone or (IMAGE_BACKBONES if kind == "image" else TEXT_BACKBONES)[0], image_size)
+
+
 def candidates_for(
     kind: str, survey: dict, backbone: str | None = None, image_size: int | None = None
 ) -> list[Candidate]:

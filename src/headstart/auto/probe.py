@@ -14,6 +14,7 @@ import dataclasses
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ..backbones import create_backbone
@@ -24,7 +25,7 @@ from ..runtime.accelerator import make_accelerator
 from ..runtime.environment import resolve_device, resolve_precision
 from ..strategies import StrategyOptions, get_strategy
 from ..training.budget import plan_epochs
-from ..training.exact_head import fit_head_on_cache
+from ..training.exact_head import exact_head_on_cache
 from ..training.feature_cache import cached_stage_inputs
 from ..training.setup import epoch_tokens, timing_batches
 from .candidates import Candidate
@@ -72,8 +73,9 @@ def build(
     return Built(config, kind, prep, splits, feed, net.to(accelerator.device), accelerator)
 
 
-def probe(built: Built, candidate: Candidate, log) -> dict:
-    """Validation accuracy of the exact head on the candidate's frozen features."""
+def probe(built: Built, candidate: Candidate, log) -> tuple[dict, np.ndarray]:
+    """Validation accuracy of the exact head on the candidate's frozen features (the record auto.json keeps),
+    and which validation items it classified right (to compare candidates item by item)."""
     started = time.perf_counter()
     whole_body = len(built.net.group_names) - 1
     cached = cached_stage_inputs(
@@ -82,16 +84,17 @@ def probe(built: Built, candidate: Candidate, log) -> dict:
     if cached is None:
         raise ProbeFailed(f"{candidate.name}: its features do not fit cache_max_gb {built.config.cache_max_gb}")
     _, _, train_loader, _, val_loader = cached
-    head = fit_head_on_cache(built.net, train_loader.dataset, val_loader.dataset, len(built.splits.classes))
-    return {
+    head, _, _ = exact_head_on_cache(train_loader.dataset, val_loader.dataset, len(built.splits.classes))
+    record = {
         "backbone": candidate.backbone,
         "image_size": built.prep.input_size if built.kind.name == "image" else None,
         "candidate": candidate.name,
-        "probe_val_accuracy": max(head["exact_head"]["val_accuracy_by_C"].values()),
-        "probe_C": head["exact_head"]["C"],
+        "probe_val_accuracy": head.val_accuracy,
+        "probe_C": head.c,
         "max_epochs": built.config.epochs,
         "probe_seconds": round(time.perf_counter() - started, 2),
     }
+    return record, head.val_correct
 
 
 def time_fine_tuning(built: Built, fine_tune: str) -> dict:

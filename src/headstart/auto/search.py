@@ -2,9 +2,10 @@
 
     look     the data's survey (items, classes, image sizes, text lengths)
     probe    each candidate: the exact head on its frozen features (probe.py), cheapest first, while
-             probing costs the best candidate so far none of its epochs (each new best is timed at once)
-    time     fine-tuning the best-probed candidates, in that order, until one affords enough epochs
-    plan     the best-probed candidate that affords them in the time left (plan.py)
+             probing costs the best-ranked candidate so far none of its epochs (each new leader is timed at once)
+    rank     by probe, except that the default candidate (the fixed recipe's) is passed only beyond the noise
+    time     fine-tuning the best-ranked candidates, in that order, until one affords enough epochs
+    plan     the best-ranked candidate that affords them in the time left (plan.py)
     train    the planned run, as `headstart train` with those settings would run it
 
 The run folder's auto.json holds the candidates, the plan and why; its config.json holds the chosen
@@ -24,8 +25,8 @@ from ..files import write_json
 from ..run_folder import AUTO
 from ..runtime import distributed
 from ..training.run import RunResult, train
-from .candidates import candidates_for
-from .plan import MIN_EPOCHS, affordable_epochs, make_plan
+from .candidates import candidates_for, default_candidate
+from .plan import MIN_EPOCHS, affordable_epochs, against_default, make_plan, ranked
 from .probe import ProbeFailed, build, probe, time_fine_tuning
 
 # probing stops once it has taken this share of the budget (the candidates are listed cheapest first)
@@ -56,36 +57,39 @@ def train_within(
     listed = kind.list_items(config)
     survey = kind.survey(listed)
     log(f"minutes {minutes:g}: {describe(survey, kind.name)}")
-    probes, not_probed, by_name = [], [], {}
-    leader = None  # the best probe so far: timed as soon as it leads, so the plan it makes is known
+    probes, not_probed, by_name, correct = [], [], {}, {}
+    default = default_candidate(kind.name, backbone, config.image_size)
     for candidate in candidates_for(kind.name, survey, backbone, config.image_size):
         left = budget - (time.perf_counter() - started)
         if probes and budget - left > PROBE_SHARE * budget:
             not_probed.append({"candidate": candidate.name, "why": f"probing had spent {budget - left:.0f} s"})
             continue
         next_probe = max((p["probe_seconds"] for p in probes), default=0.0)
-        if leader and probing_shortens(probes, left, next_probe, kind.name, config.strategy):
+        if probes and probing_shortens(probes, left, next_probe, kind.name, config.strategy):
             not_probed.append(
                 {"candidate": candidate.name, "why": f"another probe (about {next_probe:.0f} s) would cut the epochs"}
             )
             continue
         try:
             made = build(config, candidate, listed, survey, config.strategy, exclude, quiet)
-            record = probe(made, candidate, quiet)
+            record, correct[candidate.name] = probe(made, candidate, quiet)
         except ProbeFailed as e:
             not_probed.append({"candidate": candidate.name, "why": str(e)})
             continue
         probes.append(record)
         by_name[candidate.name] = candidate
         log(f"probe {record['candidate']}: exact head {record['probe_val_accuracy']:.1%} on validation")
-        if leader is None or record["probe_val_accuracy"] > leader["probe_val_accuracy"]:
-            leader = record
-            record.update(time_fine_tuning(made, config.strategy))
-            log(f"{config.strategy} on {record['candidate']}: {record['epoch_seconds']:.0f} s an epoch here")
+        compare_with_default(probes, correct, default.name)
+        leader = ranked(probes)[0]  # timed as soon as it leads, so the plan it makes is known
+        if "epoch_seconds" not in leader:
+            if leader is not record:
+                made = build(config, by_name[leader["candidate"]], listed, survey, config.strategy, exclude, quiet)
+            leader.update(time_fine_tuning(made, config.strategy))
+            log(f"{config.strategy} on {leader['candidate']}: {leader['epoch_seconds']:.0f} s an epoch here")
     if not probes:
         raise UserError(f"no candidate could be probed: {'; '.join(n['why'] for n in not_probed)}")
-    # the best probes in turn, until one affords fine-tuning: the plan is then that one
-    for record in sorted(probes, key=lambda p: -p["probe_val_accuracy"]):
+    # the best-ranked probes in turn, until one affords fine-tuning: the plan is then that one
+    for record in ranked(probes):
         if "epoch_seconds" not in record:
             made = build(config, by_name[record["candidate"]], listed, survey, config.strategy, exclude, quiet)
             record.update(time_fine_tuning(made, config.strategy))
@@ -119,6 +123,18 @@ def train_within(
     return result
 
 
+def compare_with_default(probes: list[dict], correct: dict, default: str) -> None:
+    """Mark the default candidate's record, and every other record with its probe against the default's on
+    the same validation items (once the default is probed)."""
+    if default not in correct:
+        return
+    for record in probes:
+        if record["candidate"] == default:
+            record["default"] = True
+        else:
+            record["against_default"] = against_default(correct[record["candidate"]], correct[default])
+
+
 def probing_shortens(probes: list[dict], left: float, next_probe: float, kind: str, fine_tune: str) -> bool:
     """Whether spending `next_probe` more seconds on probing would change the plan the probes so far make
     (fewer epochs for its candidate): probing goes on only while it costs no training."""
@@ -128,7 +144,7 @@ def probing_shortens(probes: list[dict], left: float, next_probe: float, kind: s
 
 def compare_with_probe(result: RunResult, plan, probes: list[dict], log) -> dict:
     """The trained model's validation accuracy beside its candidate's exact head; a fine-tuned model
-    that measured below it is said plainly (the validation split chose neither)."""
+    that measured below it is said plainly (the head's figure leans high: its C was chosen on the same items)."""
     probed = next(p for p in probes if (p["backbone"], p["image_size"]) == (plan.backbone, plan.image_size))
     outcome = {"model": result.metrics["val"]["accuracy"], "exact_head": probed["probe_val_accuracy"]}
     if plan.head_fit != "exact" and outcome["model"] < outcome["exact_head"]:

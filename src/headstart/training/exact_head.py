@@ -32,6 +32,7 @@ class ExactHead:
     c: float
     val_accuracy: float
     val_accuracy_by_c: dict[float, float]
+    val_correct: np.ndarray  # per validation item, at C: whether the head classified it right
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return x.to(self.weight.dtype) @ self.weight.T + self.bias
@@ -81,15 +82,16 @@ def fit_exact_head(
             warnings.simplefilter("ignore", ConvergenceWarning)
             model.fit(z, y)
         weight, bias = as_head_rows(model, classes)
-        accuracy = float(np.mean((z_val @ weight.T + bias).argmax(1) == val_y))
+        correct = (z_val @ weight.T + bias).argmax(1) == val_y
+        accuracy = float(np.mean(correct))
         by_c[c] = accuracy
         if best is not None and accuracy < best[2]:
             break
         if best is None or accuracy > best[2]:
-            best = (weight, bias, accuracy, c)
-    weight, bias, accuracy, c = best
+            best = (weight, bias, accuracy, c, correct)
+    weight, bias, accuracy, c, correct = best
     folded = weight / scale  # W z + b with z = (x - mean) / scale
-    return ExactHead(torch.from_numpy(folded), torch.from_numpy(bias - folded @ mean), c, accuracy, by_c)
+    return ExactHead(torch.from_numpy(folded), torch.from_numpy(bias - folded @ mean), c, accuracy, by_c, correct)
 
 
 def fits_exactly(config, stage, cached_depth: int, group_names: list[str]) -> bool:
@@ -98,15 +100,23 @@ def fits_exactly(config, stage, cached_depth: int, group_names: list[str]) -> bo
     return config.head_fit == "exact" and stage.trainable == {"head"} and cached_depth == len(group_names) - 1
 
 
-def fit_head_on_cache(net, train_features: CachedFeatures, val_features: CachedFeatures, classes: int) -> dict:
-    """Set the classifier's head to the exact fit on the cached features (every cached view of every
-    training image is a row); returns the stage's record, as an epoch of training would."""
-    started = time.perf_counter()
+def exact_head_on_cache(
+    train_features: CachedFeatures, val_features: CachedFeatures, classes: int
+) -> tuple[ExactHead, torch.Tensor, torch.Tensor]:
+    """The exact fit on the cached features (every cached view of every training item is a row; validation
+    reads the first view), with the training rows and labels it was fitted on."""
     views, n = train_features.features.shape[:2]
     x = torch.from_numpy(np.array(train_features.features, dtype=np.float32).reshape(views * n, -1))
     y = torch.tensor(train_features.labels * views)
     val_x = torch.from_numpy(np.array(val_features.features[0], dtype=np.float32).reshape(len(val_features), -1))
-    head = fit_exact_head(x, y, val_x, torch.tensor(val_features.labels), classes)
+    return fit_exact_head(x, y, val_x, torch.tensor(val_features.labels), classes), x, y
+
+
+def fit_head_on_cache(net, train_features: CachedFeatures, val_features: CachedFeatures, classes: int) -> dict:
+    """Set the classifier's head to the exact fit on the cached features; returns the stage's record, as an
+    epoch of training would."""
+    started = time.perf_counter()
+    head, x, y = exact_head_on_cache(train_features, val_features, classes)
     linear = net.head[-1]
     with torch.no_grad():
         linear.weight.copy_(head.weight)
