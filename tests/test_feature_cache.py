@@ -267,23 +267,25 @@ def _budget_gb(elpv, per_sample_bytes: int, train_views: float) -> float:
     return per_sample_bytes * (len(splits.val) + train_views * len(splits.train)) / 2**30
 
 
-def test_views_that_do_not_all_fit_are_cached_as_many_as_fit_and_the_epochs_cycle_through_them(elpv, tmp_path, capsys):
-    """discriminative above stage1 for 4 epochs wants 4 views; cache_max_gb holds 2.5: 2 are cached, the run
+def test_head_views_that_do_not_all_fit_are_cached_as_many_as_fit_and_the_epochs_cycle_through_them(
+    elpv, tmp_path, capsys
+):
+    """head with cache_views 4 for 4 epochs wants 4 views; cache_max_gb holds 2.5: 2 are cached, the run
     trains from them, says so, and each image shows its 2 views in turn."""
-    depth = 2  # stem and stage1 frozen: mobilenet_v2's stage1 output at 64 px is 24 x 16 x 16
-    budget = _budget_gb(elpv, 4 * 24 * 16 * 16, 2.5)
+    budget = _budget_gb(elpv, 4 * 1280, 2.5)  # head: the pooled 1280 features
     cache = tmp_path / "cache"
     result = headstart.train(
         str(elpv),
-        strategy="discriminative",
+        strategy="head",
         epochs=4,
-        frozen_groups=depth,
+        cache_views=4,
         cache_max_gb=budget,
         cache_dir=str(cache),
         out=str(tmp_path / "run"),
         **TINY,
     )
     log = capsys.readouterr().out
+    depth = len(result.model.body.group_names)
     assert [h["cached_groups"] for h in result.metrics["history"]] == [depth] * 4
     assert "2 of the 4 views wanted fit cache_max_gb" in log and "cycle" in log and "not used" not in log
     views = sorted(np.load(p / "features.npy", mmap_mode="r").shape[0] for p in cache.iterdir())
@@ -297,6 +299,26 @@ def test_views_that_do_not_all_fit_are_cached_as_many_as_fit_and_the_epochs_cycl
         dataset.select_views(epoch)
         shown.append(dataset.views.copy())
     assert all(list(column) in ([0, 1, 0, 1], [1, 0, 1, 0]) for column in zip(*shown))
+
+
+def test_a_stage_training_body_groups_whose_views_do_not_all_fit_runs_uncached_and_says_so(elpv, tmp_path, capsys):
+    """discriminative above stage1 for 4 epochs wants 4 views; cache_max_gb holds 2.5: rather than cycle 2
+    cached augmentations through 4 epochs, the frozen groups run every step, each epoch a fresh augmentation."""
+    depth = 2  # stem and stage1 frozen: mobilenet_v2's stage1 output at 64 px is 24 x 16 x 16
+    result = headstart.train(
+        str(elpv),
+        strategy="discriminative",
+        epochs=4,
+        frozen_groups=depth,
+        cache_max_gb=_budget_gb(elpv, 4 * 24 * 16 * 16, 2.5),
+        cache_dir=str(tmp_path / "cache"),
+        out=str(tmp_path / "run"),
+        **TINY,
+    )
+    log = capsys.readouterr().out
+    assert [h["cached_groups"] for h in result.metrics["history"]] == [0] * 4
+    assert "feature cache: not used for the frozen groups stem, stage1, which run every step: a fresh" in log
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())
 
 
 def test_when_not_even_one_view_fits_the_stage_runs_uncached_and_says_so(elpv, tmp_path, capsys):
