@@ -189,21 +189,26 @@ def test_a_chosen_run_says_how_it_chose_and_is_re_created_from_its_config_json_w
     assert again.metrics["test"] == chosen.metrics["test"]
 
 
-def test_a_table_of_texts_probes_the_text_encoder(reviews, tmp_path):
-    chosen = headstart.train(
-        str(reviews),
-        minutes=0.05,
-        max_length=32,
-        batch_size=16,
-        val_fraction=0.2,
-        test_fraction=0.25,
-        report=False,
-        out=str(tmp_path / "run"),
-    )
+def test_a_lone_candidate_is_timed_first_and_probed_only_when_fine_tuning_it_is_unaffordable(reviews, tmp_path):
+    """Offline, texts have one candidate: probing it would rank nothing, so with the time to fine-tune it the run
+    does so unprobed; with too little, its probe's exact head is the model."""
+    common = dict(max_length=32, batch_size=16, val_fraction=0.2, test_fraction=0.25)
+    chosen = headstart.train(str(reviews), minutes=10, out=str(tmp_path / "run"), **common)
     auto = json.loads((chosen.run_dir / "auto.json").read_text())
-    assert [c["candidate"] for c in auto["candidates"]] == ["minilm-l6"] and auto["survey"]["median_words"] > 5
+    (only,) = auto["candidates"]
+    assert only["candidate"] == "minilm-l6" and only["default"] is True and auto["survey"]["median_words"] > 5
+    assert "probe_val_accuracy" not in only and "the only candidate" in auto["plan"]["why"]
+    assert (auto["plan"]["head_fit"], auto["plan"]["epochs"]) == ("sgd", only["max_epochs"])
+    assert auto["validation"] == {"model": chosen.metrics["val"]["accuracy"]}
+    page = " ".join((chosen.run_dir / "report.html").read_text().split())
+    assert "not probed: the only candidate" in page and auto["plan"]["why"] in page
     assert config_of_run(chosen.run_dir).backbone == "minilm-l6"
-    assert 0 <= chosen.metrics["test"]["accuracy"] <= 1
+
+    hurried = headstart.train(str(reviews), minutes=0.001, report=False, out=str(tmp_path / "hurried"), **common)
+    auto = json.loads((hurried.run_dir / "auto.json").read_text())
+    (only,) = auto["candidates"]
+    assert 0 <= only["probe_val_accuracy"] <= 1 and auto["plan"]["head_fit"] == "exact"
+    assert auto["validation"]["exact_head"] == only["probe_val_accuracy"]
 
 
 def test_a_run_naming_none_of_what_the_search_chooses_searches_within_the_default_budget(monkeypatch):

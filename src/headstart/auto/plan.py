@@ -67,6 +67,8 @@ def against_default(correct: np.ndarray, default_correct: np.ndarray) -> dict:
 def ranked(probes: list[dict]) -> list[dict]:
     """The probes best first: by probe accuracy, except that one ahead of the default (the record marked
     "default") by no more than the noise ranks just behind it; equal probes: the default, then the cheaper epoch."""
+    if len(probes) == 1:  # a lone candidate, perhaps not probed (search.time_the_only_candidate)
+        return list(probes)
     default = next((p for p in probes if p.get("default")), None)
 
     def key(p: dict) -> tuple:
@@ -81,6 +83,8 @@ def ranked(probes: list[dict]) -> list[dict]:
 
 def passed_over(plan_candidate: dict, probes: list[dict]) -> str:
     """Why a better probe was not chosen, when the default was chosen before it within the noise."""
+    if "probe_val_accuracy" not in plan_candidate:  # a lone candidate, not probed
+        return ""
     within = [
         p
         for p in probes
@@ -93,6 +97,13 @@ def passed_over(plan_candidate: dict, probes: list[dict]) -> str:
         f"({NOISE_MARGIN:g} standard errors of {100 * p['against_default']['standard_error']:.1f} points, item by item)"
         for p in within
     )
+
+
+def standing(probe: dict) -> str:
+    """Why a candidate leads, in words: its probe, or that it was the only one."""
+    if "probe_val_accuracy" not in probe:
+        return "the only candidate (not probed: there is nothing to rank)"
+    return f"the best-ranked probe ({probe['probe_val_accuracy']:.1%} on validation)"
 
 
 def affordable_epochs(probe: dict, seconds: float) -> int:
@@ -117,7 +128,7 @@ def make_plan(probes: list[dict], seconds_left: float, kind: str, fine_tune: str
                 fine_tune,
                 epochs,
                 "sgd",
-                f"{p['candidate']}: the best-ranked probe ({p['probe_val_accuracy']:.1%} on validation) that affords "
+                f"{p['candidate']}: {standing(p)} that affords "
                 f"{least} or more epochs of {fine_tune} ({p['epoch_seconds']:.0f} s each) in the {seconds_left:.0f} s "
                 f"left: {epochs} epochs{runner_up}{passed_over(p, probes)}",
             )
@@ -127,7 +138,7 @@ def make_plan(probes: list[dict], seconds_left: float, kind: str, fine_tune: str
         "head",
         1,
         "exact",
-        f"{best['candidate']}: the best-ranked probe ({best['probe_val_accuracy']:.1%} on validation); no candidate "
+        f"{best['candidate']}: {standing(best)}; no candidate "
         f"timed affords {least} epochs of {fine_tune} in the {seconds_left:.0f} s left (the cheapest takes "
         f"{min(p['epoch_seconds'] for p in probes if 'epoch_seconds' in p):.0f} s an epoch), so its exact head "
         f"is the model{passed_over(best, probes)}",

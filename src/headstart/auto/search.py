@@ -2,7 +2,9 @@
 
     look     the data's survey (items, classes, image sizes, text lengths)
     probe    each candidate: the exact head on its frozen features (probe.py), cheapest first, while
-             probing costs the best-ranked candidate so far none of its epochs (each new leader is timed at once)
+             probing costs the best-ranked candidate so far none of its epochs (each new leader is timed at once);
+             a lone candidate (texts offline; a named backbone at one side) is timed first and probed only when
+             fine-tuning it is unaffordable: there is nothing to rank
     rank     by probe, except that the default candidate (the fixed recipe's) is passed only beyond the noise
     time     fine-tuning the best-ranked candidates, in that order, until one affords enough epochs
     plan     the best-ranked candidate that affords them in the time left (plan.py)
@@ -59,7 +61,12 @@ def train_within(
     log(f"minutes {minutes:g}: {describe(survey, kind.name)}")
     probes, not_probed, by_name, correct = [], [], {}, {}
     default = default_candidate(kind.name, backbone, config.image_size)
-    for candidate in candidates_for(kind.name, survey, backbone, config.image_size):
+    candidates = candidates_for(kind.name, survey, backbone, config.image_size)
+    if len(candidates) == 1:
+        left = budget - (time.perf_counter() - started)
+        probes = [time_the_only_candidate(config, candidates[0], default, listed, survey, left, exclude, log)]
+        candidates = []
+    for candidate in candidates:
         left = budget - (time.perf_counter() - started)
         if probes and budget - left > PROBE_SHARE * budget:
             not_probed.append({"candidate": candidate.name, "why": f"probing had spent {budget - left:.0f} s"})
@@ -123,6 +130,28 @@ def train_within(
     return result
 
 
+def time_the_only_candidate(config, candidate, default, listed, survey, left, exclude, log) -> dict:
+    """The record of a lone candidate: the cost of an epoch of fine-tuning it, and its probe only when too few
+    epochs of it fit in `left` seconds (the exact head is then the model). Probing it otherwise would rank
+    nothing and cost the run its time (on Rotten Tomatoes about 30 s of a 150 s run)."""
+    made = build(config, candidate, listed, survey, config.strategy, exclude, quiet)
+    record = {
+        "backbone": candidate.backbone,
+        "image_size": made.prep.input_size if made.kind.name == "image" else None,
+        "candidate": candidate.name,
+        "max_epochs": made.config.epochs,
+        **({"default": True} if candidate == default else {}),
+    }
+    record.update(time_fine_tuning(made, config.strategy))
+    log(f"{config.strategy} on {candidate.name}: {record['epoch_seconds']:.0f} s an epoch here")
+    left -= record["timing_seconds"]
+    if affordable_epochs(record, left) < MIN_EPOCHS[made.kind.name]:
+        probed, _ = probe(made, candidate, quiet)
+        record.update(probed)
+        log(f"probe {candidate.name}: exact head {record['probe_val_accuracy']:.1%} on validation")
+    return record
+
+
 def compare_with_default(probes: list[dict], correct: dict, default: str) -> None:
     """Mark the default candidate's record, and every other record with its probe against the default's on
     the same validation items (once the default is probed)."""
@@ -146,6 +175,8 @@ def compare_with_probe(result: RunResult, plan, probes: list[dict], log) -> dict
     """The trained model's validation accuracy beside its candidate's exact head; a fine-tuned model
     that measured below it is said plainly (the head's figure leans high: its C was chosen on the same items)."""
     probed = next(p for p in probes if (p["backbone"], p["image_size"]) == (plan.backbone, plan.image_size))
+    if "probe_val_accuracy" not in probed:  # a lone candidate, fine-tuned without a probe
+        return {"model": result.metrics["val"]["accuracy"]}
     outcome = {"model": result.metrics["val"]["accuracy"], "exact_head": probed["probe_val_accuracy"]}
     if plan.head_fit != "exact" and outcome["model"] < outcome["exact_head"]:
         log(
