@@ -197,6 +197,32 @@ def test_saved_model_reloads_and_predicts_the_same_logits(head_run, elpv):
     assert result["test"]["accuracy"] == pytest.approx(head_run.metrics["test"]["accuracy"], abs=1e-9)
 
 
+def test_mirror_average_predicts_the_mean_of_each_image_and_its_mirror_image(elpv, tmp_path):
+    """A finished run with mirror_average averages each image's class probabilities with its mirror's (eval mode
+    only); the reloaded run does the same. A run that did not train with flips does not average."""
+    run = headstart.train(
+        str(elpv), strategy="head", epochs=1, mirror_average=True, precision="fp32", out=str(tmp_path / "m"), **TINY
+    )
+    assert run.metrics["mirror_average"] is True
+    x, _ = tiny_batch(elpv)
+    model = run.model.eval()
+    averaged = model(x).softmax(1)
+    model.mirror_average = False
+    alone, mirrored = model(x).softmax(1), model(x.flip(-1)).softmax(1)
+    model.mirror_average = True
+    assert not torch.allclose(alone, mirrored, atol=1e-3)  # the mirror image is another input
+    assert torch.allclose(averaged, (alone + mirrored) / 2, atol=1e-6)
+    assert headstart.load_run(run.run_dir).model.mirror_average is True
+    evaluated = headstart.evaluate(run.run_dir)["test"]
+    assert evaluated["accuracy"] == pytest.approx(run.metrics["test"]["accuracy"], abs=1e-9)
+    assert evaluated["confusion_matrix"] == run.metrics["test"]["confusion_matrix"]
+    unflipped = headstart.train(
+        str(elpv), strategy="head", epochs=1, mirror_average=True, hflip=False, out=str(tmp_path / "u"), **TINY
+    )
+    assert unflipped.metrics["mirror_average"] is False
+    assert headstart.load_run(unflipped.run_dir).model.mirror_average is False
+
+
 def test_full_fine_tuning_lowers_the_loss(elpv, tmp_path):
     result = headstart.train(
         str(elpv),

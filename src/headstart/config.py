@@ -95,6 +95,9 @@ class TrainConfig:
     # and a tight crop cuts it out (measured on ELPV: docs/defaults.md).
     crop_scale: float = 0.85
     hflip: bool = True
+    # a run that trained with hflip evaluates and predicts on each image and its mirror image, averaging
+    # their class probabilities (test-time augmentation): twice the compute per prediction
+    mirror_average: bool = False
     augment: bool = True  # False: training images get the eval transform (resize, centre crop) only
     vflip: bool = False  # for data with no up and down: cells, tissue, satellite tiles
     # also turn training images by a random multiple of 90 degrees: for data with no orientation at all
@@ -151,6 +154,11 @@ class TrainConfig:
         what the run saw of its data (data/survey.py), for data like it (data_defaults)."""
         defaults = {**KIND_DEFAULTS[kind], **data_defaults(kind, survey or {})}
         return dataclasses.replace(self, **{k: v for k, v in defaults.items() if getattr(self, k) is None})
+
+    def averages_mirrors(self, kind: str) -> bool:
+        """Whether the finished model averages each image with its mirror image (mirror_average): only where
+        training taught it that the two are the same class."""
+        return kind == "image" and self.mirror_average and self.augment and self.hflip
 
     def data_split_seed(self) -> int:
         return self.seed if self.split_seed is None else self.split_seed

@@ -119,6 +119,7 @@ def build_classifier(record: dict, weights_path: str | Path) -> Classifier:
     if lora and holds_adapters(weights_path):  # unmerged: best/last, or a run with lora_merge=false
         model.add_adapters(lora["rank"], lora["alpha"], 0.0, lora["targets"])
     load_weights(Path(weights_path), model)
+    model.mirror_average = record.get("mirror_average", False)  # written by training/setup.py
     return model.eval()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -25,6 +27,9 @@ class Classifier(nn.Module):
         self.body = backbone.body
         self.head = new_head(backbone.width, num_classes, dropout)
         self.adapters: nn.ModuleList | None = None  # LoRA's, once added: a layer group of their own
+        # set on a finished image run that trained with horizontal flips and mirror_average on (config.py):
+        # in eval mode, each image's class probabilities are averaged with its mirror image's
+        self.mirror_average = False
 
     def add_adapters(self, rank: int, alpha: float, dropout: float, targets: list[str] | None = None) -> list[str]:
         """Inject LoRA adapters into the body (strategies/lora.py); they become the group "adapters",
@@ -51,4 +56,8 @@ class Classifier(nn.Module):
         return list(self.body.groups.items()) + adapters + [("head", self.head)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x))
+        if not self.mirror_average or self.training:
+            return self.head(self.body(x))
+        views = [self.head(self.body(v)).float().log_softmax(1) for v in (x, x.flip(-1))]
+        # the log of the two views' mean class probabilities: logits whose softmax is that mean
+        return torch.stack(views).logsumexp(0) - math.log(2)

@@ -6,7 +6,8 @@ The ONNX and TorchScript models take what a user can make with any image library
     already resized (short side to resize_size) and centre-cropped to input_size.
 
 The mean/std normalisation is inside the exported graph, so a user only decodes, resizes, crops and
-divides by 255. The output is the logits, (batch, number of classes), in the order of `classes`.
+divides by 255. The output is the logits, (batch, number of classes), in the order of `classes` (a run
+with mirror_average: the log of the image's and its mirror image's mean class probabilities, model.py).
 """
 
 from __future__ import annotations

@@ -53,6 +53,7 @@ def finish(run: Setup, fitted: Fitted) -> RunResult:
     elif merge:  # the same architecture as the main process's, to take its weights
         net.merge_adapters()
     distributed.broadcast_weights(net)
+    net.mirror_average = config.averages_mirrors(kind_of(run.prep).name)  # as config.json says (setup.py)
 
     history = fitted.history
     model_epoch = fitted.best.epoch if source == "best" else len(history)
@@ -63,6 +64,7 @@ def finish(run: Setup, fitted: Fitted) -> RunResult:
         "monitor": config.monitor,
         "stop_reason": fitted.stop_reason,
         "resumed_after_epoch": run.start.epoch if run.start.state else None,
+        "mirror_average": net.mirror_average,
     }
     prepare = run.train_inputs.prepare
     for name, loader in run.eval_loaders.items():

@@ -178,6 +178,7 @@ def set_up(config: TrainConfig, log=print, resume: bool = False, exclude: Splits
                     "layer_groups": group_sizes(net),
                 },
                 "preprocessing": prep.to_dict(),
+                "mirror_average": config.averages_mirrors(kind.name),  # what the finished model does
                 "head_init": head_init,
                 "strategy": {
                     "name": strategy.name,
