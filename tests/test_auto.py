@@ -12,7 +12,7 @@ from PIL import Image
 import headstart
 from headstart.api import CHOSEN_BY_SEARCH, DEFAULT_MINUTES, search_minutes
 from headstart.auto.candidates import Candidate, candidates_for
-from headstart.auto.plan import MIN_EPOCHS, NOISE_MARGIN, TRAINING_SHARE, against_default, make_plan
+from headstart.auto.plan import MAX_MEMBERS, MIN_EPOCHS, NOISE_MARGIN, TRAINING_SHARE, against_default, make_plan
 from headstart.auto.probe import build, probe
 from headstart.auto.search import probing_shortens
 from headstart.config import TrainConfig
@@ -57,6 +57,23 @@ def test_when_no_candidate_affords_enough_epochs_the_best_probes_exact_head_is_t
     assert "exact head" in plan.why
     texts = make_plan([probed("minilm-l6", 0.8, 60, max_epochs=4)], 60, "text", "discriminative")
     assert texts.head_fit == "exact" and MIN_EPOCHS["text"] * 60 > 60 * TRAINING_SHARE
+
+
+def test_time_for_the_whole_recipe_more_than_once_buys_members_whose_average_is_the_model():
+    recipe = 14 * 10  # 14 epochs of 10 s
+    for seconds, members in ((recipe / TRAINING_SHARE, 1), (2.5 * recipe / TRAINING_SHARE, 2), (3600, MAX_MEMBERS)):
+        plan = make_plan([probed("small", 0.80, 10)], seconds, "image", "discriminative")
+        assert (plan.epochs, plan.members, plan.settings()["members"]) == (14, members, members)
+    assert (
+        "2 models with seeds one apart" in make_plan([probed("small", 0.8, 10)], 2.5 * recipe / 0.8, "image", "x").why
+    )
+    short = make_plan([probed("small", 0.80, 10)], 100, "image", "discriminative")  # 8 of its 14 epochs
+    assert (short.epochs, short.members) == (8, 1)
+    # members named: they share the time, and the epochs are planned for each
+    named = make_plan([probed("small", 0.80, 10)], 2 * 100, "image", "discriminative", members=2)
+    assert (named.epochs, named.members) == (8, 2) and "2 members, as named" in named.why
+    # a probe that would cost the plan a member is not made
+    assert probing_shortens([probed("small", 0.8, 10)], 2.1 * recipe / TRAINING_SHARE, 0.2 * recipe, "image", "x")
 
 
 def test_a_candidate_not_timed_is_not_fine_tuned_but_its_exact_head_can_be_the_model():
@@ -193,12 +210,14 @@ def test_a_lone_candidate_is_timed_first_and_probed_only_when_fine_tuning_it_is_
     """Offline, texts have one candidate: probing it would rank nothing, so with the time to fine-tune it the run
     does so unprobed; with too little, its probe's exact head is the model."""
     common = dict(max_length=32, batch_size=16, val_fraction=0.2, test_fraction=0.25)
-    chosen = headstart.train(str(reviews), minutes=10, out=str(tmp_path / "run"), **common)
+    # one member named: the ten minutes would afford the tiny set's recipe three times over (test_cli trains those)
+    chosen = headstart.train(str(reviews), minutes=10, members=1, out=str(tmp_path / "run"), **common)
     auto = json.loads((chosen.run_dir / "auto.json").read_text())
     (only,) = auto["candidates"]
     assert only["candidate"] == "minilm-l6" and only["default"] is True and auto["survey"]["median_words"] > 5
     assert "probe_val_accuracy" not in only and "the only candidate" in auto["plan"]["why"]
     assert (auto["plan"]["head_fit"], auto["plan"]["epochs"]) == ("sgd", only["max_epochs"])
+    assert auto["plan"]["members"] == 1 and "members" not in chosen.metrics
     assert auto["validation"] == {"model": chosen.metrics["val"]["accuracy"]}
     page = " ".join((chosen.run_dir / "report.html").read_text().split())
     assert "not probed: the only candidate" in page and auto["plan"]["why"] in page

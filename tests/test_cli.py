@@ -9,6 +9,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from headstart.auto.plan import MAX_MEMBERS
 from helpers import assert_one_line_error, run_cli
 
 TINY = [
@@ -77,11 +78,15 @@ def test_train_with_nothing_named_chooses_within_ten_minutes(tmp_path, elpv):
     probed = [c["backbone"] for c in auto["candidates"]]
     assert probed[0] == "mobilenet_v2" and len(probed) + len(auto["not_probed"]) == 4
     config = json.loads((out / "config.json").read_text())["config"]
-    assert (config["backbone"], config["strategy"], config["epochs"]) == (
+    assert (config["backbone"], config["strategy"], config["epochs"], config["members"]) == (
         auto["plan"]["backbone"],
         auto["plan"]["strategy"],
         auto["plan"]["epochs"],
+        auto["plan"]["members"],
     )
+    # ten minutes afford the tiny folder's whole recipe many times over: the most members, averaged as one model
+    assert auto["plan"]["members"] == MAX_MEMBERS and "models with seeds one apart" in auto["plan"]["why"]
+    assert sorted(p.name for p in (out / "members").iterdir()) == [str(i) for i in range(MAX_MEMBERS)]
 
 
 def test_train_predict_eval_with_a_corrupt_file(tmp_path, elpv):

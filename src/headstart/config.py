@@ -40,6 +40,11 @@ class TrainConfig:
     # seed of the train/val/test split; None: `seed`. A comparison over seeds keeps the split fixed
     # and varies only the training seed (initialisation, order, augmentation)
     split_seed: int | None = None
+    # train this many models, one after another with seeds seed, seed + 1, ..., on the same split, and make the
+    # run's model their average (the mean of their class probabilities; training/ensemble.py). Each costs a
+    # whole run's training; two averaged measured 0.3 to 1.3 points over one on the suite (docs/defaults.md).
+    # None: one; the search (--minutes) then trains as many as its time affords the recipe (at most 3)
+    members: int | None = None
     # optimisation
     optimizer: str = "adamw"
     lr: float | None = None  # peak rate of the head; lower groups get less (see strategies)
@@ -237,6 +242,7 @@ def config_from_dict(d: dict[str, Any], source: str = "config") -> TrainConfig:
 def _check_ranges(c: TrainConfig) -> None:
     checks = [
         ("epochs", c.epochs is None or c.epochs >= 1),
+        ("members", c.members is None or c.members >= 1),
         ("batch_size", c.batch_size >= 1),
         ("lr", c.lr is None or c.lr > 0),
         ("grad_accum", c.grad_accum >= 1),

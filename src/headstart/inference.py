@@ -20,14 +20,14 @@ from .data.sources import DataSplits, Sample
 from .errors import UserError
 from .evaluation.metrics import classification_metrics
 from .files import load_weights, write_json
-from .model import Classifier
+from .model import Classifier, Ensemble
 from .runtime.environment import cpu_supports_bf16
 
 
 @dataclass
 class LoadedRun:
     run_dir: Path
-    model: Classifier
+    model: Classifier | Ensemble
     classes: list[str]
     preprocessing: Preprocessing | TextPreprocessing
     record: dict  # the run's config.json
@@ -107,19 +107,24 @@ def load_run(run_dir: str | Path, checkpoint: str = "model") -> LoadedRun:
     return LoadedRun(run_dir, build_classifier(record, weights_path), record["classes"], prep, record, tokenizer)
 
 
-def build_classifier(record: dict, weights_path: str | Path) -> Classifier:
-    """The classifier a run's config.json describes, in eval mode, with the weights of a safetensors file."""
+def build_classifier(record: dict, weights_path: str | Path) -> Classifier | Ensemble:
+    """The classifier a run's config.json describes, in eval mode, with the weights of a safetensors file: an
+    Ensemble of such classifiers for a run of several members (training/ensemble.py)."""
     b = record["backbone"]
-    # the architecture only: every weight comes from the file
-    backbone = create_backbone(b["name"], pretrained=False, arch_config=b.get("arch_config") or None)
-    model = Classifier(backbone, len(record["classes"]), record["config"]["dropout"]).to(
-        memory_format=torch.channels_last
-    )
-    lora = record.get("strategy", {}).get("lora")
-    if lora and holds_adapters(weights_path):  # unmerged: best/last, or a run with lora_merge=false
-        model.add_adapters(lora["rank"], lora["alpha"], 0.0, lora["targets"])
-    load_weights(Path(weights_path), model)
-    model.mirror_average = record.get("mirror_average", False)  # written by training/setup.py
+    adapters = record.get("strategy", {}).get("lora") if holds_adapters(weights_path) else None
+
+    def classifier() -> Classifier:
+        # the architecture only: every weight comes from the file
+        backbone = create_backbone(b["name"], pretrained=False, arch_config=b.get("arch_config") or None)
+        model = Classifier(backbone, len(record["classes"]), record["config"]["dropout"])
+        if adapters:  # unmerged: best/last, or a run with lora_merge=false
+            model.add_adapters(adapters["rank"], adapters["alpha"], 0.0, adapters["targets"])
+        model.mirror_average = record.get("mirror_average", False)  # written by training/setup.py
+        return model
+
+    members = record.get("ensemble", {}).get("members", 1)
+    model = Ensemble([classifier() for _ in range(members)]) if members > 1 else classifier()
+    load_weights(Path(weights_path), model.to(memory_format=torch.channels_last))
     return model.eval()
 
 

@@ -58,6 +58,23 @@ class Classifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.mirror_average or self.training:
             return self.head(self.body(x))
-        views = [self.head(self.body(v)).float().log_softmax(1) for v in (x, x.flip(-1))]
-        # the log of the two views' mean class probabilities: logits whose softmax is that mean
-        return torch.stack(views).logsumexp(0) - math.log(2)
+        return mean_probabilities([self.head(self.body(v)) for v in (x, x.flip(-1))])
+
+
+class Ensemble(nn.Module):
+    """Classifiers of one architecture trained with different seeds (the `members` setting): their mean
+    class probabilities, as logits whose softmax is that mean."""
+
+    def __init__(self, members: list[Classifier]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return mean_probabilities([member(x) for member in self.members])
+
+
+def mean_probabilities(logits: list[torch.Tensor]) -> torch.Tensor:
+    """Logits (float32) whose softmax is the mean of the softmaxes of `logits`: the log of their mean class
+    probabilities."""
+    each = torch.stack([x.float().log_softmax(1) for x in logits])
+    return each.logsumexp(0) - math.log(len(logits))

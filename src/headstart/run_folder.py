@@ -21,6 +21,7 @@ before it had all three files, and no such record; `checkpoint_path` reads both.
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -128,6 +129,17 @@ def write_results(run_dir: Path, metrics: dict, history: list[dict], model_sourc
 
 def remove_resume_state(run_dir: Path) -> None:
     (run_dir / RESUME).unlink(missing_ok=True)
+
+
+def write_predictions_of(run_dir: Path, like: Path, logits: torch.Tensor, classes: list[str]) -> None:
+    """test_predictions.csv for the test items of the run folder `like` (an ensemble's member: the same items,
+    in the same order), with the classes and probabilities that `logits` predict."""
+    with open(like / PREDICTIONS, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    probs = logits.softmax(1)
+    for row, p in zip(rows[1:], probs, strict=True):
+        row[2:4] = [classes[int(p.argmax())], f"{float(p.max()):.4f}"]
+    write_text(run_dir / PREDICTIONS, rows_to_csv(rows[0], rows[1:]))
 
 
 def write_predictions(

@@ -5,7 +5,8 @@ predicts its fine-tuned accuracy), with one exception: the default candidate (th
 which the defaults were measured) is passed only by a probe better beyond the noise of a few hundred
 validation items. The measured epoch time says how many epochs of fine-tuning each can afford. The
 best-ranked candidate that affords at least MIN_EPOCHS is fine-tuned for as many epochs as fit (at
-most the kind's default); when none affords that many, the exact head on the best-ranked candidate's
+most the kind's default), and as many times over as the time affords (at most MAX_MEMBERS models, their
+average the run's model); when none affords that many, the exact head on the best-ranked candidate's
 frozen features is the model (seconds: its features are cached already).
 """
 
@@ -27,6 +28,11 @@ TRAINING_SHARE = 0.8
 # mobilenet_v2 on one split (197 validation cells) and 3.8 below on another (262); fine-tuned by the recipe it
 # measured 84.1% +- 1.6 against mobilenet_v2's 85.1% +- 0.4 (docs/defaults.md, the suite's variants)
 NOISE_MARGIN = 2.0
+# when the time left affords the chosen candidate's whole recipe more than once, the plan trains that many
+# members (seeds seed, seed + 1, ...) and averages them: on five of the suite's sets the average of two
+# models measured 0.3 to 1.3 points over one on test, of three 0.1 to 1.3
+# (benchmarks/results/ensemble-gain.json); more than three were not measured
+MAX_MEMBERS = 3
 
 
 @dataclass
@@ -37,6 +43,7 @@ class Plan:
     epochs: int
     head_fit: str  # "exact": the head is fitted exactly on cached features; "sgd": trained by the epochs
     why: str
+    members: int = 1  # runs of `epochs` with seeds seed, seed + 1, ..., averaged (training/ensemble.py)
 
     def settings(self) -> dict:
         """The TrainConfig keys the chosen run trains with: its config.json re-creates it without a search."""
@@ -47,6 +54,7 @@ class Plan:
             "strategy": self.strategy,
             "epochs": self.epochs,
             "head_fit": self.head_fit,
+            "members": self.members,
             # the exact head reads the features the probe cached: centre crops, no augmentation
             **({"augment": False} if exact else {}),
         }
@@ -106,22 +114,31 @@ def standing(probe: dict) -> str:
     return f"the best-ranked probe ({probe['probe_val_accuracy']:.1%} on validation)"
 
 
-def affordable_epochs(probe: dict, seconds: float) -> int:
-    return min(probe["max_epochs"], math.floor(seconds * TRAINING_SHARE / probe["epoch_seconds"]))
+def affordable_epochs(probe: dict, seconds: float, members: int | None = None) -> int:
+    """Epochs of each of `members` runs (None: one) of the candidate that `seconds` afford, at most its max_epochs."""
+    each = seconds / (members or 1)
+    return min(probe["max_epochs"], math.floor(each * TRAINING_SHARE / probe["epoch_seconds"]))
 
 
-def make_plan(probes: list[dict], seconds_left: float, kind: str, fine_tune: str) -> Plan:
+def affordable_members(probe: dict, seconds: float) -> int:
+    """How many times `seconds` afford the candidate's whole recipe (its max_epochs), at most MAX_MEMBERS."""
+    runs = math.floor(seconds * TRAINING_SHARE / (probe["max_epochs"] * probe["epoch_seconds"]))
+    return max(1, min(MAX_MEMBERS, runs))
+
+
+def make_plan(probes: list[dict], seconds_left: float, kind: str, fine_tune: str, members: int | None = None) -> Plan:
     """The plan for `seconds_left`, from the probes (probe.probe's records, at least one timed by
-    probe.time_fine_tuning)."""
+    probe.time_fine_tuning). `members`: the number the user named, sharing the time; None: as many as it affords."""
     order = ranked(probes)
     best = order[0]
     least = MIN_EPOCHS[kind]
     for p in order:
         if "epoch_seconds" not in p:  # not timed: the search found a higher-ranked one that affords it first
             continue
-        epochs = affordable_epochs(p, seconds_left)
+        epochs = affordable_epochs(p, seconds_left, members)
         if epochs >= least:
             runner_up = "" if p is best else f"; {best['candidate']} ranked higher but cannot afford {least} epochs"
+            count = members or affordable_members(p, seconds_left)
             return Plan(
                 p["backbone"],
                 p["image_size"],
@@ -130,7 +147,14 @@ def make_plan(probes: list[dict], seconds_left: float, kind: str, fine_tune: str
                 "sgd",
                 f"{p['candidate']}: {standing(p)} that affords "
                 f"{least} or more epochs of {fine_tune} ({p['epoch_seconds']:.0f} s each) in the {seconds_left:.0f} s "
-                f"left: {epochs} epochs{runner_up}{passed_over(p, probes)}",
+                f"left: {epochs} epochs{runner_up}{passed_over(p, probes)}"
+                + (
+                    f"; the time affords its {epochs} epochs {count} times: {count} models with seeds one apart, "
+                    "their class probabilities averaged"
+                    if count > 1 and not members
+                    else (f"; {members} members, as named, sharing the time" if count > 1 else "")
+                ),
+                count,
             )
     return Plan(
         best["backbone"],

@@ -7,8 +7,9 @@
              fine-tuning it is unaffordable: there is nothing to rank
     rank     by probe, except that the default candidate (the fixed recipe's) is passed only beyond the noise
     time     fine-tuning the best-ranked candidates, in that order, until one affords enough epochs
-    plan     the best-ranked candidate that affords them in the time left (plan.py)
-    train    the planned run, as `headstart train` with those settings would run it
+    plan     the best-ranked candidate that affords them in the time left, and how many times over (plan.py)
+    train    the planned run, as `headstart train` with those settings would run it (several members, averaged,
+             when the time affords the recipe more than once)
 
 The run folder's auto.json holds the candidates, the plan and why; its config.json holds the chosen
 settings, so `headstart train --config RUN/config.json` trains the same model without searching.
@@ -44,7 +45,7 @@ def train_within(
 ) -> RunResult:
     """Choose and train the best model `minutes` buy. `backbone`: the one the user named (probed
     alone), else the offline candidates; an image_size set in config is the only side probed;
-    config.strategy is the fine-tuning strategy planned for."""
+    config.strategy is the fine-tuning strategy planned for; config.members, when set, the members sharing the time."""
     if minutes <= 0:
         raise UserError(f"--minutes must be more than 0, got {minutes:g}")
     if distributed.active():
@@ -72,7 +73,7 @@ def train_within(
             not_probed.append({"candidate": candidate.name, "why": f"probing had spent {budget - left:.0f} s"})
             continue
         next_probe = max((p["probe_seconds"] for p in probes), default=0.0)
-        if probes and probing_shortens(probes, left, next_probe, kind.name, config.strategy):
+        if probes and probing_shortens(probes, left, next_probe, kind.name, config.strategy, config.members):
             not_probed.append(
                 {"candidate": candidate.name, "why": f"another probe (about {next_probe:.0f} s) would cut the epochs"}
             )
@@ -102,13 +103,13 @@ def train_within(
             record.update(time_fine_tuning(made, config.strategy))
             log(f"{config.strategy} on {record['candidate']}: {record['epoch_seconds']:.0f} s an epoch here")
         left = budget - (time.perf_counter() - started)
-        if affordable_epochs(record, left) >= MIN_EPOCHS[kind.name] or left <= 0:
+        if affordable_epochs(record, left, config.members) >= MIN_EPOCHS[kind.name] or left <= 0:
             break
     searched = time.perf_counter() - started
     for record in probes:
         if "epoch_seconds" in record:
-            record["affordable_epochs"] = affordable_epochs(record, budget - searched)
-    plan = make_plan(probes, budget - searched, kind.name, config.strategy)
+            record["affordable_epochs"] = affordable_epochs(record, budget - searched, config.members)
+    plan = make_plan(probes, budget - searched, kind.name, config.strategy, config.members)
     log(f"plan: {plan.why}")
     chosen = dataclasses.replace(config, **plan.settings(), fit_minutes=0.0)
     result = train(chosen, log, exclude=exclude)
@@ -145,7 +146,7 @@ def time_the_only_candidate(config, candidate, default, listed, survey, left, ex
     record.update(time_fine_tuning(made, config.strategy))
     log(f"{config.strategy} on {candidate.name}: {record['epoch_seconds']:.0f} s an epoch here")
     left -= record["timing_seconds"]
-    if affordable_epochs(record, left) < MIN_EPOCHS[made.kind.name]:
+    if affordable_epochs(record, left, config.members) < MIN_EPOCHS[made.kind.name]:
         probed, _ = probe(made, candidate, quiet)
         record.update(probed)
         log(f"probe {candidate.name}: exact head {record['probe_val_accuracy']:.1%} on validation")
@@ -164,11 +165,13 @@ def compare_with_default(probes: list[dict], correct: dict, default: str) -> Non
             record["against_default"] = against_default(correct[record["candidate"]], correct[default])
 
 
-def probing_shortens(probes: list[dict], left: float, next_probe: float, kind: str, fine_tune: str) -> bool:
+def probing_shortens(
+    probes: list[dict], left: float, next_probe: float, kind: str, fine_tune: str, members: int | None = None
+) -> bool:
     """Whether spending `next_probe` more seconds on probing would change the plan the probes so far make
-    (fewer epochs for its candidate): probing goes on only while it costs no training."""
-    now, later = (make_plan(probes, seconds, kind, fine_tune) for seconds in (left, left - next_probe))
-    return (later.backbone, later.image_size, later.epochs) != (now.backbone, now.image_size, now.epochs)
+    (fewer epochs or members for its candidate): probing goes on only while it costs no training."""
+    now, later = (make_plan(probes, seconds, kind, fine_tune, members) for seconds in (left, left - next_probe))
+    return now.settings() != later.settings()
 
 
 def compare_with_probe(result: RunResult, plan, probes: list[dict], log) -> dict:

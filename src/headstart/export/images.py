@@ -92,7 +92,8 @@ class ImageExport:
                 "shape": ["batch", len(run.classes)],
                 "meaning": "logits in the order of `classes`; softmax gives probabilities",
             },
-            "safetensors": "model.safetensors holds the weights of headstart's Classifier (body -> head), which takes "
+            "safetensors": "model.safetensors holds the weights of headstart's Classifier (body -> head; a run of "
+            "several members: an Ensemble of them, keys members.<i>.), which takes "
             "normalised input ((pixels - mean) / std), not 0-1 pixels; rebuild it with "
             "headstart.inference.build_classifier(config.json of the run, the file)",
         }

@@ -137,7 +137,8 @@ class TextExport:
                 "shape": ["batch", len(run.classes)],
                 "meaning": "logits in the order of `classes`; softmax gives probabilities",
             },
-            "safetensors": "model.safetensors holds the weights of headstart's Classifier (body -> head), which takes "
+            "safetensors": "model.safetensors holds the weights of headstart's Classifier (body -> head; a run of "
+            "several members: an Ensemble of them, keys members.<i>.), which takes "
             "headstart's Tokens(ids, mask); rebuild it with headstart.inference.build_classifier(config.json of "
             "the run, the file)",
         }

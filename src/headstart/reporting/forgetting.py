@@ -14,6 +14,7 @@ import torch
 
 from ..errors import UserError
 from ..files import write_json
+from ..model import Ensemble
 from .cka import group_features, linear_cka
 
 FILE = "forgetting.json"
@@ -51,10 +52,13 @@ def measure_forgetting(run_dir: str | Path, max_images: int = 500) -> dict:
     def batches():
         return (feed.prepare(x) for x, _ in feed.loader(samples, {}, 32, 0))
 
+    # a run of several members (training/ensemble.py): its first member's body
+    model = run.model.members[0] if isinstance(run.model, Ensemble) else run.model
     before = group_features(reference.body.float(), batches())
-    after = group_features(run.model.body.float(), batches())
+    after = group_features(model.body.float(), batches())
     result = {
         "applicable": True,
+        **({"measured_on": f"the first of {len(run.model.members)} members"} if model is not run.model else {}),
         "split": split,
         "images": len(samples),  # images or texts
         "cka": {name: linear_cka(before[name], after[name]) for name in before},

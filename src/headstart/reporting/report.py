@@ -97,6 +97,7 @@ def run_record(
         "final_model": m["final_model"],
         "reference": m.get("reference"),
         "auto": read_json(run_dir / run_folder.AUTO) if (run_dir / run_folder.AUTO).is_file() else None,
+        "members": m.get("members"),  # a run of several members (training/ensemble.py)
     }
 
 
@@ -365,7 +366,18 @@ def report_run(run_dir: str | Path, fresh_forgetting: bool = False) -> Path:
     """The report of one run folder, written into it."""
     r = run_record(run_dir, fresh_forgetting=fresh_forgetting)
     title = f"{r['label']} on {Path(r['settings']['data']).name} with {r['backbone']}"
-    return build_report([r], run_dir, title, single_run_budget(r))
+    return build_report([r], run_dir, title, single_run_budget(r), [members_note(r)] if r["members"] else [])
+
+
+def members_note(r: dict) -> str:
+    """What the page says of a run whose model is the average of several."""
+    split, members = r["split_name"], r["members"]
+    each = ", ".join(f"{m[f'{split}_accuracy']:.1%} (seed {m['seed']})" for m in members)
+    return (
+        f"This model is the average of {len(members)} models trained on the same split with seeds one apart (the "
+        f"mean of their class probabilities); each alone on the {split} split: {each}. The learning curves are the "
+        f"first one's; each has its own run folder under {Path(r['run_dir']) / 'members'}."
+    )
 
 
 def write_run_report(run_dir: Path, log=print) -> Path | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import run_folder
@@ -24,6 +24,8 @@ class RunResult:
     metrics: dict
     model: Classifier
     classes: list[str]
+    # split -> (logits, labels) that its metrics were measured on, rows in the split's order
+    outputs: dict = field(default_factory=dict)
 
 
 def model_source(config, fitted: Fitted) -> str:
@@ -67,8 +69,9 @@ def finish(run: Setup, fitted: Fitted) -> RunResult:
         "mirror_average": net.mirror_average,
     }
     prepare = run.train_inputs.prepare
+    outputs = {}
     for name, loader in run.eval_loaders.items():
-        logits, labels = distributed.gather_rows(*predict_logits(net, prepare, loader, run.accelerator))
+        logits, labels = outputs[name] = distributed.gather_rows(*predict_logits(net, prepare, loader, run.accelerator))
         metrics[name] = classification_metrics(logits, labels, run.classes)
         if name == "test" and distributed.is_main():
             run_folder.write_predictions(run_dir, run.splits.test, logits, run.classes, run.feed.texts)
@@ -76,7 +79,7 @@ def finish(run: Setup, fitted: Fitted) -> RunResult:
     metrics["wall_seconds"] = run.wall_seconds()
     metrics["train_images_per_s"] = training_rate(history)
     if not distributed.is_main():
-        return RunResult(run_dir, metrics, net, run.classes)
+        return RunResult(run_dir, metrics, net, run.classes, outputs)
 
     shown = "test" if "test" in metrics else "val"
     try:
@@ -102,7 +105,7 @@ def finish(run: Setup, fitted: Fitted) -> RunResult:
         f"model (epoch {model_epoch}, {source}): {run_dir / run_folder.MODEL}; plots: {run_dir / run_folder.CURVES}, "
         f"{run_dir / run_folder.CONFUSION}"
     )
-    return RunResult(run_dir, metrics, net, run.classes)
+    return RunResult(run_dir, metrics, net, run.classes, outputs)
 
 
 def cheap_reference(run: Setup, split: str) -> dict:

@@ -1,0 +1,112 @@
+"""`members` > 1: a run whose model is the average of several, trained one after another.
+
+Member i trains as a run of its own with seed `seed + i` on the same split (split_seed fixed) into
+RUN/members/i. The run folder then holds what any finished run holds, for the average: config.json
+(the settings, with `members`, and an "ensemble" record), model.safetensors (the members' weights
+under members.<i>.), metrics.json and test_predictions.csv measured on the mean of the members'
+class probabilities, and the first member's history and learning curves. Reloading, evaluating,
+predicting, serving and exporting read it as any run (inference.build_classifier).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+from typing import Callable
+
+from .. import run_folder
+from ..config import TrainConfig
+from ..errors import UserError
+from ..evaluation.metrics import classification_metrics, summary_line
+from ..evaluation.plots import plot_confusion_matrix
+from ..files import save_weights, write_json
+from ..model import Ensemble, mean_probabilities
+from ..runtime import distributed
+from .finish import RunResult, reference_line
+from .setup import default_run_dir
+
+MEMBERS = "members"  # RUN/members/<i>: each member's own run folder
+
+
+def train_members(config: TrainConfig, train_one: Callable[..., RunResult], log, resume: bool, exclude) -> RunResult:
+    """Train config.members runs with `train_one` (training/run.py) and write their average as the run."""
+    if resume:
+        raise UserError(
+            f"a run of {config.members} members cannot be resumed as one: resume the unfinished member's own folder "
+            f"({MEMBERS}/<i>), or train the run again"
+        )
+    if distributed.active():
+        raise UserError(f"members {config.members} trains in one process: run it without torchrun")
+    out = Path(config.out) if config.out else default_run_dir(config)
+    seeds = [config.seed + i for i in range(config.members)]
+    results = []
+    for i, seed in enumerate(seeds):
+        log(f"member {i + 1} of {config.members}: seed {seed}")
+        member = dataclasses.replace(
+            config,
+            members=1,
+            seed=seed,
+            split_seed=config.data_split_seed(),  # one split for all
+            fit_minutes=config.fit_minutes / config.members,
+            report=False,
+            out=str(out / MEMBERS / str(i)),
+        )
+        results.append(train_one(member, log, False, exclude))
+    return write_average(out, config, seeds, results, log)
+
+
+def write_average(out: Path, config: TrainConfig, seeds: list[int], results: list[RunResult], log) -> RunResult:
+    """The run folder of the members' average, from their results and the first member's folder."""
+    first = results[0]
+    record = run_folder.read_record(first.run_dir)
+    record["config"] |= {"members": config.members, "seed": config.seed, "fit_minutes": config.fit_minutes}
+    record["config"]["out"] = str(out)
+    record["ensemble"] = {
+        "members": len(results),
+        "seeds": seeds,
+        "runs": [str(r.run_dir.relative_to(out)) for r in results],
+    }
+    run_folder.write_start(out, record, [])
+    shutil.copyfile(first.run_dir / run_folder.SKIPPED, out / run_folder.SKIPPED)
+    if (first.run_dir / run_folder.TOKENIZER).is_dir():
+        shutil.copytree(first.run_dir / run_folder.TOKENIZER, out / run_folder.TOKENIZER, dirs_exist_ok=True)
+    model = Ensemble([r.model for r in results]).eval()
+    save_weights(out / run_folder.MODEL, model)
+
+    metrics = {k: v for k, v in first.metrics.items() if k not in ("val", "test", "wall_seconds", "checkpoints")}
+    outputs = {}
+    for split, (_, labels) in first.outputs.items():
+        logits = mean_probabilities([r.outputs[split][0] for r in results])
+        outputs[split] = (logits, labels)
+        metrics[split] = classification_metrics(logits, labels, first.classes)
+    metrics["members"] = [
+        {
+            "seed": seed,
+            "run": str(r.run_dir.relative_to(out)),
+            "model_epoch": r.metrics["model_epoch"],
+            **{f"{split}_accuracy": r.metrics[split]["accuracy"] for split in r.outputs},
+            "wall_seconds": r.metrics["wall_seconds"],
+        }
+        for seed, r in zip(seeds, results)
+    ]
+    metrics["wall_seconds"] = sum(r.metrics["wall_seconds"] for r in results)
+    shown = "test" if "test" in outputs else "val"
+    if "test" in outputs:
+        run_folder.write_predictions_of(out, first.run_dir, outputs["test"][0], first.classes)
+    # no best or last epoch of its own: the history and curves shown are the first member's
+    write_json(out / run_folder.METRICS, {**metrics, "checkpoints": {}})
+    for name in (run_folder.HISTORY, run_folder.HISTORY_CSV, run_folder.CURVES):
+        shutil.copyfile(first.run_dir / name, out / name)
+    plot_confusion_matrix(
+        metrics[shown]["confusion_matrix"],
+        first.classes,
+        out / run_folder.CONFUSION,
+        f"{shown} split, the average of {len(results)} members",
+    )
+    each = ", ".join(f"{100 * m[f'{shown}_accuracy']:.1f}%" for m in metrics["members"])
+    log(f"{shown}: {summary_line(metrics[shown])} (the average of {len(results)} members; each alone: {each})")
+    if metrics.get("reference"):
+        log(reference_line(metrics[shown], metrics["reference"]))
+    log(f"model (the average of {len(results)} members): {out / run_folder.MODEL}")
+    return RunResult(out, metrics, model, first.classes, outputs)
