@@ -65,7 +65,7 @@ def test_time_for_the_whole_recipe_more_than_once_buys_members_whose_average_is_
         plan = make_plan([probed("small", 0.80, 10)], seconds, "image", "discriminative")
         assert (plan.epochs, plan.members, plan.settings()["members"]) == (14, members, members)
     assert (
-        "2 models with seeds one apart" in make_plan([probed("small", 0.8, 10)], 2.5 * recipe / 0.8, "image", "x").why
+        "2 models with different seeds" in make_plan([probed("small", 0.8, 10)], 2.5 * recipe / 0.8, "image", "x").why
     )
     short = make_plan([probed("small", 0.80, 10)], 100, "image", "discriminative")  # 8 of its 14 epochs
     assert (short.epochs, short.members) == (8, 1)

@@ -40,7 +40,7 @@ class TrainConfig:
     # seed of the train/val/test split; None: `seed`. A comparison over seeds keeps the split fixed
     # and varies only the training seed (initialisation, order, augmentation)
     split_seed: int | None = None
-    # train this many models, one after another with seeds seed, seed + 1, ..., on the same split, and make the
+    # train this many models, one after another with seeds seed, seed + 1000, ..., on the same split, and make the
     # run's model their average (the mean of their class probabilities; training/ensemble.py). Each costs a
     # whole run's training; two averaged measured 0.3 to 1.3 points over one on the suite (docs/defaults.md).
     # None: one; the search (--minutes) then trains as many as its time affords the recipe (at most 3)

@@ -13,6 +13,8 @@ serve and reporting all go through here.
     metrics.json          final metrics, and which file holds the best and the last epoch
     test_predictions.csv, learning_curves.png, confusion_matrix.png
     auto.json             how `train --minutes` chose the run: candidates probed, the plan and why
+    members/<i>/          a run of several members (members > 1): each one's own run folder; the run's
+                          model averages theirs (training/ensemble.py)
 
 A finished run holds each distinct set of weights once: metrics.json's "checkpoints" names the file
 of the best and of the last epoch (model.safetensors when it is the run's model). Folders written

@@ -29,7 +29,7 @@ TRAINING_SHARE = 0.8
 # measured 84.1% +- 1.6 against mobilenet_v2's 85.1% +- 0.4 (docs/defaults.md, the suite's variants)
 NOISE_MARGIN = 2.0
 # when the time left affords the chosen candidate's whole recipe more than once, the plan trains that many
-# members (seeds seed, seed + 1, ...) and averages them: on five of the suite's sets the average of two
+# members (seeds seed, seed + 1000, ...) and averages them: on five of the suite's sets the average of two
 # models measured 0.3 to 1.3 points over one on test, of three 0.1 to 1.3
 # (benchmarks/results/ensemble-gain.json); more than three were not measured
 MAX_MEMBERS = 3
@@ -43,7 +43,7 @@ class Plan:
     epochs: int
     head_fit: str  # "exact": the head is fitted exactly on cached features; "sgd": trained by the epochs
     why: str
-    members: int = 1  # runs of `epochs` with seeds seed, seed + 1, ..., averaged (training/ensemble.py)
+    members: int = 1  # runs of `epochs` with seeds seed, seed + 1000, ..., averaged (training/ensemble.py)
 
     def settings(self) -> dict:
         """The TrainConfig keys the chosen run trains with: its config.json re-creates it without a search."""
@@ -126,6 +126,15 @@ def affordable_members(probe: dict, seconds: float) -> int:
     return max(1, min(MAX_MEMBERS, runs))
 
 
+def members_clause(count: int, epochs: int, named: int | None) -> str:
+    """The plan's reason's words on its members."""
+    if count == 1:
+        return ""
+    if named:
+        return f"; {named} members, as named, sharing the time"
+    return f"; the time affords its {epochs} epochs {count} times: {count} models with different seeds, averaged"
+
+
 def make_plan(probes: list[dict], seconds_left: float, kind: str, fine_tune: str, members: int | None = None) -> Plan:
     """The plan for `seconds_left`, from the probes (probe.probe's records, at least one timed by
     probe.time_fine_tuning). `members`: the number the user named, sharing the time; None: as many as it affords."""
@@ -147,13 +156,7 @@ def make_plan(probes: list[dict], seconds_left: float, kind: str, fine_tune: str
                 "sgd",
                 f"{p['candidate']}: {standing(p)} that affords "
                 f"{least} or more epochs of {fine_tune} ({p['epoch_seconds']:.0f} s each) in the {seconds_left:.0f} s "
-                f"left: {epochs} epochs{runner_up}{passed_over(p, probes)}"
-                + (
-                    f"; the time affords its {epochs} epochs {count} times: {count} models with seeds one apart, "
-                    "their class probabilities averaged"
-                    if count > 1 and not members
-                    else (f"; {members} members, as named, sharing the time" if count > 1 else "")
-                ),
+                f"left: {epochs} epochs{runner_up}{passed_over(p, probes)}{members_clause(count, epochs, members)}",
                 count,
             )
     return Plan(

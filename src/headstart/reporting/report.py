@@ -374,7 +374,7 @@ def members_note(r: dict) -> str:
     split, members = r["split_name"], r["members"]
     each = ", ".join(f"{m[f'{split}_accuracy']:.1%} (seed {m['seed']})" for m in members)
     return (
-        f"This model is the average of {len(members)} models trained on the same split with seeds one apart (the "
+        f"This model is the average of {len(members)} models trained on the same split with different seeds (the "
         f"mean of their class probabilities); each alone on the {split} split: {each}. The learning curves are the "
         f"first one's; each has its own run folder under {Path(r['run_dir']) / 'members'}."
     )

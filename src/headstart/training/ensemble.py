@@ -1,6 +1,6 @@
 """`members` > 1: a run whose model is the average of several, trained one after another.
 
-Member i trains as a run of its own with seed `seed + i` on the same split (split_seed fixed) into
+Member i trains as a run of its own with seed `seed + SEED_STEP * i` on the same split (split_seed fixed) into
 RUN/members/i. The run folder then holds what any finished run holds, for the average: config.json
 (the settings, with `members`, and an "ensemble" record), model.safetensors (the members' weights
 under members.<i>.), metrics.json and test_predictions.csv measured on the mean of the members'
@@ -27,6 +27,9 @@ from .finish import RunResult, reference_line
 from .setup import default_run_dir
 
 MEMBERS = "members"  # RUN/members/<i>: each member's own run folder
+# member i trains with seed + SEED_STEP * i: the first is the run that seed alone would train, and runs of
+# neighbouring seeds (compare --seeds 0,1,2, the benchmark suite) share no member, so their spread is honest
+SEED_STEP = 1000
 
 
 def train_members(config: TrainConfig, train_one: Callable[..., RunResult], log, resume: bool, exclude) -> RunResult:
@@ -39,7 +42,7 @@ def train_members(config: TrainConfig, train_one: Callable[..., RunResult], log,
     if distributed.active():
         raise UserError(f"members {config.members} trains in one process: run it without torchrun")
     out = Path(config.out) if config.out else default_run_dir(config)
-    seeds = [config.seed + i for i in range(config.members)]
+    seeds = [config.seed + SEED_STEP * i for i in range(config.members)]
     results = []
     for i, seed in enumerate(seeds):
         log(f"member {i + 1} of {config.members}: seed {seed}")
@@ -48,7 +51,8 @@ def train_members(config: TrainConfig, train_one: Callable[..., RunResult], log,
             members=1,
             seed=seed,
             split_seed=config.data_split_seed(),  # one split for all
-            fit_minutes=config.fit_minutes / config.members,
+            fit_minutes=config.fit_minutes / config.members,  # the run's time, shared
+            time_budget_s=config.time_budget_s / config.members,
             report=False,
             out=str(out / MEMBERS / str(i)),
         )
@@ -60,8 +64,13 @@ def write_average(out: Path, config: TrainConfig, seeds: list[int], results: lis
     """The run folder of the members' average, from their results and the first member's folder."""
     first = results[0]
     record = run_folder.read_record(first.run_dir)
-    record["config"] |= {"members": config.members, "seed": config.seed, "fit_minutes": config.fit_minutes}
-    record["config"]["out"] = str(out)
+    record["config"] |= {
+        "members": config.members,
+        "seed": config.seed,
+        "fit_minutes": config.fit_minutes,
+        "time_budget_s": config.time_budget_s,
+        "out": str(out),
+    }
     record["ensemble"] = {
         "members": len(results),
         "seeds": seeds,
