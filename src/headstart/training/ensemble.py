@@ -20,7 +20,7 @@ from ..config import TrainConfig
 from ..errors import UserError
 from ..evaluation.metrics import classification_metrics, summary_line
 from ..evaluation.plots import plot_confusion_matrix
-from ..files import save_weights, write_json
+from ..files import link_atomic, save_weights, write_json
 from ..model import Ensemble, mean_probabilities
 from ..runtime import distributed
 from .finish import RunResult, reference_line
@@ -77,7 +77,7 @@ def write_average(out: Path, config: TrainConfig, seeds: list[int], results: lis
         "runs": [str(r.run_dir.relative_to(out)) for r in results],
     }
     run_folder.write_start(out, record, [])
-    shutil.copyfile(first.run_dir / run_folder.SKIPPED, out / run_folder.SKIPPED)
+    link_atomic(first.run_dir / run_folder.SKIPPED, out / run_folder.SKIPPED)  # one split: the same skipped
     if (first.run_dir / run_folder.TOKENIZER).is_dir():
         shutil.copytree(first.run_dir / run_folder.TOKENIZER, out / run_folder.TOKENIZER, dirs_exist_ok=True)
     model = Ensemble([r.model for r in results]).eval()
@@ -106,7 +106,7 @@ def write_average(out: Path, config: TrainConfig, seeds: list[int], results: lis
     # no best or last epoch of its own: the history and curves shown are the first member's
     write_json(out / run_folder.METRICS, {**metrics, "checkpoints": {}})
     for name in (run_folder.HISTORY, run_folder.HISTORY_CSV, run_folder.CURVES):
-        shutil.copyfile(first.run_dir / name, out / name)
+        link_atomic(first.run_dir / name, out / name)
     plot_confusion_matrix(
         metrics[shown]["confusion_matrix"],
         first.classes,
