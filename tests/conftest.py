@@ -52,6 +52,7 @@ def text_run_dir(reviews, tmp_path_factory) -> Path:
         max_length=32,
         batch_size=16,
         precision="fp32",  # so that any batching gives the same numbers to 1e-6
+        word_blend=False,  # the network's logits are the run's (tests/test_word_blend.py trains a run with a blend)
         val_fraction=0.2,
         test_fraction=0.25,
         report=False,

@@ -145,9 +145,9 @@ def test_waiting_texts_run_in_passes_of_similar_length(text_run_dir, snippets):
     inputs = served.prepare(run, Input("text", texts, "texts", many=True))
     widths = []
 
-    def forward(tokens):
-        widths.append(tokens.ids.shape)
-        return run.forward(tokens, prepare=run.feed({}).prepare).softmax(1)
+    def forward(batch):
+        widths.append(batch[0].ids.shape)
+        return served.probabilities(run, batch, run.feed({}).prepare)
 
     async def scenario():
         batcher = Batcher(forward, 8, 0.5, collate=lambda xs: served.collate(run, xs), passes=served.passes)
@@ -161,13 +161,13 @@ def test_waiting_texts_run_in_passes_of_similar_length(text_run_dir, snippets):
             await batcher.stop()
 
     rows, stats = asyncio.run(scenario())
-    lengths = [len(ids) for ids in inputs]
+    lengths = [len(x.ids) for x in inputs]
     groups = length_groups(lengths, MAX_PADDING)
     assert sorted(widths) == sorted((len(g), max(lengths[i] for i in g)) for g in groups)
     assert lengths[1::2] == [32, 32, 32] and max(lengths[0::2]) < 20
     assert [1, 3, 5] in [sorted(g) for g in groups] and stats["batches"] == len(groups) < len(texts)
     for x, row in zip(inputs, rows):
-        alone = run.forward(served.collate(run, [x]), prepare=run.feed({}).prepare).softmax(1)[0]
+        alone = served.probabilities(run, served.collate(run, [x]), run.feed({}).prepare)[0]
         assert torch.allclose(row, alone, atol=1e-5)
 
 
@@ -178,12 +178,12 @@ def test_texts_prepared_on_many_threads_at_once_are_each_cut_at_max_length(text_
     run = load_run(text_run_dir)
     served = TextInputs()
     short, long = snippets[0], snippets[-1]
-    expected = {text: served.prepare(run, Input("text", [text], "text"))[0].tolist() for text in (short, long)}
+    expected = {text: served.prepare(run, Input("text", [text], "text"))[0].ids.tolist() for text in (short, long)}
     assert len(expected[long]) == 32 and len(expected[short]) < 32
 
     def one(i: int) -> bool:
         text = long if i % 2 else short
-        return served.prepare(run, Input("text", [text], "text"))[0].tolist() == expected[text]
+        return served.prepare(run, Input("text", [text], "text"))[0].ids.tolist() == expected[text]
 
     with ThreadPoolExecutor(8) as pool:
         assert all(pool.map(one, range(2000)))

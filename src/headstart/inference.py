@@ -22,6 +22,7 @@ from .evaluation.metrics import classification_metrics
 from .files import load_weights, write_json
 from .model import Classifier, Ensemble
 from .runtime.environment import cpu_supports_bf16
+from .word_blend import WordBlend
 
 
 @dataclass
@@ -32,6 +33,7 @@ class LoadedRun:
     preprocessing: Preprocessing | TextPreprocessing
     record: dict  # the run's config.json
     tokenizer: object | None = None  # a text run's, from its folder
+    words: WordBlend | None = None  # a text run's word model, when its scores are blended in (word_blend.py)
 
     @property
     def kind(self):
@@ -50,12 +52,15 @@ class LoadedRun:
     def logits(self, samples: list[Sample], inputs: dict, precision: str | None = None) -> torch.Tensor:
         """Float32 logits for samples whose decoded images (or texts) `inputs` holds by path (name),
         computed as the run computed its final metrics: in its precision (see `forward`) and with
-        its batch size."""
+        its batch size; with the word scores added for a text run that blends them."""
         feed = self.feed(inputs)
         loader = feed.loader(
             samples, {c: i for i, c in enumerate(self.classes)}, self.record["config"]["batch_size"], 0
         )
-        return torch.cat([self.forward(x, precision, feed.prepare) for x, _ in loader])
+        logits = torch.cat([self.forward(x, precision, feed.prepare) for x, _ in loader])
+        if self.words is not None:
+            return self.words.add(logits, self.words.scores([inputs[s.path] for s in samples]))
+        return logits
 
     @torch.no_grad()
     def forward(self, batch, precision: str | None = None, prepare=None) -> torch.Tensor:
@@ -104,7 +109,8 @@ def load_run(run_dir: str | Path, checkpoint: str = "model") -> LoadedRun:
         if isinstance(prep, TextPreprocessing)
         else None
     )
-    return LoadedRun(run_dir, build_classifier(record, weights_path), record["classes"], prep, record, tokenizer)
+    words = WordBlend.load(run_dir) if tokenizer is not None else None
+    return LoadedRun(run_dir, build_classifier(record, weights_path), record["classes"], prep, record, tokenizer, words)
 
 
 def build_classifier(record: dict, weights_path: str | Path) -> Classifier | Ensemble:

@@ -12,6 +12,8 @@ serve and reporting all go through here.
                           keep_resume_state)
     metrics.json          final metrics, and which file holds the best and the last epoch
     test_predictions.csv, learning_curves.png, confusion_matrix.png
+    words.json, .safetensors  a text run's word model, when its scores are blended into the model's
+                          (word_blend.py)
     auto.json             how `train --minutes` chose the run: candidates probed, the plan and why
     members/<i>/          a run of several members (members > 1): each one's own run folder; the run's
                           model averages theirs (training/ensemble.py)
@@ -32,6 +34,7 @@ import torch
 from .config import TrainConfig, config_from_dict
 from .errors import UserError
 from .files import link_atomic, rows_to_csv, save_weights, write_json, write_text
+from .word_blend import WORDS_JSON, WORDS_WEIGHTS
 
 CONFIG, METRICS, HISTORY, HISTORY_CSV = "config.json", "metrics.json", "history.json", "history.csv"
 MODEL, BEST, LAST = "model.safetensors", "best.safetensors", "last.safetensors"
@@ -82,6 +85,8 @@ def checkpoint_path(run_dir: str | Path, which: str = "model") -> Path:
 def write_start(run_dir: Path, record: dict, skipped: list[tuple[str, str]], tokenizer=None) -> None:
     """What a run folder holds from the start: config.json, skipped.csv, a text run's tokenizer."""
     run_dir.mkdir(parents=True, exist_ok=True)
+    for name in (WORDS_JSON, WORDS_WEIGHTS):  # an earlier run's word model in this folder is not this run's
+        (run_dir / name).unlink(missing_ok=True)
     write_json(run_dir / CONFIG, record)
     write_text(run_dir / SKIPPED, rows_to_csv(["path", "reason"], skipped))
     if tokenizer is not None:

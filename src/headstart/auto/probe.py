@@ -86,15 +86,22 @@ def probe(built: Built, candidate: Candidate, log) -> tuple[dict, np.ndarray]:
     _, _, train_loader, _, val_loader = cached
     head, _, _ = exact_head_on_cache(train_loader.dataset, val_loader.dataset, len(built.splits.classes))
     record = {
-        "backbone": candidate.backbone,
-        "image_size": built.prep.input_size if built.kind.name == "image" else None,
-        "candidate": candidate.name,
+        **identity(built, candidate),
         "probe_val_accuracy": head.val_accuracy,
         "probe_C": head.c,
-        "max_epochs": built.config.epochs,
         "probe_seconds": round(time.perf_counter() - started, 2),
     }
     return record, head.val_correct
+
+
+def identity(built: Built, candidate: Candidate) -> dict:
+    """What every candidate's record in auto.json starts with: which model at which side, and its most epochs."""
+    return {
+        "backbone": candidate.backbone,
+        "image_size": built.prep.input_size if built.kind.name == "image" else None,
+        "candidate": candidate.name,
+        "max_epochs": built.config.epochs,
+    }
 
 
 def time_fine_tuning(built: Built, fine_tune: str) -> dict:

@@ -30,7 +30,7 @@ from ..runtime import distributed
 from ..training.run import RunResult, train
 from .candidates import candidates_for, default_candidate
 from .plan import MIN_EPOCHS, affordable_epochs, against_default, make_plan, ranked
-from .probe import ProbeFailed, build, probe, time_fine_tuning
+from .probe import ProbeFailed, build, identity, probe, time_fine_tuning
 
 # probing stops once it has taken this share of the budget (the candidates are listed cheapest first)
 PROBE_SHARE = 0.4
@@ -92,16 +92,14 @@ def train_within(
         if "epoch_seconds" not in leader:
             if leader is not record:
                 made = build(config, by_name[leader["candidate"]], listed, survey, config.strategy, exclude, quiet)
-            leader.update(time_fine_tuning(made, config.strategy))
-            log(f"{config.strategy} on {leader['candidate']}: {leader['epoch_seconds']:.0f} s an epoch here")
+            time_into(leader, made, config.strategy, log)
     if not probes:
         raise UserError(f"no candidate could be probed: {'; '.join(n['why'] for n in not_probed)}")
     # the best-ranked probes in turn, until one affords fine-tuning: the plan is then that one
     for record in ranked(probes):
         if "epoch_seconds" not in record:
             made = build(config, by_name[record["candidate"]], listed, survey, config.strategy, exclude, quiet)
-            record.update(time_fine_tuning(made, config.strategy))
-            log(f"{config.strategy} on {record['candidate']}: {record['epoch_seconds']:.0f} s an epoch here")
+            time_into(record, made, config.strategy, log)
         left = budget - (time.perf_counter() - started)
         if affordable_epochs(record, left, config.members) >= MIN_EPOCHS[kind.name] or left <= 0:
             break
@@ -136,21 +134,20 @@ def time_the_only_candidate(config, candidate, default, listed, survey, left, ex
     epochs of it fit in `left` seconds (the exact head is then the model). Probing it otherwise would rank
     nothing and cost the run its time (on Rotten Tomatoes about 30 s of a 150 s run)."""
     made = build(config, candidate, listed, survey, config.strategy, exclude, quiet)
-    record = {
-        "backbone": candidate.backbone,
-        "image_size": made.prep.input_size if made.kind.name == "image" else None,
-        "candidate": candidate.name,
-        "max_epochs": made.config.epochs,
-        **({"default": True} if candidate == default else {}),
-    }
-    record.update(time_fine_tuning(made, config.strategy))
-    log(f"{config.strategy} on {candidate.name}: {record['epoch_seconds']:.0f} s an epoch here")
+    record = {**identity(made, candidate), **({"default": True} if candidate == default else {})}
+    time_into(record, made, config.strategy, log)
     left -= record["timing_seconds"]
     if affordable_epochs(record, left, config.members) < MIN_EPOCHS[made.kind.name]:
         probed, _ = probe(made, candidate, quiet)
         record.update(probed)
         log(f"probe {candidate.name}: exact head {record['probe_val_accuracy']:.1%} on validation")
     return record
+
+
+def time_into(record: dict, made, fine_tune: str, log) -> None:
+    """Add to a candidate's record what an epoch of `fine_tune` costs on it here, and say so."""
+    record.update(time_fine_tuning(made, fine_tune))
+    log(f"{fine_tune} on {record['candidate']}: {record['epoch_seconds']:.0f} s an epoch here")
 
 
 def compare_with_default(probes: list[dict], correct: dict, default: str) -> None:

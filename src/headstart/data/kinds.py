@@ -35,6 +35,8 @@ class ImageKind:
 
     def check(self, config: TrainConfig) -> None:
         """Settings this kind refuses."""
+        if config.word_blend:
+            raise UserError("word_blend adds a text's TF-IDF word scores: it does not apply to images; leave it unset")
 
     def preprocessing(self, backbone: Backbone, config: TrainConfig) -> Preprocessing:
         """The backbone's preprocessing at the run's image size and crop."""

@@ -57,20 +57,42 @@ REFERENCES = {
 }
 
 
-def fit_reference(kind: str, train_x, train_y: list[str], test_x) -> tuple[list[str], float]:
-    """The reference for this kind of data fitted on the training items; its predictions for the test
-    items and the seconds fitting and predicting took. Inputs: pixel_features rows, or texts."""
-    start = time.perf_counter()
+def fitted_reference(kind: str, train_x, train_y: list[str]):
+    """The reference for this kind of data fitted on the training items (pixel_features rows, or texts);
+    None when every training item has the same class (nothing to fit)."""
+    if len(set(train_y)) < 2:
+        return None
     model = REFERENCES[kind][1]()
-    if len(set(train_y)) < 2:  # nothing to fit: every training item has the same class
-        return [train_y[0]] * len(test_x), time.perf_counter() - start
     with warnings.catch_warnings():  # a logistic regression stopped at max_iter is still the reference
         warnings.simplefilter("ignore", category=UserWarning)
         model.fit(train_x, train_y)
-    return [str(p) for p in model.predict(test_x)], time.perf_counter() - start
+    return model
 
 
-def reference_metrics(kind: str, train_x, train_y: list[str], eval_x, eval_y: list[str], classes: list[str]) -> dict:
-    """The reference's name, its metrics on the evaluated items, and its seconds."""
-    predicted, seconds = fit_reference(kind, train_x, train_y, eval_x)
-    return {"name": REFERENCES[kind][0], **label_metrics(eval_y, predicted, classes), "seconds": round(seconds, 2)}
+def fit_reference(kind: str, train_x, train_y: list[str], test_x) -> tuple[list[str], float]:
+    """The reference fitted on the training items; its predictions for the test items and the seconds
+    fitting and predicting took."""
+    start = time.perf_counter()
+    model = fitted_reference(kind, train_x, train_y)
+    return predictions(model, train_y, test_x), time.perf_counter() - start
+
+
+def reference_metrics(
+    kind: str, train_x, train_y: list[str], eval_x, eval_y: list[str], classes: list[str]
+) -> tuple[dict, object]:
+    """The reference's name, its metrics on the evaluated items and its seconds; and the fitted reference
+    (None when there was nothing to fit)."""
+    start = time.perf_counter()
+    model = fitted_reference(kind, train_x, train_y)
+    predicted = predictions(model, train_y, eval_x)
+    seconds = time.perf_counter() - start
+    return {
+        "name": REFERENCES[kind][0],
+        **label_metrics(eval_y, predicted, classes),
+        "seconds": round(seconds, 2),
+    }, model
+
+
+def predictions(model, train_y: list[str], x) -> list[str]:
+    """A fitted reference's classes for `x`; with nothing fitted, the one class of the training items."""
+    return [train_y[0]] * len(x) if model is None else [str(p) for p in model.predict(x)]

@@ -43,6 +43,11 @@ def export_run(
     path = out / FILES[format]
     exporter = EXPORTERS[format](net, spec.example(run), path, log, spec, run)
     spec.write_beside(run, out)
+    if run.words is not None:
+        log(
+            f"the run's model adds word scores to this graph's logits (weight {run.words.weight:g}): the word model is "
+            f"beside it, and {PREPROCESSING}'s word_blend says how"
+        )
     write_json(out / PREPROCESSING, spec.preprocessing_record(run))
     load = LOADERS[format](path, run, spec)
     inputs, described = spec.check_inputs(run)

@@ -27,6 +27,7 @@ from ..data.texts import read_rows
 from ..errors import UserError
 from ..files import write_atomic
 from ..inference import LoadedRun
+from ..word_blend import WORDS_JSON, WORDS_WEIGHTS
 
 CHECK_PER_LENGTH = 3  # texts compared from each of the shortest, the middle and the longest
 CHECK_CANDIDATES = 500  # texts whose lengths are measured to choose from
@@ -82,6 +83,8 @@ class TextExport:
     def write_beside(self, run: LoadedRun, out: Path) -> None:
         """The run's tokenizer, in tokenizer/; its tokenizer.json set to cut at max_length and pad to
         the longest text of a batch, so the `tokenizers` library alone tokenizes as the model expects."""
+        if run.words is not None:
+            run.words.save(out)
         folder = out / run_folder.TOKENIZER
         run.tokenizer.save_pretrained(folder)
         backend = getattr(run.tokenizer, "backend_tokenizer", None)
@@ -137,11 +140,25 @@ class TextExport:
                 "shape": ["batch", len(run.classes)],
                 "meaning": "logits in the order of `classes`; softmax gives probabilities",
             },
+            **({"word_blend": word_blend_record(run)} if run.words is not None else {}),
             "safetensors": "model.safetensors holds the weights of headstart's Classifier (body -> head; a run of "
             "several members: an Ensemble of them, keys members.<i>.), which takes "
             "headstart's Tokens(ids, mask); rebuild it with headstart.inference.build_classifier(config.json of "
             "the run, the file)",
         }
+
+
+def word_blend_record(run: LoadedRun) -> dict:
+    """How the run's model adds its word scores to the graph's logits (word_blend.py)."""
+    return {
+        "files": [WORDS_JSON, WORDS_WEIGHTS],
+        "weight": run.words.weight,
+        "scores": "log_softmax(the graph's logits) + weight * (tfidf(text) @ coef.T + intercept); softmax gives the "
+        "run's probabilities",
+        "tfidf": f"of the whole text (not cut at max_length): scikit-learn's TfidfVectorizer with {WORDS_JSON}'s "
+        f"vectorizer settings and vocabulary, idf_ = idf from {WORDS_WEIGHTS}",
+        "meaning": "the graph is the run's network alone; headstart predict and serve add these word scores",
+    }
 
 
 def pad_id(run: LoadedRun) -> int:

@@ -98,6 +98,7 @@ def run_record(
         "reference": m.get("reference"),
         "auto": read_json(run_dir / run_folder.AUTO) if (run_dir / run_folder.AUTO).is_file() else None,
         "members": m.get("members"),  # a run of several members (training/ensemble.py)
+        "word_blend": m.get("word_blend"),  # a text run's choice of word scores (word_blend.py)
     }
 
 
@@ -366,7 +367,8 @@ def report_run(run_dir: str | Path, fresh_forgetting: bool = False) -> Path:
     """The report of one run folder, written into it."""
     r = run_record(run_dir, fresh_forgetting=fresh_forgetting)
     title = f"{r['label']} on {Path(r['settings']['data']).name} with {r['backbone']}"
-    return build_report([r], run_dir, title, single_run_budget(r), [members_note(r)] if r["members"] else [])
+    notes = ([members_note(r)] if r["members"] else []) + ([word_blend_note(r)] if r["word_blend"] else [])
+    return build_report([r], run_dir, title, single_run_budget(r), notes)
 
 
 def members_note(r: dict) -> str:
@@ -377,6 +379,23 @@ def members_note(r: dict) -> str:
         f"This model is the average of {len(members)} models trained on the same split with different seeds (the "
         f"mean of their class probabilities); each alone on the {split} split: {each}. The learning curves are the "
         f"first one's; each has its own run folder under {Path(r['run_dir']) / 'members'}."
+    )
+
+
+def word_blend_note(r: dict) -> str:
+    """What the page says of a text run's word blend: chosen or not, and what it measured."""
+    blend, split = r["word_blend"], r["split_name"]
+    by_weight = blend["val_accuracy_by_weight"]
+    if not blend["weight"]:
+        return (
+            f"The cheap reference's word scores were tried beside the network's and left out: on the validation split "
+            f"no weight of them scored above the network alone ({by_weight['0.0']:.1%})."
+        )
+    return (
+        f"This model adds the cheap reference's word scores (TF-IDF of the whole text, linear SVM) to the network's, "
+        f"at weight {blend['weight']:g}, chosen on the validation split ({by_weight['0.0']:.1%} for the network alone, "
+        f"{by_weight[str(blend['weight'])]:.1%} with them; validation figures lean high, as the weight was chosen "
+        f"there). On the {split} split the network alone scores {blend['network_accuracy'][split]:.1%}."
     )
 
 

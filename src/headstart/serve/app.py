@@ -49,7 +49,7 @@ def create_app(
     served = SERVED[run.kind.name]
     prepare = run.feed({}).prepare  # what the run's batches go through before the model (images: normalised)
     batcher = Batcher(
-        lambda batch: run.forward(batch, prepare=prepare).softmax(1),
+        partial(served.probabilities, run, prepare=prepare),
         max_batch,
         max_wait_ms / 1000,
         collate=partial(served.collate, run),

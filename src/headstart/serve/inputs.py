@@ -4,12 +4,14 @@ batched, and what /health says about the input.
 
 Images: decoded and transformed as `headstart predict` does; every waiting image in one pass.
 Texts: tokenized with the run's tokenizer and cut at max_length as `headstart predict` does; the
-waiting texts are sorted by length and cut into passes whose padding stays small (`length_groups`).
+waiting texts are sorted by length and cut into passes whose padding stays small (`length_groups`);
+a run with a word blend adds each text's word scores (word_blend.py), as `headstart predict` does.
 """
 
 from __future__ import annotations
 
 import threading
+from typing import NamedTuple
 
 import torch
 
@@ -40,6 +42,9 @@ class ImageInputs:
     def collate(self, run: LoadedRun, inputs: list[torch.Tensor]) -> torch.Tensor:
         return torch.stack(inputs)
 
+    def probabilities(self, run: LoadedRun, batch: torch.Tensor, prepare) -> torch.Tensor:
+        return run.forward(batch, prepare=prepare).softmax(1)
+
     def describe(self, run: LoadedRun) -> dict:
         return {"input_size": run.preprocessing.input_size}
 
@@ -55,8 +60,9 @@ class TextInputs:
         # and its encoding, and a long text comes back uncut (measured: 93 of 2,000). One call at a time
         self.tokenizing = threading.Lock()
 
-    def prepare(self, run: LoadedRun, item: Input) -> list[torch.Tensor]:
-        """Each text's token ids, cut at max_length; 400 for an empty text or one over MAX_TEXT_CHARS."""
+    def prepare(self, run: LoadedRun, item: Input) -> list["PreparedText"]:
+        """Each text's token ids, cut at max_length, and its word scores when the run blends them in (else
+        None); 400 for an empty text or one over MAX_TEXT_CHARS."""
         for i, text in enumerate(item.data):
             where = f'"texts"[{i}]' if item.many else "the text"
             if not text.strip():
@@ -68,19 +74,31 @@ class TextInputs:
         names = [str(i) for i in range(len(item.data))]
         with self.tokenizing:
             tokens, _ = tokenize_texts(dict(zip(names, item.data)), run.tokenizer, run.preprocessing.max_length)
-        return [tokens[n] for n in names]
+        words = run.words.scores(item.data) if run.words is not None else [None] * len(names)
+        return [PreparedText(tokens[n], w) for n, w in zip(names, words)]
 
-    def passes(self, inputs: list[torch.Tensor]) -> list[list[int]]:
-        return length_groups([len(ids) for ids in inputs], MAX_PADDING)
+    def passes(self, inputs: list["PreparedText"]) -> list[list[int]]:
+        return length_groups([len(x.ids) for x in inputs], MAX_PADDING)
 
-    def collate(self, run: LoadedRun, inputs: list[torch.Tensor]):
-        """Tokens padded to the longest, as `headstart predict` pads a batch."""
+    def collate(self, run: LoadedRun, inputs: list["PreparedText"]) -> tuple:
+        """Tokens padded to the longest, as `headstart predict` pads a batch, and the texts' word scores (or None)."""
         pad_id = run.tokenizer.pad_token_id if run.tokenizer.pad_token_id is not None else 0
-        tokens, _ = PadCollate(pad_id)([(ids, 0) for ids in inputs])
-        return tokens
+        tokens, _ = PadCollate(pad_id)([(x.ids, 0) for x in inputs])
+        return tokens, torch.stack([x.words for x in inputs]) if run.words is not None else None
+
+    def probabilities(self, run: LoadedRun, batch: tuple, prepare) -> torch.Tensor:
+        tokens, words = batch
+        logits = run.forward(tokens, prepare=prepare)
+        return (run.words.add(logits, words) if words is not None else logits).softmax(1)
 
     def describe(self, run: LoadedRun) -> dict:
-        return {"max_length": run.preprocessing.max_length, "max_text_chars": MAX_TEXT_CHARS}
+        blend = {"word_blend_weight": run.words.weight} if run.words is not None else {}
+        return {"max_length": run.preprocessing.max_length, "max_text_chars": MAX_TEXT_CHARS, **blend}
+
+
+class PreparedText(NamedTuple):
+    ids: torch.Tensor  # token ids, cut at max_length
+    words: torch.Tensor | None  # the text's word scores, for a run with a word blend
 
 
 def length_groups(lengths: list[int], max_padding: float) -> list[list[int]]:

@@ -10,6 +10,7 @@ predicting, serving and exporting read it as any run (inference.build_classifier
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import shutil
 from pathlib import Path
@@ -23,7 +24,8 @@ from ..evaluation.plots import plot_confusion_matrix
 from ..files import link_atomic, save_weights, write_json
 from ..model import Ensemble, mean_probabilities
 from ..runtime import distributed
-from .finish import RunResult, reference_line
+from ..word_blend import blend
+from .finish import RunResult, reference_line, word_blend_line
 from .setup import default_run_dir
 
 MEMBERS = "members"  # RUN/members/<i>: each member's own run folder
@@ -84,10 +86,16 @@ def write_average(out: Path, config: TrainConfig, seeds: list[int], results: lis
     save_weights(out / run_folder.MODEL, model)
 
     metrics = {k: v for k, v in first.metrics.items() if k not in ("val", "test", "wall_seconds", "checkpoints")}
-    outputs = {}
-    for split, (_, labels) in first.outputs.items():
-        logits = mean_probabilities([r.outputs[split][0] for r in results])
-        outputs[split] = (logits, labels)
+    outputs = {
+        split: (mean_probabilities([r.outputs[split][0] for r in results]), labels)
+        for split, (_, labels) in first.outputs.items()
+    }
+    scored, words = outputs, copy.copy(first.words)  # the members share the split, so the first's word model fits all
+    if words is not None:
+        scored, metrics["word_blend"] = blend(outputs, words, first.word_scores, always=bool(config.word_blend))
+        if words.weight:
+            words.save(out)
+    for split, (logits, labels) in scored.items():
         metrics[split] = classification_metrics(logits, labels, first.classes)
     metrics["members"] = [
         {
@@ -101,8 +109,8 @@ def write_average(out: Path, config: TrainConfig, seeds: list[int], results: lis
     ]
     metrics["wall_seconds"] = sum(r.metrics["wall_seconds"] for r in results)
     shown = "test" if "test" in outputs else "val"
-    if "test" in outputs:
-        run_folder.write_predictions_of(out, first.run_dir, outputs["test"][0], first.classes)
+    if "test" in scored:
+        run_folder.write_predictions_of(out, first.run_dir, scored["test"][0], first.classes)
     # no best or last epoch of its own: the history and curves shown are the first member's
     write_json(out / run_folder.METRICS, {**metrics, "checkpoints": {}})
     for name in (run_folder.HISTORY, run_folder.HISTORY_CSV, run_folder.CURVES):
@@ -115,7 +123,9 @@ def write_average(out: Path, config: TrainConfig, seeds: list[int], results: lis
     )
     each = ", ".join(f"{100 * m[f'{shown}_accuracy']:.1f}%" for m in metrics["members"])
     log(f"{shown}: {summary_line(metrics[shown])} (the average of {len(results)} members; each alone: {each})")
+    if words is not None and words.weight:
+        log(word_blend_line(metrics["word_blend"], shown))
     if metrics.get("reference"):
         log(reference_line(metrics[shown], metrics["reference"]))
     log(f"model (the average of {len(results)} members): {out / run_folder.MODEL}")
-    return RunResult(out, metrics, model, first.classes, outputs)
+    return RunResult(out, metrics, model, first.classes, outputs, words, first.word_scores)

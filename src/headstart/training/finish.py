@@ -13,6 +13,7 @@ from ..evaluation.reference import reference_metrics
 from ..files import load_weights
 from ..model import Classifier
 from ..runtime import distributed
+from ..word_blend import WordBlend, blend
 from .epoch import predict_logits
 from .fit import Fitted
 from .setup import Setup
@@ -24,8 +25,11 @@ class RunResult:
     metrics: dict
     model: Classifier
     classes: list[str]
-    # split -> (logits, labels) that its metrics were measured on, rows in the split's order
+    # split -> (the network's logits, labels), rows in the split's order (its metrics: with the word blend, if any)
     outputs: dict = field(default_factory=dict)
+    # a text run's word model (word_blend.py; weight 0: not blended) and its scores by split, for an ensemble's average
+    words: WordBlend | None = None
+    word_scores: dict = field(default_factory=dict)
 
 
 def model_source(config, fitted: Fitted) -> str:
@@ -69,24 +73,35 @@ def finish(run: Setup, fitted: Fitted) -> RunResult:
         "mirror_average": net.mirror_average,
     }
     prepare = run.train_inputs.prepare
-    outputs = {}
-    for name, loader in run.eval_loaders.items():
-        logits, labels = outputs[name] = distributed.gather_rows(*predict_logits(net, prepare, loader, run.accelerator))
-        metrics[name] = classification_metrics(logits, labels, run.classes)
-        if name == "test" and distributed.is_main():
-            run_folder.write_predictions(run_dir, run.splits.test, logits, run.classes, run.feed.texts)
+    outputs = {
+        name: distributed.gather_rows(*predict_logits(net, prepare, loader, run.accelerator))
+        for name, loader in run.eval_loaders.items()
+    }
     metrics["history"] = history
-    metrics["wall_seconds"] = run.wall_seconds()
     metrics["train_images_per_s"] = training_rate(history)
     if not distributed.is_main():
+        metrics |= {name: classification_metrics(*outputs[name], run.classes) for name in outputs}
         return RunResult(run_dir, metrics, net, run.classes, outputs)
 
-    shown = "test" if "test" in metrics else "val"
+    shown = "test" if "test" in outputs else "val"
     try:
-        metrics["reference"] = cheap_reference(run, shown)
+        metrics["reference"], reference = cheap_reference(run, shown)
     except ValueError as e:  # e.g. texts with no word TF-IDF keeps: the run stands without its reference
-        metrics["reference"] = None
+        metrics["reference"], reference = None, None
         log(f"warning: the cheap reference could not be fitted ({' '.join(str(e).split())})")
+    scored, words, word_scores = outputs, None, {}
+    if (
+        reference is not None
+        and kind_of(run.prep).name == "text"
+        and config.word_blend is not False
+        and "val" in outputs
+    ):
+        scored, words, word_scores, metrics["word_blend"] = blend_words(run, outputs, reference, shown)
+    for name, (logits, labels) in scored.items():
+        metrics[name] = classification_metrics(logits, labels, run.classes)
+    if "test" in scored:
+        run_folder.write_predictions(run_dir, run.splits.test, scored["test"][0], run.classes, run.feed.texts)
+    metrics["wall_seconds"] = run.wall_seconds()
 
     run_folder.write_results(run_dir, metrics, history, source, lean=not config.keep_resume_state)
     if not config.keep_resume_state:
@@ -105,23 +120,44 @@ def finish(run: Setup, fitted: Fitted) -> RunResult:
         f"model (epoch {model_epoch}, {source}): {run_dir / run_folder.MODEL}; plots: {run_dir / run_folder.CURVES}, "
         f"{run_dir / run_folder.CONFUSION}"
     )
-    return RunResult(run_dir, metrics, net, run.classes, outputs)
+    return RunResult(run_dir, metrics, net, run.classes, outputs, words, word_scores)
 
 
-def cheap_reference(run: Setup, split: str) -> dict:
-    """The cheap reference (evaluation/reference.py) fitted on the run's training split and scored on `split`."""
+def cheap_reference(run: Setup, split: str) -> tuple[dict, object]:
+    """The cheap reference (evaluation/reference.py) fitted on the run's training split and scored on `split`,
+    and the fitted reference itself."""
     kind, samples = kind_of(run.prep), getattr(run.splits, split)
-    return {
-        "split": split,
-        **reference_metrics(
-            kind.name,
-            kind.reference_inputs(run.splits.train, run.feed),
-            [s.label for s in run.splits.train],
-            kind.reference_inputs(samples, run.feed),
-            [s.label for s in samples],
-            run.classes,
-        ),
-    }
+    record, fitted = reference_metrics(
+        kind.name,
+        kind.reference_inputs(run.splits.train, run.feed),
+        [s.label for s in run.splits.train],
+        kind.reference_inputs(samples, run.feed),
+        [s.label for s in samples],
+        run.classes,
+    )
+    return {"split": split, **record}, fitted
+
+
+def blend_words(run: Setup, outputs: dict, reference, shown: str) -> tuple[dict, WordBlend, dict, dict]:
+    """A text run's word model, from its fitted reference; the outputs as the model scores them (with the word
+    scores where validation chooses them: word_blend.py); the word scores by split; and the record of the choice."""
+    words = WordBlend.from_reference(reference, run.classes)
+    texts = {name: kind_of(run.prep).reference_inputs(getattr(run.splits, name), run.feed) for name in outputs}
+    scores = {name: words.scores(texts[name]) for name in outputs}
+    scored, record = blend(outputs, words, scores, always=bool(run.config.word_blend))
+    if words.weight:
+        words.save(run.run_dir)
+        run.log(word_blend_line(record, shown))
+    return scored, words, scores, record
+
+
+def word_blend_line(record: dict, shown: str) -> str:
+    alone = record["network_accuracy"][shown]
+    return (
+        f"word blend: the reference's word scores added at weight {record['weight']:g} (chosen on validation: "
+        f"{record['val_accuracy_by_weight']['0.0']:.4f} -> {record['val_accuracy_by_weight'][str(record['weight'])]:.4f}); "
+        f"the network alone on {shown}: accuracy {alone:.4f}"
+    )
 
 
 def reference_line(result: dict, reference: dict) -> str:
