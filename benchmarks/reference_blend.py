@@ -7,7 +7,7 @@ Every run already fits its cheap reference (TF-IDF + linear SVM for texts, a log
 text's first 256 tokens, TF-IDF every word of it. This reloads each run, predicts its validation and
 test splits, fits the reference on the training split as the run does, and scores the blend
 log p_model + w * s_reference (s: the SVM's decision values, or the logistic regression's log
-probabilities) for w on a grid: w chosen on validation as a run chooses it (headstart/word_blend.py), and
+probabilities) for w on a grid: w chosen on validation as a run chooses it (headstart/evaluation/word_blend.py), and
 every w on test.
 It trains no network and changes no run.
 """
@@ -15,8 +15,8 @@ It trains no network and changes no run.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
-import warnings
 from collections import defaultdict
 from pathlib import Path
 from types import SimpleNamespace
@@ -25,10 +25,10 @@ import numpy as np
 import torch
 
 from common import write_results
-from headstart.evaluation.reference import REFERENCES
+from headstart.evaluation.reference import fitted_reference
+from headstart.evaluation.word_blend import WEIGHTS as BLEND_WEIGHTS
+from headstart.evaluation.word_blend import WordBlend, choose_weight
 from headstart.inference import load_run, run_data
-from headstart.word_blend import WEIGHTS as BLEND_WEIGHTS
-from headstart.word_blend import choose_weight
 
 WEIGHTS = [0.0, *BLEND_WEIGHTS, 16.0]  # the run's (word_blend.WEIGHTS), and one more to see past its end
 
@@ -53,26 +53,23 @@ def scores(run_dir: Path, keep: Path | None) -> dict:
 
 
 def compute(run_dir: Path) -> dict:
-    run = load_run(run_dir)
+    """Texts: the word scores a run adds (word_blend.WordBlend); images: the pixel model's log probabilities."""
+    run = dataclasses.replace(load_run(run_dir), words=None)  # the network alone, whether or not the run blends
     index = {c: i for i, c in enumerate(run.classes)}
     splits, inputs, _ = run_data(run, None)
     feed = SimpleNamespace(inputs=inputs, texts=inputs)  # what reference_inputs reads: decoded images, or texts
     train = [s for s in splits.train if s.path in inputs]
-    reference = REFERENCES[run.modality][1]()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        reference.fit(run.kind.reference_inputs(train, feed), [s.label for s in train])
-    order = [index[str(c)] for c in reference.classes_]
+    reference = fitted_reference(run.modality, run.kind.reference_inputs(train, feed), [s.label for s in train])
+    words = WordBlend.from_reference(reference, run.classes) if run.modality == "text" else None
     out = {}
     for split in ("val", "test"):
         samples = [s for s in getattr(splits, split) if s.path in inputs]
         x = run.kind.reference_inputs(samples, feed)
-        raw = reference.decision_function(x) if run.modality == "text" else reference.predict_log_proba(x)
-        raw = np.asarray(raw, dtype=np.float64)
-        if raw.ndim == 1:  # two classes: the decision value of the second
-            raw = np.stack([-raw / 2, raw / 2], 1)
-        ref = torch.zeros(len(samples), len(run.classes), dtype=torch.float64)
-        ref[:, order] = torch.from_numpy(raw)
+        if words is not None:
+            ref = words.scores(x).double()
+        else:
+            ref = torch.zeros(len(samples), len(run.classes), dtype=torch.float64)
+            ref[:, [index[str(c)] for c in reference.classes_]] = torch.from_numpy(reference.predict_log_proba(x))
         model = run.logits(samples, inputs).double().log_softmax(1)
         out[split] = (model, ref, torch.tensor([index[s.label] for s in samples]))
     return out

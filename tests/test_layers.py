@@ -5,7 +5,7 @@ The layers, lowest first (a part is a top-level module or sub-package of headsta
 
     errors, paths                      what everything may use
     files, cache_folders, runtime      atomic files, cache folders, device, precision, processes
-    config, backbones, strategies, evaluation, word_blend
+    config, backbones, strategies, evaluation
     data, model, head_init, run_folder
     training, inference                a run is trained; a finished run is used
     reporting, export, serve,          what is done with finished runs; choosing a run by measuring
@@ -29,7 +29,7 @@ import headstart
 LAYERS = [
     {"errors", "paths"},
     {"files", "cache_folders", "runtime"},
-    {"config", "backbones", "strategies", "evaluation", "word_blend"},
+    {"config", "backbones", "strategies", "evaluation"},
     {"data", "model", "head_init", "run_folder"},
     {"training", "inference"},
     {"reporting", "export", "serve", "predict_table", "auto"},

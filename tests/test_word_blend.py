@@ -1,4 +1,4 @@
-"""A text run's word blend (word_blend.py): the weight chosen on validation only where it gains there, the word
+"""A text run's word blend (evaluation/evaluation/word_blend.py): the weight chosen on validation only where it gains there, the word
 model saved without pickle and read back to the same scores, and a real blended run (minilm-l6 on Rotten
 Tomatoes snippets cut at a few tokens) that evaluates, predicts, serves and exports as it measured."""
 
@@ -18,23 +18,41 @@ import headstart
 from headstart.data.rotten_tomatoes import load_reviews
 from headstart.errors import UserError
 from headstart.evaluation.reference import fitted_reference
+from headstart.evaluation.word_blend import WORDS_JSON, WORDS_WEIGHTS, WordBlend, choose_weight
 from headstart.export import PREPROCESSING, export_run
 from headstart.inference import load_run, run_data
+from headstart.reporting.report import word_blend_note
 from headstart.serve import create_app, running_server
-from headstart.word_blend import WORDS_JSON, WORDS_WEIGHTS, WordBlend, choose_weight
 from helpers import assert_one_line_error, http_send, run_cli
 
 
-def test_the_weight_is_the_smallest_that_measures_best_on_validation_and_none_without_a_gain():
-    labels = torch.tensor([0, 1, 0, 1])
-    logits = torch.tensor([[2.0, 0.0], [0.0, 2.0], [0.0, 1.0], [1.0, 0.0]])  # the last two wrong, by 1
-    right = torch.tensor([[1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [-1.0, 1.0]])  # word scores right on all four
+def test_the_weight_is_the_smallest_that_measures_best_on_validation_and_none_without_a_gain_beyond_the_noise():
+    labels = torch.tensor([0, 1] * 20)
+    logits = torch.tensor([[2.0, 0.0], [0.0, 2.0]] * 10 + [[0.0, 1.0], [1.0, 0.0]] * 10)  # the last 20 wrong, by 1
+    right = torch.tensor([[1.0, -1.0], [-1.0, 1.0]] * 20)  # word scores right on all 40
     chosen = choose_weight(logits, right, labels)
-    assert chosen["weight"] == 1.0  # 0.5 ties the last item (argmax takes the first class): 3 of 4
+    assert chosen["weight"] == 1.0  # 0.5 ties the wrong items (argmax takes the first class): half of them
     assert chosen["val_accuracy_by_weight"]["0.0"] == 0.5 and chosen["val_accuracy_by_weight"]["1.0"] == 1.0
+    assert chosen["gain_over_network"]["difference"] == 0.5 and chosen["gain_over_network"]["beyond_noise"]
     assert choose_weight(logits, -right, labels)["weight"] == 0.0  # they only hurt
-    assert choose_weight(logits, torch.zeros(4, 2), labels)["weight"] == 0.0  # no gain: no blend
-    assert choose_weight(logits, torch.zeros(4, 2), labels, always=True)["weight"] == 0.25
+    assert choose_weight(logits, torch.zeros(40, 2), labels)["weight"] == 0.0  # no gain: no blend
+    assert choose_weight(logits, torch.zeros(40, 2), labels, always=True)["weight"] == 0.25
+    # right where the network is wrong on 2 of the 40 items, silent elsewhere: a gain on validation, within its noise
+    few = torch.zeros(40, 2)
+    few[20:22] = right[20:22]
+    small = choose_weight(logits, few, labels)
+    assert small["val_accuracy_by_weight"]["1.0"] == 0.55 and not small["gain_over_network"]["beyond_noise"]
+    assert small["weight"] == 0.0 and choose_weight(logits, few, labels, always=True)["weight"] == 1.0
+
+
+def test_the_report_says_a_gain_within_the_noise_was_left_out():
+    labels = torch.tensor([0, 1] * 20)
+    logits = torch.tensor([[2.0, 0.0], [0.0, 2.0]] * 10 + [[0.0, 1.0], [1.0, 0.0]] * 10)
+    few = torch.zeros(40, 2)
+    few[20:22] = torch.tensor([[1.0, -1.0], [-1.0, 1.0]])
+    record = {**choose_weight(logits, few, labels), "network_accuracy": {"test": 0.5}}
+    note = word_blend_note({"word_blend": record, "split_name": "test"})
+    assert "left out" in note and "5.0 points above the network alone (50.0%), within the noise" in note
 
 
 @pytest.mark.parametrize("classes", [["fresh", "rotten"], ["fresh", "rotten", "unseen"]])

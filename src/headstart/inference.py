@@ -19,10 +19,10 @@ from .data.pipeline import Feed, Normalize, eval_transform
 from .data.sources import DataSplits, Sample
 from .errors import UserError
 from .evaluation.metrics import classification_metrics
+from .evaluation.word_blend import WordBlend
 from .files import load_weights, write_json
 from .model import Classifier, Ensemble
 from .runtime.environment import cpu_supports_bf16
-from .word_blend import WordBlend
 
 
 @dataclass
@@ -33,7 +33,9 @@ class LoadedRun:
     preprocessing: Preprocessing | TextPreprocessing
     record: dict  # the run's config.json
     tokenizer: object | None = None  # a text run's, from its folder
-    words: WordBlend | None = None  # a text run's word model, when its scores are blended in (word_blend.py)
+    words: WordBlend | None = (
+        None  # a text run's word model, when its scores are blended in (evaluation/evaluation/word_blend.py)
+    )
 
     @property
     def kind(self):

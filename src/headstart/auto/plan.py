@@ -17,17 +17,19 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..evaluation.metrics import NOISE_MARGIN, paired_gain
+
 # fewer epochs than this of fine-tuning are not planned: a schedule that warms up and decays in one or
 # two passes over small data measured no better than the exact head it starts from
 MIN_EPOCHS = {"image": 3, "text": 2}
 # the share of the time left that the plan gives to training epochs; the rest is the run's own overhead
 # (the reference, predicting the test split, the report's forgetting measure)
 TRAINING_SHARE = 0.8
-# another candidate ranks above the default only when its probe is better by more than this many standard errors
-# of the paired difference over the validation items. On ELPV efficientnet_lite0 probed 2.6 points above
-# mobilenet_v2 on one split (197 validation cells) and 3.8 below on another (262); fine-tuned by the recipe it
-# measured 84.1% +- 1.6 against mobilenet_v2's 85.1% +- 0.4 (docs/defaults.md, the suite's variants)
-NOISE_MARGIN = 2.0
+# another candidate ranks above the default only when its probe is better by more than NOISE_MARGIN standard
+# errors of the paired difference over the validation items (evaluation/metrics.py). On ELPV efficientnet_lite0
+# probed 2.6 points above mobilenet_v2 on one split (197 validation cells) and 3.8 below on another (262);
+# fine-tuned by the recipe it measured 84.1% +- 1.6 against mobilenet_v2's 85.1% +- 0.4 (docs/defaults.md, the
+# suite's variants)
 # when the time left affords the chosen candidate's whole recipe more than once, the plan trains that many
 # members (seeds seed, seed + 1000, ...) and averages them: on five of the suite's sets the average of two
 # models measured 0.3 to 1.3 points over one on test, of three 0.1 to 1.3
@@ -66,10 +68,7 @@ class Plan:
 def against_default(correct: np.ndarray, default_correct: np.ndarray) -> dict:
     """A candidate's probe against the default's on the same validation items: the accuracy difference, its
     standard error (paired, item by item) and whether it is better beyond NOISE_MARGIN of them."""
-    differences = correct.astype(float) - default_correct.astype(float)
-    error = float(differences.std(ddof=1) / math.sqrt(len(differences))) if len(differences) > 1 else math.inf
-    difference = float(differences.mean())
-    return {"difference": difference, "standard_error": error, "beyond_noise": difference > NOISE_MARGIN * error}
+    return paired_gain(correct, default_correct)
 
 
 def ranked(probes: list[dict]) -> list[dict]:

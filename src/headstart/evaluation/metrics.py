@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, classification_report, confusion_matrix, f1_score
@@ -62,3 +64,18 @@ def training_rate(history: list[dict]) -> float:
     Not the mean of the epochs' rates, which a few fast epochs (from the feature cache) inflate."""
     seconds = sum(h["train_seconds"] for h in history)
     return sum(h["train_images_per_s"] * h["train_seconds"] for h in history) / seconds if seconds else 0.0
+
+
+# one model is taken as better than another on the same items only when its accuracy is higher by more than this
+# many standard errors of the item-by-item difference (auto/plan.py: a candidate over the default; word_blend.py:
+# the blend over the network alone)
+NOISE_MARGIN = 2.0
+
+
+def paired_gain(correct: np.ndarray, baseline_correct: np.ndarray) -> dict:
+    """One model's accuracy minus another's on the same items (each a 0/1 array, item by item), the standard error
+    of that difference, and whether it is a gain beyond NOISE_MARGIN of them."""
+    differences = np.asarray(correct, dtype=float) - np.asarray(baseline_correct, dtype=float)
+    error = float(differences.std(ddof=1) / math.sqrt(len(differences))) if len(differences) > 1 else math.inf
+    difference = float(differences.mean())
+    return {"difference": difference, "standard_error": error, "beyond_noise": difference > NOISE_MARGIN * error}

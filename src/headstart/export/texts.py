@@ -25,9 +25,9 @@ from .. import run_folder
 from ..backbones.text_encoders import Tokens
 from ..data.texts import read_rows
 from ..errors import UserError
+from ..evaluation.word_blend import WORDS_JSON, WORDS_WEIGHTS
 from ..files import write_atomic
 from ..inference import LoadedRun
-from ..word_blend import WORDS_JSON, WORDS_WEIGHTS
 
 CHECK_PER_LENGTH = 3  # texts compared from each of the shortest, the middle and the longest
 CHECK_CANDIDATES = 500  # texts whose lengths are measured to choose from
@@ -149,7 +149,7 @@ class TextExport:
 
 
 def word_blend_record(run: LoadedRun) -> dict:
-    """How the run's model adds its word scores to the graph's logits (word_blend.py)."""
+    """How the run's model adds its word scores to the graph's logits (evaluation/evaluation/word_blend.py)."""
     return {
         "files": [WORDS_JSON, WORDS_WEIGHTS],
         "weight": run.words.weight,

@@ -98,7 +98,7 @@ def run_record(
         "reference": m.get("reference"),
         "auto": read_json(run_dir / run_folder.AUTO) if (run_dir / run_folder.AUTO).is_file() else None,
         "members": m.get("members"),  # a run of several members (training/ensemble.py)
-        "word_blend": m.get("word_blend"),  # a text run's choice of word scores (word_blend.py)
+        "word_blend": m.get("word_blend"),  # a text run's choice of word scores (evaluation/evaluation/word_blend.py)
     }
 
 
@@ -386,6 +386,14 @@ def word_blend_note(r: dict) -> str:
     """What the page says of a text run's word blend: chosen or not, and what it measured."""
     blend, split = r["word_blend"], r["split_name"]
     by_weight = blend["val_accuracy_by_weight"]
+    gain = blend.get("gain_over_network")  # runs before 2026-12-05 chose on any gain
+    if not blend["weight"] and gain and gain["difference"] > 0:
+        return (
+            f"The cheap reference's word scores were tried beside the network's and left out: on the validation split "
+            f"their best weight scored {100 * gain['difference']:.1f} points above the network alone "
+            f"({by_weight['0.0']:.1%}), within the noise (two standard errors of the item-by-item difference: "
+            f"{200 * gain['standard_error']:.1f} points)."
+        )
     if not blend["weight"]:
         return (
             f"The cheap reference's word scores were tried beside the network's and left out: on the validation split "

@@ -21,10 +21,10 @@ from ..config import TrainConfig
 from ..errors import UserError
 from ..evaluation.metrics import classification_metrics, summary_line
 from ..evaluation.plots import plot_confusion_matrix
+from ..evaluation.word_blend import blend
 from ..files import link_atomic, save_weights, write_json
 from ..model import Ensemble, mean_probabilities
 from ..runtime import distributed
-from ..word_blend import blend
 from .finish import RunResult, reference_line, word_blend_line
 from .setup import default_run_dir
 

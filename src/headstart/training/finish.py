@@ -10,10 +10,10 @@ from ..data.kinds import kind_of
 from ..evaluation.metrics import classification_metrics, summary_line, training_rate
 from ..evaluation.plots import plot_confusion_matrix, plot_learning_curves
 from ..evaluation.reference import reference_metrics
+from ..evaluation.word_blend import WordBlend, blend
 from ..files import load_weights
 from ..model import Classifier
 from ..runtime import distributed
-from ..word_blend import WordBlend, blend
 from .epoch import predict_logits
 from .fit import Fitted
 from .setup import Setup
@@ -27,7 +27,7 @@ class RunResult:
     classes: list[str]
     # split -> (the network's logits, labels), rows in the split's order (its metrics: with the word blend, if any)
     outputs: dict = field(default_factory=dict)
-    # a text run's word model (word_blend.py; weight 0: not blended) and its scores by split, for an ensemble's average
+    # a text run's word model (evaluation/word_blend.py; weight 0: not blended) and its scores by split, for an ensemble's average
     words: WordBlend | None = None
     word_scores: dict = field(default_factory=dict)
 
@@ -140,7 +140,7 @@ def cheap_reference(run: Setup, split: str) -> tuple[dict, object]:
 
 def blend_words(run: Setup, outputs: dict, reference, shown: str) -> tuple[dict, WordBlend, dict, dict]:
     """A text run's word model, from its fitted reference; the outputs as the model scores them (with the word
-    scores where validation chooses them: word_blend.py); the word scores by split; and the record of the choice."""
+    scores where validation chooses them: evaluation/word_blend.py); the word scores by split; and the record of the choice."""
     words = WordBlend.from_reference(reference, run.classes)
     texts = {name: kind_of(run.prep).reference_inputs(getattr(run.splits, name), run.feed) for name in outputs}
     scores = {name: words.scores(texts[name]) for name in outputs}
@@ -148,6 +148,12 @@ def blend_words(run: Setup, outputs: dict, reference, shown: str) -> tuple[dict,
     if words.weight:
         words.save(run.run_dir)
         run.log(word_blend_line(record, shown))
+    elif record["gain_over_network"]["difference"] > 0:
+        gain = record["gain_over_network"]
+        run.log(
+            f"word blend: left out, its gain on validation ({100 * gain['difference']:+.1f} points) within the "
+            f"noise (two standard errors: {200 * gain['standard_error']:.1f} points)"
+        )
     return scored, words, scores, record
 
 
