@@ -7,8 +7,9 @@ Every run already fits its cheap reference (TF-IDF + linear SVM for texts, a log
 text's first 256 tokens, TF-IDF every word of it. This reloads each run, predicts its validation and
 test splits, fits the reference on the training split as the run does, and scores the blend
 log p_model + w * s_reference (s: the SVM's decision values, or the logistic regression's log
-probabilities) for w on a grid: w chosen on validation as a run chooses it (headstart/evaluation/word_blend.py), and
-every w on test.
+probabilities) for w on a grid: w chosen on validation as a run chooses it (headstart/evaluation/word_blend.py:
+kept only for a gain beyond the noise), as the rule before it chose it (any gain on validation), and every w
+on test; accuracy, and balanced accuracy for the chosen weights.
 It trains no network and changes no run.
 """
 
@@ -23,6 +24,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
+from sklearn.metrics import balanced_accuracy_score
 
 from common import write_results
 from headstart.evaluation.reference import fitted_reference
@@ -79,6 +81,16 @@ def accuracy(model, ref, labels, w: float) -> float:
     return round(((model + w * ref).argmax(1) == labels).double().mean().item(), 6)
 
 
+def balanced(model, ref, labels, w: float) -> float:
+    """Balanced accuracy (the mean of the classes' recalls): a blend can gain items of the common classes and
+    lose the rare ones (R8)."""
+    return round(balanced_accuracy_score(labels.numpy(), (model + w * ref).argmax(1).numpy()), 6)
+
+
+def mean_sd(values: list[float]) -> list:
+    return [round(statistics.mean(values), 2), round(statistics.stdev(values), 2) if len(values) > 1 else None]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path)
@@ -91,21 +103,30 @@ def main() -> None:
         row = {"run": str(run_dir)}
         for split in ("val", "test"):
             row[split] = {str(w): accuracy(*s[split], w) for w in WEIGHTS}
-        row["chosen_w"] = choose_weight(*s["val"])["weight"]  # as a run chooses it
+        choice = choose_weight(*s["val"])  # as a run chooses it
+        row["chosen_w"] = choice["weight"]
+        # the rule before 2026-12-05: blend on any gain on validation, within its noise or not
+        row["any_gain_w"] = (
+            choose_weight(*s["val"], always=True)["weight"] if choice["gain_over_network"]["difference"] > 0 else 0.0
+        )
+        row["test_any_gain"] = row["test"][str(row["any_gain_w"])]
+        row["test_balanced_any_gain"] = balanced(*s["test"], row["any_gain_w"])
         row["test_model"] = row["test"]["0.0"]
         row["test_chosen"] = row["test"][str(row["chosen_w"])]
+        row["test_balanced_model"] = balanced(*s["test"], 0.0)
+        row["test_balanced_chosen"] = balanced(*s["test"], row["chosen_w"])
         print(row["run"], "w", row["chosen_w"], "test", row["test_model"], "->", row["test_chosen"], flush=True)
         by_set[run_dir.parents[1].name].append(row)
     summary = {}
     for name, rows in by_set.items():
-        pct = lambda key: [100 * r[key] for r in rows]  # noqa: E731
-        sd = lambda xs: round(statistics.stdev(xs), 2) if len(xs) > 1 else None  # noqa: E731
-        summary[name] = {
-            "runs": len(rows),
-            "test_model": [round(statistics.mean(pct("test_model")), 2), sd(pct("test_model"))],
-            "test_chosen": [round(statistics.mean(pct("test_chosen")), 2), sd(pct("test_chosen"))],
-            "chosen_w": [r["chosen_w"] for r in rows],
-        }
+        summary[name] = {"runs": len(rows)}
+        for key in (
+            *(f"test_{k}" for k in ("model", "chosen", "any_gain")),
+            *(f"test_balanced_{k}" for k in ("model", "chosen", "any_gain")),
+        ):
+            summary[name][key] = mean_sd([100 * r[key] for r in rows])
+        summary[name]["chosen_w"] = [r["chosen_w"] for r in rows]
+        summary[name]["any_gain_w"] = [r["any_gain_w"] for r in rows]
         print(name, summary[name])
     write_results(args.out, {"benchmark": "reference blend", "weights": WEIGHTS, "summary": summary, "rows": by_set})
 

@@ -92,6 +92,25 @@ def busy_cpu_seconds() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+def speed_probe() -> float:
+    """Seconds this machine takes, now, for a fixed piece of work like the contenders' (fp32 matrix products and a
+    convolution on every core; the median of three). The same machine ran the same cell, alone, 1.5x slower
+    eight hours apart; a cell's wall time over its probe compares across such hours, its wall time alone does not."""
+    import torch
+
+    torch.manual_seed(0)
+    a, b = torch.randn(768, 768), torch.randn(768, 768)
+    images, kernel = torch.randn(8, 32, 56, 56), torch.randn(64, 32, 3, 3)
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(20):
+            a @ b
+            torch.nn.functional.conv2d(images, kernel, padding=1)
+        times.append(time.perf_counter() - start)
+    return sorted(times)[1]
+
+
 def run_contender(command: list[str], log_path: Path, home: Path) -> tuple[int, float, float, float]:
     """Run the command to its end: exit status, wall seconds, peak resident memory (MiB) of its process, and the
     share of the machine's CPU time that other processes took meanwhile (0: the cell had the machine to itself).
@@ -162,8 +181,10 @@ def run_cell(dataset: str, contender: str, seed: int, data_root: Path, settings=
     if not python.exists():
         record["error"] = f"{python} does not exist (benchmarks/contenders/setup_envs.sh makes the peers' venvs)"
         return record
+    probe = speed_probe()
     code, seconds, peak, others = run_contender(command, cell_dir / "log.txt", cell_dir.resolve() / "home")
     record.update(wall_seconds=round(seconds, 2), peak_rss_mib=round(peak, 1), other_cpu_share=round(others, 3))
+    record["speed_probe_seconds"] = {"before": round(probe, 4), "after": round(speed_probe(), 4)}
     if code != 0:
         tail = (cell_dir / "log.txt").read_text(errors="replace").strip().splitlines()[-5:]
         record["error"] = f"exit status {code}: " + " | ".join(tail)
