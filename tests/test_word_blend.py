@@ -1,6 +1,7 @@
-"""A text run's word blend (evaluation/evaluation/word_blend.py): the weight chosen on validation only where it gains there, the word
-model saved without pickle and read back to the same scores, and a real blended run (minilm-l6 on Rotten
-Tomatoes snippets cut at a few tokens) that evaluates, predicts, serves and exports as it measured."""
+"""A text run's word blend (evaluation/word_blend.py): the weight chosen on validation only where it gains there
+beyond the noise, the word model saved without pickle and read back to the same scores, and a real blended run
+(minilm-l6 on Rotten Tomatoes snippets cut at a few tokens) that evaluates, predicts, serves and exports as it
+measured."""
 
 from __future__ import annotations
 

@@ -86,8 +86,8 @@ class TrainConfig:
     max_length: int | None = None
     pooling: str | None = None
     # texts: add the cheap reference's word scores (TF-IDF + linear SVM, fitted on the training split) to the
-    # network's, weighted as validation chooses (evaluation/evaluation/word_blend.py). None: when validation measures the sum better;
-    # False: never; True: always (the best weight above 0)
+    # network's, weighted as validation chooses (evaluation/word_blend.py). None: when validation measures the sum
+    # better beyond its noise; False: never; True: always (the best weight above 0)
     word_blend: bool | None = None
     # the lora strategy: adapter rank and scale (alpha / rank), dropout, the adapted modules (comma-separated
     # names; None: the attention's query and value projections), and whether the run's model merges them

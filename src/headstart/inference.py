@@ -33,9 +33,7 @@ class LoadedRun:
     preprocessing: Preprocessing | TextPreprocessing
     record: dict  # the run's config.json
     tokenizer: object | None = None  # a text run's, from its folder
-    words: WordBlend | None = (
-        None  # a text run's word model, when its scores are blended in (evaluation/evaluation/word_blend.py)
-    )
+    words: WordBlend | None = None  # a text run's word model, when its scores are blended in (evaluation/word_blend.py)
 
     @property
     def kind(self):

@@ -13,7 +13,7 @@ serve and reporting all go through here.
     metrics.json          final metrics, and which file holds the best and the last epoch
     test_predictions.csv, learning_curves.png, confusion_matrix.png
     words.json, .safetensors  a text run's word model, when its scores are blended into the model's
-                          (evaluation/evaluation/word_blend.py)
+                          (evaluation/word_blend.py)
     auto.json             how `train --minutes` chose the run: candidates probed, the plan and why
     members/<i>/          a run of several members (members > 1): each one's own run folder; the run's
                           model averages theirs (training/ensemble.py)

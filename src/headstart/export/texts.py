@@ -149,7 +149,7 @@ class TextExport:
 
 
 def word_blend_record(run: LoadedRun) -> dict:
-    """How the run's model adds its word scores to the graph's logits (evaluation/evaluation/word_blend.py)."""
+    """How the run's model adds its word scores to the graph's logits (evaluation/word_blend.py)."""
     return {
         "files": [WORDS_JSON, WORDS_WEIGHTS],
         "weight": run.words.weight,

@@ -98,7 +98,7 @@ def run_record(
         "reference": m.get("reference"),
         "auto": read_json(run_dir / run_folder.AUTO) if (run_dir / run_folder.AUTO).is_file() else None,
         "members": m.get("members"),  # a run of several members (training/ensemble.py)
-        "word_blend": m.get("word_blend"),  # a text run's choice of word scores (evaluation/evaluation/word_blend.py)
+        "word_blend": m.get("word_blend"),  # a text run's choice of word scores (evaluation/word_blend.py)
     }
 
 

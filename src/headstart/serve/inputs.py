@@ -5,7 +5,8 @@ batched, and what /health says about the input.
 Images: decoded and transformed as `headstart predict` does; every waiting image in one pass.
 Texts: tokenized with the run's tokenizer and cut at max_length as `headstart predict` does; the
 waiting texts are sorted by length and cut into passes whose padding stays small (`length_groups`);
-a run with a word blend adds each text's word scores (evaluation/evaluation/word_blend.py), as `headstart predict` does.
+a run with a word blend adds each text's word scores (evaluation/word_blend.py), as `headstart predict`
+does.
 """
 
 from __future__ import annotations

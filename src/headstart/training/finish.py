@@ -27,7 +27,8 @@ class RunResult:
     classes: list[str]
     # split -> (the network's logits, labels), rows in the split's order (its metrics: with the word blend, if any)
     outputs: dict = field(default_factory=dict)
-    # a text run's word model (evaluation/word_blend.py; weight 0: not blended) and its scores by split, for an ensemble's average
+    # a text run's word model (evaluation/word_blend.py; weight 0: not blended) and its scores by split, for an
+    # ensemble's average
     words: WordBlend | None = None
     word_scores: dict = field(default_factory=dict)
 
@@ -140,7 +141,8 @@ def cheap_reference(run: Setup, split: str) -> tuple[dict, object]:
 
 def blend_words(run: Setup, outputs: dict, reference, shown: str) -> tuple[dict, WordBlend, dict, dict]:
     """A text run's word model, from its fitted reference; the outputs as the model scores them (with the word
-    scores where validation chooses them: evaluation/word_blend.py); the word scores by split; and the record of the choice."""
+    scores where validation chooses them: evaluation/word_blend.py); the word scores by split; and the record of
+    the choice."""
     words = WordBlend.from_reference(reference, run.classes)
     texts = {name: kind_of(run.prep).reference_inputs(getattr(run.splits, name), run.feed) for name in outputs}
     scores = {name: words.scores(texts[name]) for name in outputs}
