@@ -1168,33 +1168,22 @@ def suite_headline(p: Page) -> str:
         + "\n\nTest accuracy (mean ± standard deviation over headstart's seeds) and wall time per run; "
         "*headstart holds*: its mean is at least every other contender's less one standard deviation, and its mean "
         "wall time at most that of every contender that fine-tunes a pretrained model (times of cells run beside other "
-        "work, *, are not compared; where every cell compared has a speed probe, its wall time is taken in units of "
-        "the probe: the same machine ran the same cell 1.5x slower eight hours apart). Every "
+        "work, *, are not compared). Every "
         f"contender and metric: [docs/benchmarks.md]({os.path.relpath(p.root / 'docs' / 'benchmarks.md', p.page.parent)}). "
         + suite_caption(p, every_cell(cells))
     )
-
-
-def slower_than(own: list[dict], peer: list[dict]) -> bool:
-    """Whether the mean wall time of `own` is above the peer's: in units of each cell's speed probe (the machine's
-    speed around the cell, suite.speed_probe) when every cell of both has one, else in seconds."""
-    probed = all("speed_probe_seconds" in c for c in own + peer)
-
-    def pace(c: dict) -> float:
-        return c["wall_seconds"] / statistics.fmean(c["speed_probe_seconds"].values()) if probed else c["wall_seconds"]
-
-    return statistics.fmean(map(pace, own)) > statistics.fmean(map(pace, peer))
 
 
 def verdict(name: str, own: list[dict], peers: dict[str, list[dict]], contenders: dict, peers_to_run: bool) -> str:
     """Whether one of headstart's contenders holds against every peer run so far: accuracy within its noise,
     and no slower than any peer that fine-tunes (times of cells beside other work are not compared); what it is
     below or slower than; its seeds still to run. With peers still to run, a yes is a yes so far."""
+    mean_wall = lambda cs: statistics.fmean(c["wall_seconds"] for c in cs)  # noqa: E731
     names = lambda ns: ", ".join(f"`{n}`" for n in ns)  # noqa: E731
     below = [n for n, cs in peers.items() if not holds_against(own, cs)]
     fine_tuners = [n for n in peers if contenders[n]["fine_tunes"]]
     untimed = [n for n in fine_tuners if beside_other_work(own) or beside_other_work(peers[n])]
-    slower = [n for n in fine_tuners if n not in untimed and slower_than(own, peers[n])]
+    slower = [n for n in fine_tuners if n not in untimed and mean_wall(own) > mean_wall(peers[n])]
     if below or slower:
         text = "no: " + "; ".join(
             ([f"below {names(below)}"] if below else []) + ([f"slower than {names(slower)}"] if slower else [])
