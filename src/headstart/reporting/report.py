@@ -14,7 +14,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from .. import run_folder
 from ..errors import UserError
-from ..evaluation.metrics import mean_std, training_rate
+from ..evaluation.metrics import NOISE_MARGIN, mean_std, training_rate
 from ..files import write_json, write_text
 from ..run_folder import CONFIG, PREDICTIONS, read_json
 from . import figures
@@ -391,8 +391,8 @@ def word_blend_note(r: dict) -> str:
         return (
             f"The cheap reference's word scores were tried beside the network's and left out: on the validation split "
             f"their best weight scored {100 * gain['difference']:.1f} points above the network alone "
-            f"({by_weight['0.0']:.1%}), within the noise (two standard errors of the item-by-item difference: "
-            f"{200 * gain['standard_error']:.1f} points)."
+            f"({by_weight['0.0']:.1%}), within the noise ({NOISE_MARGIN:g} standard errors of the item-by-item difference: "
+            f"{NOISE_MARGIN * 100 * gain['standard_error']:.1f} points)."
         )
     if not blend["weight"]:
         return (

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .. import run_folder
 from ..data.kinds import kind_of
-from ..evaluation.metrics import classification_metrics, summary_line, training_rate
+from ..evaluation.metrics import NOISE_MARGIN, classification_metrics, summary_line, training_rate
 from ..evaluation.plots import plot_confusion_matrix, plot_learning_curves
 from ..evaluation.reference import reference_metrics
 from ..evaluation.word_blend import WordBlend, blend
@@ -154,7 +154,7 @@ def blend_words(run: Setup, outputs: dict, reference, shown: str) -> tuple[dict,
         gain = record["gain_over_network"]
         run.log(
             f"word blend: left out, its gain on validation ({100 * gain['difference']:+.1f} points) within the "
-            f"noise (two standard errors: {200 * gain['standard_error']:.1f} points)"
+            f"noise ({NOISE_MARGIN:g} standard errors: {NOISE_MARGIN * 100 * gain['standard_error']:.1f} points)"
         )
     return scored, words, scores, record
 
