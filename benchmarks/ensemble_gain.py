@@ -1,19 +1,23 @@
 """Would averaging independently trained models pay? Measured on finished runs of the same data and split.
 
-    .venv/bin/python benchmarks/ensemble_gain.py runs/suite/cells/*/headstart-fixed-seed*/run [--out benchmarks/results/ensemble-gain.json]
+    .venv/bin/python benchmarks/ensemble_gain.py runs/suite/cells/*/headstart-fixed*-seed*/run [--out benchmarks/results/ensemble-gain.json]
 
 The search has time left over on small data sets (MNIST 5k's recipe takes under 3 of its 10
 minutes, Rotten Tomatoes' under 2), and averaging the class probabilities of models trained with
 different seeds is the textbook way to spend it. This reloads each finished run (its own weights,
-precision and eval transform), predicts its validation and test splits, and scores, per data set,
-every single model, every pair and all of them together (the mean of their class probabilities).
-It trains nothing and changes no run. Runs of one data set must share the split (the same data
-split seed); those that do not are listed and skipped.
+precision and eval transform), predicts its validation and test splits, and scores, per data set and
+number of epochs, every single model, every pair and all of them together (the mean of their class
+probabilities). Runs of the same data with fewer epochs (the suite's `--set epochs=N` cells) form a
+group of their own: whether two models of half the epochs beat one of all of them at the same cost.
+The network's probabilities are scored: a text run's word blend is left out, as an average's blend is
+chosen again on the average (training/ensemble.py). It trains nothing and changes no run. Runs of one
+data set must share the split (the same data split seed); those that do not are listed and skipped.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import statistics
 from collections import defaultdict
@@ -45,25 +49,45 @@ def data_name(data: str) -> str:
     return path.parent.name if path.suffix else path.name
 
 
+def epochs_of(record: dict) -> int:
+    """The epochs the run's strategy planned, all stages together."""
+    return sum(stage["epochs"] for stage in record["strategy"]["stages"])
+
+
 def accuracy(probs: torch.Tensor, labels: torch.Tensor) -> float:
     return round((probs.argmax(1) == labels).float().mean().item(), 6)
+
+
+def balanced_accuracy(probs: torch.Tensor, labels: torch.Tensor) -> float:
+    """The mean of the classes' recalls (the classes present in `labels`)."""
+    hit = probs.argmax(1) == labels
+    return round(torch.stack([hit[labels == c].float().mean() for c in labels.unique()]).mean().item(), 6)
 
 
 def summarise(members: list[dict]) -> dict:
     """Single models, every pair and all together, on each split; gains in points against the singles' mean."""
     out = {"runs": len(members)}
+    couples = list(itertools.combinations(members, 2))
     for split in ("val", "test"):
         labels = members[0][split][1]
         singles = [accuracy(m[split][0], labels) for m in members]
-        pairs = [accuracy((a[split][0] + b[split][0]) / 2, labels) for a, b in itertools.combinations(members, 2)]
-        together = accuracy(torch.stack([m[split][0] for m in members]).mean(0), labels)
+        pairs = [accuracy((a[split][0] + b[split][0]) / 2, labels) for a, b in couples]
+        together = torch.stack([m[split][0] for m in members]).mean(0)
+        balanced = {
+            "single": [balanced_accuracy(m[split][0], labels) for m in members],
+            "pair": [balanced_accuracy((a[split][0] + b[split][0]) / 2, labels) for a, b in couples],
+        }
         spread = lambda xs: round(100 * statistics.stdev(xs), 2) if len(xs) > 1 else None  # noqa: E731
         out[split] = {
             "items": len(labels),
             "single": {"mean": round(100 * statistics.mean(singles), 2), "std": spread(singles), "each": singles},
             "pair": {"mean": round(100 * statistics.mean(pairs), 2), "std": spread(pairs), "each": pairs},
-            f"all {len(members)}": round(100 * together, 2),
+            f"all {len(members)}": round(100 * accuracy(together, labels), 2),
             "pair less single (points)": round(100 * (statistics.mean(pairs) - statistics.mean(singles)), 2),
+            "balanced accuracy": {
+                **{k: {"mean": round(100 * statistics.mean(v), 2), "std": spread(v)} for k, v in balanced.items()},
+                f"all {len(members)}": round(100 * balanced_accuracy(together, labels), 2),
+            },
         }
     return out
 
@@ -74,19 +98,33 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "ensemble-gain.json")
     args = parser.parse_args()
     by_data, skipped, listed = defaultdict(list), [], []
+    splits = {}  # data set -> the first run's (split, item paths) of it
     for run_dir in args.runs:
-        run = load_run(run_dir)
+        run = dataclasses.replace(load_run(run_dir), words=None)  # the network alone, whether or not the run blends
         config = run.record["config"]
-        data = data_name(config["data"])
+        data, epochs = data_name(config["data"]), epochs_of(run.record)
+        group = f"{data}, {epochs} epochs"
         measured = probabilities(run)
-        first = by_data[data][0] if by_data[data] else None
-        if first and any(first[s][2] != measured[s][2] for s in ("val", "test")):
+        first = splits.setdefault(data, {"run": str(run_dir), **measured})
+        if any(first[s][2] != measured[s][2] for s in ("val", "test")):
             skipped.append({"run": str(run_dir), "why": f"its split differs from {first['run']}'s"})
             continue
-        by_data[data].append({"run": str(run_dir), **measured})
-        listed.append({"run": str(run_dir), "data": data, "seed": config["seed"], "backbone": config["backbone"]})
-        print(data, config["seed"], {s: accuracy(*measured[s][:2]) for s in ("val", "test")}, flush=True)
-    summary = {data: summarise(members) for data, members in sorted(by_data.items()) if len(members) > 1}
+        by_data[group].append({"run": str(run_dir), "data": data, "epochs": epochs, **measured})
+        listed.append(
+            {
+                "run": str(run_dir),
+                "data": data,
+                "epochs": epochs,
+                "seed": config["seed"],
+                "backbone": config["backbone"],
+            }
+        )
+        print(group, config["seed"], {s: accuracy(*measured[s][:2]) for s in ("val", "test")}, flush=True)
+    summary = {
+        group: {"data": members[0]["data"], "epochs": members[0]["epochs"], **summarise(members)}
+        for group, members in sorted(by_data.items())
+        if len(members) > 1
+    }
     write_results(args.out, {"runs": listed, "skipped": skipped, "by_data": summary})
     for data, s in summary.items():
         print(data, {split: {k: v for k, v in s[split].items() if k != "items"} for split in ("val", "test")})

@@ -241,6 +241,32 @@ def epochs(p: Page) -> str:
     return "\n".join(lines) + "\n\n" + p.source("strategies.json", "discriminative-20-epochs.json", machine=False)
 
 
+@table("ensemble-fewer-epochs")
+def ensemble_fewer_epochs(p: Page) -> str:
+    """One model against two averaged, at the recipe's epochs and at half of them (two of half cost about one)."""
+    record = p.load("ensemble-fewer-epochs.json")
+    lines = [
+        header("data set", "epochs per model", "one model", "two averaged", "balanced accuracy: one", "two averaged")
+    ]
+    for summary in sorted(record["by_data"].values(), key=lambda s: (s["data"], -s["epochs"])):
+        test = summary["test"]
+        balanced = test["balanced accuracy"]
+        lines.append(
+            row(
+                summary["data"],
+                summary["epochs"],
+                *(f"{x['mean']:.1f}% ± {x['std']:.1f}" for x in (test["single"], test["pair"])),
+                *(f"{x['mean']:.1f}% ± {x['std']:.1f}" for x in (balanced["single"], balanced["pair"])),
+            )
+        )
+    return (
+        "\n".join(lines)
+        + "\n\nTest split; each model alone (seeds 0-2) and the mean of two models' class probabilities (the three "
+        "pairs of those seeds); mean ± standard deviation. Texts: the network's probabilities, the word blend left "
+        "out. " + p.source("ensemble-fewer-epochs.json")
+    )
+
+
 SINGLE_RUNS = ["discriminative-288px.json", "discriminative-frozen-bn-stats.json", "lp-ft-frozen-bn-stats.json"]
 BASE_KEYS = {"backbone", "strategy", "epochs", "test_fraction", "vflip", "crop_pct"}
 
@@ -1088,7 +1114,13 @@ def suite_variants(p: Page) -> str:
     """headstart's fixed recipe against the variants of its settings measured on the same data set and seeds."""
     lines = [
         header(
-            "data set", "headstart with", "test accuracy", "seeds", "wall time", "against the fixed recipe, same seeds"
+            "data set",
+            "headstart with",
+            "test accuracy",
+            "balanced accuracy",
+            "seeds",
+            "wall time",
+            "against the fixed recipe, same seeds",
         )
     ]
     for dataset, by_contender in suite_cells(p).items():
@@ -1110,6 +1142,7 @@ def suite_variants(p: Page) -> str:
                     dataset,
                     "the fixed recipe" if name == FIXED else ", ".join(f"`{kv}`" for kv in name.split("@")[1:]),
                     accuracy_cell(cs),
+                    accuracy_cell(cs, "balanced_accuracy"),
                     ", ".join(str(c["seed"]) for c in cs),
                     cell_time(cs),
                     "" if name == FIXED or not paired else points(statistics.fmean(paired)) + " points",
