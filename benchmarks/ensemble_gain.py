@@ -98,7 +98,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "ensemble-gain.json")
     args = parser.parse_args()
     by_data, skipped, listed = defaultdict(list), [], []
-    splits = {}  # data set -> the first run's (split, item paths) of it
+    splits = {}  # data set -> its first run's record: every later run must have the same items in each split
     for run_dir in args.runs:
         run = dataclasses.replace(load_run(run_dir), words=None)  # the network alone, whether or not the run blends
         config = run.record["config"]

@@ -33,7 +33,9 @@ TRAINING_SHARE = 0.8
 # when the time left affords the chosen candidate's whole recipe more than once, the plan trains that many
 # members (seeds seed, seed + 1000, ...) and averages them: on five of the suite's sets the average of two
 # models measured 0.3 to 1.3 points over one on test, of three 0.1 to 1.3
-# (benchmarks/results/ensemble-gain.json); more than three were not measured
+# (benchmarks/results/ensemble-gain.json); more than three were not measured. Members always train the whole
+# recipe: two of half its epochs, at about one's cost, measured no better than one on any of five sets
+# (benchmarks/results/ensemble-fewer-epochs.json)
 MAX_MEMBERS = 3
 
 
