@@ -24,6 +24,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import torch
+from sklearn.metrics import balanced_accuracy_score
 
 from common import write_results
 from headstart.inference import load_run, run_data
@@ -59,9 +60,7 @@ def accuracy(probs: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def balanced_accuracy(probs: torch.Tensor, labels: torch.Tensor) -> float:
-    """The mean of the classes' recalls (the classes present in `labels`)."""
-    hit = probs.argmax(1) == labels
-    return round(torch.stack([hit[labels == c].float().mean() for c in labels.unique()]).mean().item(), 6)
+    return round(float(balanced_accuracy_score(labels.numpy(), probs.argmax(1).numpy())), 6)
 
 
 def summarise(members: list[dict]) -> dict:
@@ -70,12 +69,14 @@ def summarise(members: list[dict]) -> dict:
     couples = list(itertools.combinations(members, 2))
     for split in ("val", "test"):
         labels = members[0][split][1]
-        singles = [accuracy(m[split][0], labels) for m in members]
-        pairs = [accuracy((a[split][0] + b[split][0]) / 2, labels) for a, b in couples]
-        together = torch.stack([m[split][0] for m in members]).mean(0)
+        alone = [m[split][0] for m in members]
+        averaged = [(a[split][0] + b[split][0]) / 2 for a, b in couples]
+        singles = [accuracy(probs, labels) for probs in alone]
+        pairs = [accuracy(probs, labels) for probs in averaged]
+        together = torch.stack(alone).mean(0)
         balanced = {
-            "single": [balanced_accuracy(m[split][0], labels) for m in members],
-            "pair": [balanced_accuracy((a[split][0] + b[split][0]) / 2, labels) for a, b in couples],
+            "single": [balanced_accuracy(probs, labels) for probs in alone],
+            "pair": [balanced_accuracy(probs, labels) for probs in averaged],
         }
         spread = lambda xs: round(100 * statistics.stdev(xs), 2) if len(xs) > 1 else None  # noqa: E731
         out[split] = {
