@@ -7,16 +7,18 @@ import json
 import shutil
 
 import numpy as np
+import pytest
 from PIL import Image
 
 import headstart
 from headstart.api import CHOSEN_BY_SEARCH, DEFAULT_MINUTES, search_minutes
-from headstart.auto.candidates import Candidate, candidates_for
+from headstart.auto.candidates import Candidate, candidates_for, default_candidate
 from headstart.auto.plan import MAX_MEMBERS, MIN_EPOCHS, NOISE_MARGIN, TRAINING_SHARE, against_default, make_plan
 from headstart.auto.probe import build, probe
 from headstart.auto.search import probing_shortens
 from headstart.config import TrainConfig
 from headstart.data.kinds import KINDS
+from headstart.errors import UserError
 from headstart.reporting.report import report_run
 from headstart.run_folder import config_of_run
 
@@ -133,6 +135,25 @@ def test_candidates_small_images_are_also_probed_at_112_px_and_a_named_backbone_
     ]
     assert candidates_for("image", {"median_short_side": 28}, "mobilenet_v2", 64) == [Candidate("mobilenet_v2", 64)]
     assert candidates_for("text", {}) == [Candidate("minilm-l6")]
+    several = "efficientnet_lite0, mobilenet_v2"  # as typed after --backbone
+    assert candidates_for("image", {"median_short_side": 300}, several) == [
+        Candidate("efficientnet_lite0"),
+        Candidate("mobilenet_v2"),
+    ]
+    assert default_candidate("image", several) == Candidate("efficientnet_lite0")  # the first named
+    assert default_candidate("image") == Candidate("mobilenet_v2")
+
+
+def test_several_named_backbones_are_probed_against_each_other_and_need_a_time_budget(elpv, tmp_path):
+    common = dict(backbone="efficientnet_lite0,mobilenet_v2", image_size=64, batch_size=8, report=False)
+    with pytest.raises(UserError, match="--minutes"):  # the fixed recipe trains one backbone
+        headstart.train(str(elpv), out=str(tmp_path / "fixed"), **common)
+    # the first probe spends the 0.06 s, so the second is listed as not probed and the first's exact head is the model
+    chosen = headstart.train(str(elpv), minutes=0.001, out=str(tmp_path / "chosen"), **common)
+    auto = json.loads((chosen.run_dir / "auto.json").read_text())
+    assert [(c["candidate"], c.get("default")) for c in auto["candidates"]] == [("efficientnet_lite0 at 64 px", True)]
+    assert [n["candidate"] for n in auto["not_probed"]] == ["mobilenet_v2 at 64 px"]
+    assert config_of_run(chosen.run_dir).backbone == "efficientnet_lite0"
 
 
 def split_folders(elpv, root):

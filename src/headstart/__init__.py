@@ -11,7 +11,8 @@ def train(data: str, minutes: float | None = None, **settings):
     """Fine-tune and return a RunResult (run_dir, metrics, model, classes). Settings are TrainConfig keys.
     With none of backbone, strategy, image_size, epochs or fit_minutes among them, spend about `minutes`
     (default 10) choosing and training the best model; the run folder's auto.json says how it chose.
-    minutes=0: the fixed defaults; minutes with a backbone named: that backbone is the only one probed."""
+    minutes=0: the fixed defaults; minutes with a backbone named: that backbone is the only one probed
+    (backbone="a,b": those two, against each other)."""
     from .api import run_training, search_minutes
     from .config import config_from_dict
 

@@ -5,6 +5,7 @@ which knows of neither."""
 from __future__ import annotations
 
 from .config import TrainConfig
+from .errors import UserError
 from .runtime import distributed
 from .training.run import RunResult, train
 
@@ -39,7 +40,11 @@ def run_training(
     """Train (or resume) a run; with exclude_audit, the items that audit excluded are left out; with
     report (the default), the run's report.html is written after training. With minutes, the backbone,
     input side, strategy and epochs are chosen by measuring within that budget (auto/); `backbone`:
-    the one the user named, probed alone."""
+    the one the user named, probed alone, or several ("a,b"), probed against each other."""
+    if not minutes and "," in (backbone or ""):
+        raise UserError(
+            f"--backbone {backbone} names several backbones: choosing among them takes a time budget, --minutes M"
+        )
     exclude = None
     if config.exclude_audit:  # a wrong audit folder is refused here, before any decoding
         from .audit.exclude import audit_filter

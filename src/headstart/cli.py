@@ -59,7 +59,9 @@ def train(
         help="Image folder (one sub-folder per class; train/ val/ test/ optional) or CSV manifest (path,label); for a text backbone, a table (CSV, TSV, JSON lines, Parquet; columns text,label) or a datasets folder.",
     ),
     backbone: Optional[str] = typer.Option(
-        None, help="Backbone name (see `headstart models`), or timm:<name>, torchvision:<name>, hf:<repo id or folder>."
+        None,
+        help="Backbone name (see `headstart models`), or timm:<name>, torchvision:<name>, hf:<repo id or folder>; "
+        "with --minutes, several separated by commas are probed against each other.",
     ),
     strategy: Optional[str] = typer.Option(None, help=f"{' | '.join(STRATEGIES)}."),
     epochs: Optional[int] = typer.Option(None, help="Epochs in all, shared by the strategy's stages."),
@@ -87,7 +89,7 @@ def train(
         None,
         help="Spend about this many minutes choosing (backbone, input side, strategy, epochs) and training the "
         "best model; the run folder's auto.json says how it chose. Default: 10 when none of backbone, strategy, "
-        "image_size, epochs is set, else 0 (the fixed defaults). With --backbone, only that one is probed.",
+        "image_size, epochs is set, else 0 (the fixed defaults). With --backbone, only the backbones it names are probed.",
     ),
 ):
     """Fine-tune a backbone on DATA and write a run folder: model, metrics, plots, config, report."""

@@ -1,7 +1,7 @@
 """The candidates a time budget is spent on: backbones, and for small images a smaller input side.
 
 Without a network only the backbones whose weights ship in an installed package can be probed; a
-user who names a backbone probes that one alone (at one or more sides for images).
+user who names backbones (`--backbone a,b`) probes those alone (at one or more sides for images).
 """
 
 from __future__ import annotations
@@ -42,22 +42,23 @@ def installed(backbone: str) -> bool:
     return True
 
 
+def named(backbone: str | None) -> list[str]:
+    """The backbones a user named, in their order: "a,b" names two; None or "" none."""
+    return [name.strip() for name in (backbone or "").split(",") if name.strip()]
+
+
 def default_candidate(kind: str, backbone: str | None = None, image_size: int | None = None) -> Candidate:
-    """The candidate the fixed recipe trains (the user's backbone and side when named): the one the kind's
-    defaults were measured on, which another candidate has to beat beyond the noise (plan.py)."""
-    return Candidate(backbone or (IMAGE_BACKBONES if kind == "image" else TEXT_BACKBONES)[0], image_size)
+    """The candidate the fixed recipe trains (the first backbone the user named, and the side named): the one the
+    kind's defaults were measured on, which another candidate has to beat beyond the noise (plan.py)."""
+    return Candidate((named(backbone) or (IMAGE_BACKBONES if kind == "image" else TEXT_BACKBONES))[0], image_size)
 
 
 def candidates_for(
     kind: str, survey: dict, backbone: str | None = None, image_size: int | None = None
 ) -> list[Candidate]:
-    """What to probe for data of `kind` that looks like `survey` (data/survey.py); `backbone` and
-    `image_size`: the user's, when named."""
-    names = (
-        [backbone]
-        if backbone
-        else [b for b in (IMAGE_BACKBONES if kind == "image" else TEXT_BACKBONES) if installed(b)]
-    )
+    """What to probe for data of `kind` that looks like `survey` (data/survey.py); `backbone` (one name, or
+    several separated by commas) and `image_size`: the user's, when named."""
+    names = named(backbone) or [b for b in (IMAGE_BACKBONES if kind == "image" else TEXT_BACKBONES) if installed(b)]
     if kind != "image":
         return [Candidate(b) for b in names]
     small = survey.get("median_short_side", SMALL_IMAGES + 1) <= SMALL_IMAGES
