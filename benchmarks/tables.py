@@ -1020,11 +1020,16 @@ def holds_against(own: list[dict], peer: list[dict]) -> bool:
     return mean >= statistics.fmean(c["test"]["accuracy"] for c in peer) - std
 
 
-def suite_caption(p: Page, cells: list[dict], stars: bool = True) -> str:
+SCORES = (
+    "Test split of each data set (the same items for every contender); mean ± standard deviation over seeds "
+    "where there are several. "
+)
+
+
+def suite_caption(p: Page, cells: list[dict], stars: bool = True, lead: str = SCORES) -> str:
     processors = sorted({c["machine"]["processor"] + " (" + ", ".join(c["machine"]["cpu_flags"]) + ")" for c in cells})
     return (
-        "Test split of each data set (the same items for every contender); mean ± standard deviation over seeds "
-        "where there are several. Wall time: the contender's process end to end (start, reading, training, "
+        lead + "Wall time: the contender's process end to end (start, reading, training, "
         f"predicting the test split), on {'; '.join(processors)}, {cells[0]['machine']['cpu_count']} cores, no GPU"
         + (
             f"; * marks cells that ran while other processes took more than {BESIDE_OTHER_WORK:.0%} of the CPU (their "
@@ -1107,6 +1112,29 @@ def suite_contenders(p: Page) -> str:
         + os.path.relpath(p.root / "benchmarks" / "contenders" / "registry.py", p.page.parent)
         + "); each contender's recipe and where it comes from are in its script and in every cell's `info`."
     )
+
+
+@table("suite-cost")
+def suite_cost(p: Page) -> str:
+    """What the whole suite costs on this machine: each contender's cells (the variants left out), summed."""
+    cells = [c for c in every_cell(suite_cells(p)) if "@" not in c["contender"]]
+    contenders = list(dict.fromkeys(c["contender"] for c in cells))
+    contenders.sort(key=lambda n: CONTENDER_ORDER.index(n) if n in CONTENDER_ORDER else len(CONTENDER_ORDER))
+    lines = [header("contender", "cells", "wall time, summed", "of it in cells marked *")]
+    for name in contenders:
+        own = [c for c in cells if c["contender"] == name]
+        shared = [c for c in own if beside_other_work([c])]
+        lines.append(
+            row(
+                f"`{name}`",
+                len(own),
+                duration(sum(c["wall_seconds"] for c in own)),
+                duration(sum(c["wall_seconds"] for c in shared)) if shared else "",
+            )
+        )
+    total = sum(c["wall_seconds"] for c in cells)
+    lines.append(row("all", len(cells), f"{total / 3600:.1f} h", ""))
+    return "\n".join(lines) + "\n\n" + suite_caption(p, cells, lead="Summed over each contender's cells. ")
 
 
 @table("suite-variants")
