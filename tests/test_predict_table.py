@@ -154,7 +154,9 @@ MEASURE = textwrap.dedent(
 def test_a_10000_row_table_predicts_in_the_memory_of_a_1000_row_one(text_run_dir, tmp_path):
     """Each row carries 8,000 characters of real review text beside its short text, so that holding
     the table (or its rows) would add at least 72 MB more for 10,000 rows than for 1,000. What the
-    allocator keeps between chunks varies by a few MB; a quarter of the extra table is allowed."""
+    allocator keeps between chunks varies: 10,000 rows grew 7 to 19 MB more than 1,000 in the runs measured
+    (19.2 MB in a CI run of 2026-12-05, over the quarter allowed before). Half of the extra table is
+    allowed, so holding the table still fails by twice the margin."""
     reviews = [text for text, _ in load_reviews()]
     notes = " ".join(reviews[:120])[:8000]
 
@@ -183,4 +185,4 @@ def test_a_10000_row_table_predicts_in_the_memory_of_a_1000_row_one(text_run_dir
         assert measured["rows"] == int(re.search(r"(\d+)", table.stem).group(1))
     extra_table_kib = (large.stat().st_size - small.stat().st_size) / 1024
     print(f"peak RSS growth: 1,000 rows {growth[small]} KiB, 10,000 rows {growth[large]} KiB")
-    assert growth[large] - growth[small] < extra_table_kib / 4, (growth, extra_table_kib)
+    assert growth[large] - growth[small] < extra_table_kib / 2, (growth, extra_table_kib)
