@@ -135,7 +135,7 @@ def test_candidates_small_images_are_also_probed_at_112_px_and_a_named_backbone_
     ]
     assert candidates_for("image", {"median_short_side": 28}, "mobilenet_v2", 64) == [Candidate("mobilenet_v2", 64)]
     assert candidates_for("text", {}) == [Candidate("minilm-l6")]
-    several = "efficientnet_lite0, mobilenet_v2"  # as typed after --backbone
+    several = "efficientnet_lite0, mobilenet_v2,efficientnet_lite0"  # as typed after --backbone
     assert candidates_for("image", {"median_short_side": 300}, several) == [
         Candidate("efficientnet_lite0"),
         Candidate("mobilenet_v2"),

@@ -191,7 +191,7 @@ def with_backbone_for(config: TrainConfig, is_texts: bool) -> TrainConfig:
 # the head at 2e-3, each group down 2.6x slower (ULMFiT), stem and stage1 frozen. Texts: a transformer's
 # layers take a milder decay per layer than ULMFiT's LSTM (layer-wise decay in BERT fine-tuning is
 # 0.65-0.95 per layer), and few epochs suffice on thousands of texts: 3 measured within the noise of 4 on
-# the suite's three text sets in three quarters of the training time, 2 below it (docs/defaults.md, variants).
+# the suite's three text sets in three quarters of the training steps, 2 below it (docs/defaults.md, variants).
 KIND_DEFAULTS = {
     "image": {"epochs": 14, "lr": 2e-3, "lr_decay": 2.6, "frozen_groups": 2, "dropout": 0.2},
     "text": {"epochs": 3, "lr": 1e-3, "lr_decay": 1.5, "frozen_groups": 0, "dropout": 0.1},

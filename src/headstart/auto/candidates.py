@@ -43,8 +43,8 @@ def installed(backbone: str) -> bool:
 
 
 def named(backbone: str | None) -> list[str]:
-    """The backbones a user named, in their order: "a,b" names two; None or "" none."""
-    return [name.strip() for name in (backbone or "").split(",") if name.strip()]
+    """The backbones a user named, in their order, each once: "a,b" names two; None or "" none."""
+    return list(dict.fromkeys(name.strip() for name in (backbone or "").split(",") if name.strip()))
 
 
 def default_candidate(kind: str, backbone: str | None = None, image_size: int | None = None) -> Candidate:
