@@ -982,6 +982,11 @@ FIXED = "headstart-fixed"  # `headstart train DATA --minutes 0`: the fixed recip
 BESIDE_OTHER_WORK = 0.1  # share of the CPU other processes took while a cell ran, above which its time is not its own
 
 
+def in_order(names, order: list[str]) -> list[str]:
+    """The names in the docs' order; names it does not list after them, alphabetically."""
+    return sorted(names, key=lambda n: (order.index(n) if n in order else len(order), n))
+
+
 def suite_cells(p: Page) -> dict[str, dict[str, list[dict]]]:
     """{data set: {contender: [cells]}}: the suite's finished cells (failed ones are left out), in the docs' order."""
     found: dict[str, dict[str, list[dict]]] = {}
@@ -989,10 +994,9 @@ def suite_cells(p: Page) -> dict[str, dict[str, list[dict]]]:
         cell = p.load(path.relative_to(p.root / RESULTS).as_posix())
         if "error" not in cell:
             found.setdefault(cell["dataset"], {}).setdefault(cell["contender"], []).append(cell)
-    rank = lambda names, order: sorted(names, key=lambda n: (order.index(n) if n in order else len(order), n))  # noqa: E731
     return {
-        d: {c: sorted(found[d][c], key=lambda x: x["seed"]) for c in rank(found[d], CONTENDER_ORDER)}
-        for d in rank(found, SUITE_ORDER)
+        d: {c: sorted(found[d][c], key=lambda x: x["seed"]) for c in in_order(found[d], CONTENDER_ORDER)}
+        for d in in_order(found, SUITE_ORDER)
     }
 
 
@@ -1118,8 +1122,7 @@ def suite_contenders(p: Page) -> str:
 def suite_cost(p: Page) -> str:
     """What the whole suite costs on this machine: each contender's cells (the variants left out), summed."""
     cells = [c for c in every_cell(suite_cells(p)) if "@" not in c["contender"]]
-    contenders = list(dict.fromkeys(c["contender"] for c in cells))
-    contenders.sort(key=lambda n: CONTENDER_ORDER.index(n) if n in CONTENDER_ORDER else len(CONTENDER_ORDER))
+    contenders = in_order({c["contender"] for c in cells}, CONTENDER_ORDER)
     lines = [header("contender", "cells", "wall time, summed", "of it in cells marked *")]
     for name in contenders:
         own = [c for c in cells if c["contender"] == name]
