@@ -7,6 +7,7 @@ from __future__ import annotations
 from .config import TrainConfig
 from .errors import UserError
 from .runtime import distributed
+from .runtime.allocator import memory_reused_for_training
 from .training.run import RunResult, train
 
 # `headstart train DATA` naming none of these chooses them by measuring, within DEFAULT_MINUTES (auto/);
@@ -50,12 +51,13 @@ def run_training(
         from .audit.exclude import audit_filter
 
         exclude = audit_filter(config.exclude_audit, config.data)
-    if minutes:
-        from .auto import train_within
+    with memory_reused_for_training():
+        if minutes:
+            from .auto import train_within
 
-        result = train_within(config, minutes, backbone, log, exclude)
-    else:
-        result = train(config, log, resume, exclude)
+            result = train_within(config, minutes, backbone, log, exclude)
+        else:
+            result = train(config, log, resume, exclude)
     if config.report and distributed.is_main():
         from .reporting.report import write_run_report
 
