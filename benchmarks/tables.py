@@ -818,6 +818,67 @@ def cpu_gradual(p: Page) -> str:
     return "\n".join(lines) + "\n\n" + p.source("cpu_speed.json", command=False)
 
 
+@table("allocator")
+def allocator(p: Page) -> str:
+    """Training with glibc's default allocator and with large freed blocks kept on the heap (runtime/allocator.py)."""
+    summary = p.load("allocator.json")["summary"]
+    lines = [header("measured", "glibc's default", "large blocks kept on the heap", "faster by", "peak memory")]
+
+    def add(label, off, on, unit, memory_off, memory_on):
+        lines.append(
+            row(
+                label,
+                f"{off:.3g} {unit}",
+                f"{on:.3g} {unit}",
+                ratio(off / on),
+                f"{memory_off:.0f} → {memory_on:.0f} MiB",
+            )
+        )
+
+    image, text = summary["image"], summary["text"]
+    memory = image["off"]["peak_rss_mib"], image["on"]["peak_rss_mib"]
+    add(
+        "mobilenet_v2 training step, 224 px, batch 32",
+        image["off"]["step_seconds"],
+        image["on"]["step_seconds"],
+        "s",
+        *memory,
+    )
+    memory = text["off"]["peak_rss_mib"], text["on"]["peak_rss_mib"]
+    for key, label in (("first_pass", "lengths new to the process"), ("second_pass", "the same lengths again")):
+        off, on = text["off"][f"{key}_ms_per_token_column"], text["on"][f"{key}_ms_per_token_column"]
+        add(f"MiniLM training step, batch 32, {label}", off, on, "ms/token", *memory)
+    cells = []
+    for data_set, label in (("elpv", "ELPV"), ("rotten-tomatoes", "Rotten Tomatoes")):
+        off, on = (
+            p.load(f"allocator-cells/{setting}/{data_set}/headstart-fixed-seed0.json")
+            for setting in ("without", "with")
+        )
+        if off["test"] != on["test"]:
+            raise SystemExit(f"{data_set}: the allocator setting changed the test metrics; the caption says not")
+        add(
+            f"{label}: a whole run of the fixed defaults (seed 0)",
+            off["wall_seconds"],
+            on["wall_seconds"],
+            "s",
+            off["peak_rss_mib"],
+            on["peak_rss_mib"],
+        )
+        cells += [f"allocator-cells/{setting}/{data_set}/headstart-fixed-seed0.json" for setting in ("without", "with")]
+    return (
+        "\n".join(lines)
+        + "\n\nSteps: the mean of "
+        + f"{len(p.load('allocator.json')['rounds']['image']['on'])} alternating rounds, each a fresh process; "
+        "MiniLM steps over 12 padded lengths from 40 to 128 tokens, the median step over its length. Whole runs: "
+        "suite cells run one after the other, the default's with `GLIBC_TUNABLES` set (headstart then leaves the "
+        "allocator alone); their test metrics are identical. "
+        + p.source("allocator.json", *cells, command=False, machine=False)
+        + " Machine: "
+        + p.machine("allocator.json")
+        + "."
+    )
+
+
 @table("gradual-cache-bound")
 def gradual_cache_bound(p: Page) -> str:
     record = p.load("gradual-cache-bound.json")
