@@ -36,7 +36,10 @@ else:
 """
 MIB = 1024 * 1024
 
-pytestmark = pytest.mark.skipif(glibc() is None, reason="the setting is glibc's (Linux)")
+pytestmark = pytest.mark.skipif(
+    glibc() is None or not hasattr(glibc(), "mallinfo2"),
+    reason="the setting is glibc's (Linux); mallinfo2: glibc 2.33+",
+)
 
 
 def heap_free(case: str, **env) -> dict:
