@@ -1243,6 +1243,98 @@ def suite_variants(p: Page) -> str:
     return "\n".join(lines) + "\n\n" + suite_caption(p, every_cell(suite_cells(p)))
 
 
+def spearman(xs: list[float], ys: list[float]) -> float:
+    """Spearman's rank correlation (ties share their mean rank)."""
+
+    def ranks(v: list[float]) -> list[float]:
+        order = sorted(range(len(v)), key=lambda i: v[i])
+        r = [0.0] * len(v)
+        i = 0
+        while i < len(order):
+            j = i
+            while j + 1 < len(order) and v[order[j + 1]] == v[order[i]]:
+                j += 1
+            for k in range(i, j + 1):
+                r[order[k]] = (i + j) / 2
+            i = j + 1
+        return r
+
+    rx, ry = ranks(xs), ranks(ys)
+    mx, my = statistics.fmean(rx), statistics.fmean(ry)
+    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
+    return cov / ((sum((a - mx) ** 2 for a in rx) * sum((b - my) ** 2 for b in ry)) ** 0.5 or 1.0)
+
+
+def fine_tuned_candidates(by_contender: dict[str, list[dict]]) -> dict[tuple[str, int], list[dict]]:
+    """The fixed recipe's cells by (backbone, input side), from its variants that change only those two."""
+    found: dict[tuple[str, int], list[dict]] = {}
+    for name, cells in by_contender.items():
+        settings = dict(kv.split("=", 1) for kv in name.split("@")[1:])
+        if name.split("@")[0] != FIXED or set(settings) - {"backbone", "image_size"}:
+            continue
+        for c in cells:
+            cfg = c["info"]["config"]["config"]
+            found.setdefault((cfg["backbone"], c["info"]["config"]["preprocessing"]["input_size"]), []).append(c)
+    return found
+
+
+@table("probe-ranking")
+def probe_ranking(p: Page) -> str:
+    """Does the search's probe (the exact head on frozen features, validation) rank candidates as fine-tuning them
+    by the recipe does (test)? Image sets, every candidate the search probed that the suite also fine-tuned."""
+    lines = [header("data set", "candidate", "probe (validation)", "fine-tuned by the recipe (test)", "seeds")]
+    summary = []
+    for dataset, by_contender in suite_cells(p).items():
+        searched = [c for c in by_contender.get("headstart", []) if c.get("info", {}).get("auto")]
+        if not searched or searched[0]["kind"] != "image":
+            continue
+        probes = {}
+        for cell in searched:
+            for c in cell["info"]["auto"]["candidates"]:
+                if "probe_val_accuracy" in c:
+                    probes[(c["backbone"], c["image_size"])] = c["probe_val_accuracy"]
+        tuned = fine_tuned_candidates(by_contender)
+        both = sorted(
+            (k for k in probes if k in tuned),
+            key=lambda k: -statistics.fmean(c["test"]["accuracy"] for c in tuned[k]),
+        )
+        if len(both) < 2:
+            continue
+        for backbone, side in both:
+            cells = tuned[(backbone, side)]
+            lines.append(
+                row(
+                    dataset,
+                    f"`{backbone}` at {side} px",
+                    pct(probes[(backbone, side)]),
+                    accuracy_cell(cells),
+                    ", ".join(str(c["seed"]) for c in cells),
+                )
+            )
+        probe_values = [probes[k] for k in both]
+        tuned_values = [statistics.fmean(c["test"]["accuracy"] for c in tuned[k]) for k in both]
+        top = max(both, key=lambda k: probes[k])
+        summary.append(
+            f"{dataset}: {len(both)} candidates, Spearman's rank correlation {spearman(probe_values, tuned_values):+.2f}; "
+            f"the best probe (`{top[0]}` at {top[1]} px) fine-tuned "
+            + (
+                "best"
+                if top == both[0]
+                else f"{points(tuned_values[both.index(top)] - tuned_values[0])} points from the best"
+            )
+        )
+    return (
+        "\n".join(lines)
+        + "\n\n"
+        + "; ".join(summary)
+        + ". Probe: the search's exact head on the frozen body's features, validation split (the same split for every "
+        "seed). Fine-tuned: the fixed recipe (`--minutes 0`) with that backbone and input side, test split, mean ± "
+        "standard deviation over the seeds listed. Source: one JSON per cell in "
+        + p.link("suite")
+        + ", written by `python benchmarks/suite.py`."
+    )
+
+
 @table("suite-headline")
 def suite_headline(p: Page) -> str:
     sys.path.insert(0, str(p.root / "benchmarks"))

@@ -12,7 +12,14 @@ from PIL import Image
 
 import headstart
 from headstart.api import CHOSEN_BY_SEARCH, DEFAULT_MINUTES, search_minutes
-from headstart.auto.candidates import Candidate, candidates_for, default_candidate
+from headstart.auto.candidates import (
+    HUB_IMAGE_BACKBONES,
+    HUB_TEXT_BACKBONES,
+    Candidate,
+    candidates_for,
+    default_candidate,
+    hub_backbones,
+)
 from headstart.auto.plan import MAX_MEMBERS, MIN_EPOCHS, NOISE_MARGIN, TRAINING_SHARE, against_default, make_plan
 from headstart.auto.probe import build, probe
 from headstart.auto.search import probing_shortens
@@ -144,6 +151,29 @@ def test_candidates_small_images_are_also_probed_at_112_px_and_a_named_backbone_
     assert default_candidate("image") == Candidate("mobilenet_v2")
 
 
+def test_the_curated_hub_backbones_follow_the_default_when_the_hub_answers_and_are_listed_as_left_out_when_not():
+    ready, left_out = hub_backbones("image", None)
+    assert ready == list(HUB_IMAGE_BACKBONES) and left_out == []
+    listed = candidates_for("image", {"median_short_side": 300}, hub=ready)
+    assert [c.backbone for c in listed] == [
+        "mobilenet_v2",
+        *HUB_IMAGE_BACKBONES,
+        "efficientnet_lite0",
+        "efficientnet_lite1",
+        "efficientnet_lite2",
+    ]
+    assert [c.from_hub for c in listed] == [False] + [True] * len(HUB_IMAGE_BACKBONES) + [False] * 3
+    texts = candidates_for("text", {}, hub=list(HUB_TEXT_BACKBONES))
+    assert [c.backbone for c in texts] == ["minilm-l6", *HUB_TEXT_BACKBONES]
+    # naming backbones probes those alone, as named: a hub one among them fails the run rather than being skipped
+    assert candidates_for("text", {}, "minilm-l6", hub=list(HUB_TEXT_BACKBONES)) == [Candidate("minilm-l6")]
+    assert not any(c.from_hub for c in candidates_for("image", {}, ",".join(HUB_IMAGE_BACKBONES), hub=ready))
+
+    ready, left_out = hub_backbones("text", "no network: https://huggingface.co did not answer (ConnectError)")
+    assert ready == [] and [n["candidate"] for n in left_out] == list(HUB_TEXT_BACKBONES)
+    assert left_out[0]["why"] == "a hub backbone, and no network: https://huggingface.co did not answer (ConnectError)"
+
+
 def test_several_named_backbones_are_probed_against_each_other_and_need_a_time_budget(elpv, tmp_path):
     common = dict(backbone="efficientnet_lite0,mobilenet_v2", image_size=64, batch_size=8, report=False)
     with pytest.raises(UserError, match="--minutes"):  # the fixed recipe trains one backbone
@@ -201,7 +231,9 @@ def test_a_chosen_run_says_how_it_chose_and_is_re_created_from_its_config_json_w
     auto = json.loads((chosen.run_dir / "auto.json").read_text())
     assert auto["plan"]["head_fit"] == "exact" and [c["image_size"] for c in auto["candidates"]] == [64]
     assert auto["candidates"][0]["default"] is True  # the named side on the default backbone: the fixed recipe's
-    assert len(auto["not_probed"]) == 3
+    hub = [n for n in auto["not_probed"] if n["candidate"] in HUB_IMAGE_BACKBONES]
+    assert len(auto["not_probed"]) == 3 + len(hub) and len(hub) == len(HUB_IMAGE_BACKBONES)
+    assert all(n["why"] == "a hub backbone, and HF_HUB_OFFLINE is set" for n in hub)  # tests run offline: conftest
     assert auto["validation"]["model"] == chosen.metrics["val"]["accuracy"] == auto["validation"]["exact_head"]
     history = json.loads((chosen.run_dir / "history.json").read_text())
     planned = next(c for c in auto["candidates"] if c["backbone"] == auto["plan"]["backbone"])

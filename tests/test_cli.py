@@ -9,6 +9,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from headstart.auto.candidates import HUB_IMAGE_BACKBONES
 from headstart.auto.plan import MAX_MEMBERS
 from helpers import assert_one_line_error, run_cli
 
@@ -76,7 +77,7 @@ def test_train_with_nothing_named_chooses_within_ten_minutes(tmp_path, elpv):
     auto = json.loads((out / "auto.json").read_text())
     assert auto["minutes"] == 10 and auto["wall_seconds"] < 600
     probed = [c["backbone"] for c in auto["candidates"]]
-    assert probed[0] == "mobilenet_v2" and len(probed) + len(auto["not_probed"]) == 4
+    assert probed[0] == "mobilenet_v2" and len(probed) + len(auto["not_probed"]) == 4 + len(HUB_IMAGE_BACKBONES)
     config = json.loads((out / "config.json").read_text())["config"]
     assert (config["backbone"], config["strategy"], config["epochs"], config["members"]) == (
         auto["plan"]["backbone"],

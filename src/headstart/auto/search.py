@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import time
 
+from ..backbones import hub_access
 from ..config import TrainConfig, with_backbone_for
 from ..data.kinds import KINDS, SplitsFilter
 from ..data.texts import is_text_table
@@ -28,7 +29,7 @@ from ..files import write_json
 from ..run_folder import AUTO
 from ..runtime import distributed
 from ..training.run import RunResult, train
-from .candidates import candidates_for, default_candidate
+from .candidates import candidates_for, default_candidate, hub_backbones, named
 from .plan import MIN_EPOCHS, affordable_epochs, against_default, make_plan, ranked
 from .probe import ProbeFailed, build, identity, probe, time_fine_tuning
 
@@ -60,9 +61,10 @@ def train_within(
     listed = kind.list_items(config)
     survey = kind.survey(listed)
     log(f"minutes {minutes:g}: {describe(survey, kind.name)}")
-    probes, not_probed, by_name, correct = [], [], {}, {}
+    probes, by_name, correct = [], {}, {}
+    hub, not_probed = ([], []) if named(backbone) else hub_backbones(kind.name, hub_access.why_unreachable())
     default = default_candidate(kind.name, backbone, config.image_size)
-    candidates = candidates_for(kind.name, survey, backbone, config.image_size)
+    candidates = candidates_for(kind.name, survey, backbone, config.image_size, hub)
     if len(candidates) == 1:
         left = budget - (time.perf_counter() - started)
         probes = [time_the_only_candidate(config, candidates[0], default, listed, survey, left, exclude, log)]
@@ -82,6 +84,11 @@ def train_within(
             made = build(config, candidate, listed, survey, config.strategy, exclude, quiet)
             record, correct[candidate.name] = probe(made, candidate, quiet)
         except ProbeFailed as e:
+            not_probed.append({"candidate": candidate.name, "why": str(e)})
+            continue
+        except UserError as e:  # a curated hub backbone that did not download: the search goes on without it
+            if not candidate.from_hub:
+                raise
             not_probed.append({"candidate": candidate.name, "why": str(e)})
             continue
         probes.append(record)

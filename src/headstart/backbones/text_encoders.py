@@ -26,6 +26,7 @@ from torch import nn
 from ..errors import UserError
 from .base import Backbone, BackboneSpec, GroupedBody, TextPreprocessing
 from .chains import check_partition, one_line
+from .hub_access import hub_file
 from .registry import register
 
 # model types whose base model is embeddings -> a list of encoder layers taking (hidden, attention mask)
@@ -113,10 +114,13 @@ def cut_text_encoder(model: nn.Module, pooling: str, label: str) -> dict[str, nn
     return groups
 
 
-def folder_pooling(folder: str) -> str | None:
-    """The pooling a sentence-transformers model folder declares (1_Pooling/config.json), if any."""
-    path = os.path.join(folder, "1_Pooling", "config.json")
-    if not os.path.isfile(path):
+def declared_pooling(source: str) -> str | None:
+    """The pooling a sentence-transformers model declares (1_Pooling/config.json), if any: in its folder, or
+    for a hub id in its Hub repository (bge models pool the first token, e5 and MiniLM the mean)."""
+    path = os.path.join(source, "1_Pooling", "config.json")
+    if not os.path.isdir(source):
+        path = hub_file(source, "1_Pooling/config.json")
+    if not path or not os.path.isfile(path):
         return None
     with open(path) as f:
         cfg = json.load(f)
@@ -164,7 +168,7 @@ def build_text_encoder(
         max_length = arch_config["max_length"]
     else:
         config = AutoConfig.from_pretrained(source)
-        pooling = folder_pooling(source) or "cls"
+        pooling = declared_pooling(source) or "cls"
         tokenizer = tokenizer or load_tokenizer(source, label)
         max_length = min(
             DEFAULT_MAX_LENGTH,
