@@ -36,7 +36,7 @@ TRAINING_SHARE = 0.8
 # (benchmarks/results/ensemble-gain.json); more than three were not measured. Members always train the whole
 # recipe: two of half its epochs, at about one's cost, measured no better than one on any of five sets
 # (benchmarks/results/ensemble-fewer-epochs.json)
-MAX_MEMBERS = 3
+MAX_MEMBERS = 2
 
 
 @dataclass
