@@ -906,8 +906,8 @@ def members_at_most_2(p: Page) -> str:
         + "\n\nTest accuracy over the seeds run both ways (mean ± standard deviation): "
         + "; ".join(summary)
         + ". As committed: the suite's `headstart` cells. At most 2: the same cells with `MAX_MEMBERS` 2 (commit "
-        "fda8a6c), run on another machine of the same kind about 1.45 times slower (its timing estimated R8's epoch "
-        "at 58 s against 36), so their times are not compared here. "
+        "fda8a6c), run on another machine of the same kind whose timing estimated the texts' epochs about 1.5 times "
+        "longer (R8 58 s against 36, Rotten Tomatoes 22 against 15), so their times are not compared here. "
         + "Source: "
         + ", ".join(p.link(u) for u in used)
         + "."
