@@ -1,31 +1,12 @@
-"""The Hugging Face Hub from here: whether it answers, which repository a backbone name loads from, one
-file of a repository. The search asks before it probes its curated hub candidates, so that without a
-network it says why it left them out at once (huggingface_hub retries a failed download for about 20 s)."""
+"""The Hugging Face Hub from here: whether it answers, and one file of a repository. The search asks
+before it probes its curated hub candidates, so that without a network it says why it left them out
+at once (huggingface_hub retries a failed download for about 20 s)."""
 
 from __future__ import annotations
-
-import os
 
 # seconds to wait for the Hub's answer: a machine without a network fails at once (no name resolution); a
 # slow link answers within this
 TIMEOUT_S = 3.0
-
-
-def hub_repo(name: str) -> str | None:
-    """The Hugging Face Hub repository a backbone name loads from: `hf:<owner>/<name>`, and `timm:<name>`
-    (timm's pretrained weights are the Hub's `timm/<name>.<tag>` repositories); None for local folders and
-    for the other sources."""
-    prefix, _, rest = name.partition(":")
-    if prefix == "hf" and rest.count("/") == 1 and not rest.startswith(("/", ".", "~")) and not os.path.isdir(rest):
-        return rest
-    if prefix == "timm" and rest.startswith("hf-hub:"):
-        return rest.removeprefix("hf-hub:")
-    if prefix == "timm" and not rest.startswith("local-dir:"):
-        from timm.models import get_pretrained_cfg
-
-        cfg = get_pretrained_cfg(rest)
-        return getattr(cfg, "hf_hub_id", None) if cfg else None
-    return None
 
 
 def hub_file(repo: str, filename: str) -> str | None:
@@ -46,6 +27,7 @@ def hub_file(repo: str, filename: str) -> str | None:
 
 
 def reachable(timeout: float = TIMEOUT_S) -> bool:
+    """Whether the Hugging Face Hub answers."""
     return why_unreachable(timeout) is None
 
 
