@@ -23,6 +23,7 @@ from headstart.auto.candidates import (
 from headstart.auto.plan import MAX_MEMBERS, MIN_EPOCHS, NOISE_MARGIN, TRAINING_SHARE, against_default, make_plan
 from headstart.auto.probe import build, probe
 from headstart.auto.search import probing_shortens
+from headstart.backbones import hub_access
 from headstart.config import TrainConfig
 from headstart.data.kinds import KINDS
 from headstart.errors import UserError
@@ -172,6 +173,19 @@ def test_the_curated_hub_backbones_follow_the_default_when_the_hub_answers_and_a
     ready, left_out = hub_backbones("text", "no network: https://huggingface.co did not answer (ConnectError)")
     assert ready == [] and [n["candidate"] for n in left_out] == list(HUB_TEXT_BACKBONES)
     assert left_out[0]["why"] == "a hub backbone, and no network: https://huggingface.co did not answer (ConnectError)"
+
+
+def test_a_curated_hub_backbone_that_does_not_download_is_left_out_and_the_search_goes_on(elpv, tmp_path, monkeypatch):
+    """As on a flaky connection: the Hub answered the search's check, then the downloads failed (here:
+    HF_HUB_OFFLINE, set for the tests, refuses them)."""
+    monkeypatch.setattr(hub_access, "why_unreachable", lambda timeout=hub_access.TIMEOUT_S: None)
+    common = dict(image_size=64, batch_size=8, val_fraction=0.2, test_fraction=0.25, report=False, members=1)
+    # 30 s: the first probe and its timing (a few seconds) leave the hub candidates inside probing's share (40%)
+    chosen = headstart.train(str(elpv), minutes=0.5, out=str(tmp_path / "run"), **common)
+    auto = json.loads((chosen.run_dir / "auto.json").read_text())
+    why = {n["candidate"]: n["why"] for n in auto["not_probed"]}
+    assert all("could not download" in why[f"{name} at 64 px"] for name in HUB_IMAGE_BACKBONES), why
+    assert auto["candidates"][0]["backbone"] == "mobilenet_v2" and chosen.metrics["test"]["accuracy"] > 0
 
 
 def test_several_named_backbones_are_probed_against_each_other_and_need_a_time_budget(elpv, tmp_path):
