@@ -25,6 +25,7 @@ from torch import nn
 from ..errors import UserError
 from .base import IMAGENET, Backbone, BackboneSpec, GroupedBody, Preprocessing
 from .chains import check_partition, interpolation_name, one_line
+from .hub_access import network_errors
 from .registry import register_adapter
 from .text_encoders import TEXT_TYPES, build_text_encoder, quiet_transformers
 
@@ -162,14 +163,7 @@ def _is_local(ident: str) -> bool:
 
 
 def _hub_errors() -> tuple[type[BaseException], ...]:
-    errors: list[type[BaseException]] = [OSError, ValueError]  # OSError: connection, missing files, offline mode
-    try:
-        from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
-
-        errors += [EntryNotFoundError, HfHubHTTPError]
-    except ImportError:
-        pass
-    return tuple(errors)
+    return (*network_errors(), ValueError)  # OSError: connection, missing files, offline mode
 
 
 def _fail(label: str, ident: str, e: BaseException) -> UserError:

@@ -9,11 +9,20 @@ from __future__ import annotations
 TIMEOUT_S = 3.0
 
 
+def network_errors() -> tuple[type[BaseException], ...]:
+    """What a download from the Hub raises when the network, the repository or the file fails it: OSError
+    (connections, offline mode, a file missing from the cache) and huggingface_hub's own errors."""
+    try:
+        from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
+    except ImportError:
+        return (OSError,)
+    return (OSError, EntryNotFoundError, HfHubHTTPError)
+
+
 def hub_file(repo: str, filename: str) -> str | None:
     """The path of a repository's file: from the local cache, else downloaded when the Hub answers; None
     when the repository has no such file or the Hub cannot be asked."""
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
-    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
 
     cached = try_to_load_from_cache(repo, filename)
     if isinstance(cached, str):
@@ -22,7 +31,7 @@ def hub_file(repo: str, filename: str) -> str | None:
         return None
     try:
         return hf_hub_download(repo, filename)
-    except (OSError, EntryNotFoundError, HfHubHTTPError):
+    except network_errors():
         return None
 
 

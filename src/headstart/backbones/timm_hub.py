@@ -36,6 +36,7 @@ from .chains import (
     resize_for_crop,
     stem_and_stages,
 )
+from .hub_access import network_errors
 from .registry import register_adapter
 
 SUPPORTED = "ResNet, EfficientNet (incl. MobileNetV2/MNASNet/TinyNet), MobileNetV3/V4, ConvNeXt, VisionTransformer"
@@ -215,14 +216,7 @@ def _kind(name: str) -> str:
 
 
 def _download_errors() -> tuple[type[BaseException], ...]:
-    errors: list[type[BaseException]] = [OSError, RuntimeError, ValueError]  # OSError covers URLError, ConnectionError
-    try:
-        from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
-
-        errors += [EntryNotFoundError, HfHubHTTPError]
-    except ImportError:
-        pass
-    return tuple(errors)
+    return (*network_errors(), RuntimeError, ValueError)
 
 
 def _download_failed(label: str, e: BaseException) -> UserError:
@@ -234,13 +228,7 @@ def _download_failed(label: str, e: BaseException) -> UserError:
 
 
 def _is_network_error(e: BaseException) -> bool:
-    try:
-        from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
-
-        hub = (EntryNotFoundError, HfHubHTTPError)
-    except ImportError:
-        hub = ()
-    return isinstance(e, (OSError, *hub))  # OSError covers URLError, ConnectionError, LocalEntryNotFoundError
+    return isinstance(e, network_errors())  # OSError covers URLError, ConnectionError, LocalEntryNotFoundError
 
 
 # timm modules whose models are built from the classes cut above; checked before any weights are downloaded
